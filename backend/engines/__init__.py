@@ -1,0 +1,1 @@
+"""Engines turn (image, mask) into a ``Reconstruction``. See ``base.Engine``."""

@@ -15,7 +15,11 @@ Engine = Literal["auto", "preview", "sam3d"]
 QualityPreset = Literal["fast", "balanced", "high"]
 
 # Diffusion step counts per preset for the SAM 3D engine (stage 1, stage 2).
-PRESET_STEPS: dict[str, tuple[int, int]] = {"fast": (12, 12), "balanced": (25, 25), "high": (50, 50)}
+PRESET_STEPS: dict[str, tuple[int, int]] = {
+    "fast": (12, 12),
+    "balanced": (25, 25),
+    "high": (50, 50),
+}
 
 
 class FinishOptions(BaseModel):
@@ -48,7 +52,11 @@ class FinishOptions(BaseModel):
 class JobOptions(FinishOptions):
     """Everything a job request may set besides the image and the mask."""
 
-    engine: Engine = "auto"
+    engine: str = Field("auto", description="auto | preview | sam3d (auto: sam3d when it can run)")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     quality: QualityPreset = "balanced"
-    # Test-only engine behaviour is never accepted from requests; see backend.engines.
+
+    @model_validator(mode="after")
+    def _engine_lowercase(self) -> JobOptions:
+        self.engine = self.engine.strip().lower()
+        return self

@@ -137,15 +137,26 @@ class Intrinsics:
 
     def to_dict(self) -> dict[str, float]:
         return {
-            "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
-            "width": self.width, "height": self.height,
-            "fov_x_deg": self.fov_x_deg, "fov_y_deg": self.fov_y_deg,
+            "fx": self.fx,
+            "fy": self.fy,
+            "cx": self.cx,
+            "cy": self.cy,
+            "width": self.width,
+            "height": self.height,
+            "fov_x_deg": self.fov_x_deg,
+            "fov_y_deg": self.fov_y_deg,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Intrinsics:
-        return cls(float(d["fx"]), float(d["fy"]), float(d["cx"]), float(d["cy"]),
-                   int(d["width"]), int(d["height"]))
+        return cls(
+            float(d["fx"]),
+            float(d["fy"]),
+            float(d["cx"]),
+            float(d["cy"]),
+            int(d["width"]),
+            int(d["height"]),
+        )
 
 
 @dataclass

@@ -1,0 +1,391 @@
+"""``python -m backend`` - generate, serve, doctor (and install / weights).
+
+Exit codes: 0 ok; 1 the job failed; 2 bad input or usage; 3 the server could not start.
+Machine-readable output goes to stdout (the ready line, the GLB path); progress and
+messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from backend import API_VERSION, __version__
+from backend.errors import BackendError
+
+
+def _pid_alive(pid: int) -> bool:
+    if sys.platform == "win32":
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # QUERY_LIMITED_INFORMATION
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        ctypes.windll.kernel32.CloseHandle(handle)
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- generate -------------------------------------------------------------------------------
+class _Progress:
+    """A rich progress bar on a terminal, plain ``progress`` lines otherwise (stderr)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self._last = (None, -1.0)
+        self._bar = None
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description:<12}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self._task = self._bar.add_task("starting", total=1.0)
+            self._bar.start()
+
+    def update(self, stage: str, fraction: float) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=fraction, description=stage)
+            return
+        pct = round(fraction * 100)
+        if stage != self._last[0] or pct - self._last[1] >= 10:
+            print(f"progress {pct:3d}% {stage}", file=sys.stderr, flush=True)
+            self._last = (stage, pct)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=1.0)
+            self._bar.stop()
+
+
+def _read_file(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise BackendError(
+            "bad_image" if what == "image" else "bad_mask", f"The {what} file {p} does not exist."
+        )
+    return p.read_bytes()
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from backend.engines.registry import resolve_engine
+    from backend.execute import classify_exception, run_job_dir
+    from backend.imageio import encode_png, load_inputs
+    from backend.jobs import write_json_atomic
+    from backend.options import JobOptions
+    from backend.progress import Cancelled, JobContext
+
+    try:
+        opts = JobOptions(
+            engine=args.engine,
+            seed=args.seed,
+            target_faces=args.target_faces,
+            texture_size=args.texture_size,
+            bake=not args.no_bake,
+            quality=args.quality,
+        )
+    except ValidationError as exc:
+        msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"error [bad_options]: {msg}", file=sys.stderr)
+        return 2
+    try:
+        engine = resolve_engine(opts.engine)
+        image = _read_file(args.image, "image")
+        if args.masks:
+            mdir = Path(args.masks)
+            files = sorted(
+                (p for p in mdir.glob("*.png") if p.stem.isdigit()), key=lambda p: int(p.stem)
+            )
+            if not files:
+                raise BackendError("bad_mask", f"No mask files named 0.png, 1.png, ... in {mdir}.")
+            masks: bytes | list[bytes] | None = [f.read_bytes() for f in files]
+        else:
+            masks = _read_file(args.mask, "mask")
+        loaded = load_inputs(image, masks)
+    except BackendError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+    for w in loaded.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    opt_dict = opts.model_dump(mode="json")
+    opt_dict["engine"] = engine
+    scene = isinstance(masks, list)
+    with tempfile.TemporaryDirectory(prefix="sam3d-job-") as tmp:
+        job_dir = Path(tmp)
+        (job_dir / "image.png").write_bytes(encode_png(loaded.image))
+        if scene:
+            (job_dir / "masks").mkdir()
+            for i, m in enumerate(loaded.masks):
+                (job_dir / "masks" / f"{i}.png").write_bytes(encode_png(m))
+        else:
+            (job_dir / "mask.png").write_bytes(encode_png(loaded.mask))
+        write_json_atomic(
+            job_dir / "request.json",
+            {
+                "id": None,
+                "kind": "scene" if scene else "object",
+                "engine": engine,
+                "seed": opts.seed,
+                "options": opt_dict,
+                "parts": len(loaded.masks),
+                "input": {"original_size": list(loaded.original_size)},
+            },
+        )
+        bar = _Progress()
+        ctx = JobContext(on_update=bar.update)
+        t0 = time.perf_counter()
+        try:
+            result = run_job_dir(job_dir, ctx)
+        except Cancelled:
+            bar.close()
+            print("cancelled", file=sys.stderr)
+            return 1
+        except BaseException as exc:  # noqa: BLE001 - every failure gets a code and a sentence
+            bar.close()
+            err = classify_exception(exc, ctx.current)
+            print(f"error [{err.code}]: {err.message}", file=sys.stderr)
+            return 1
+        bar.close()
+        shutil.copyfile(job_dir / "result.glb", out)
+        if args.report:
+            result["warnings"] = loaded.warnings + result.get("warnings", [])
+            write_json_atomic(Path(args.report), result)
+        if scene:
+            for part in result.get("parts", []):
+                if part.get("state") == "done":
+                    shutil.copyfile(
+                        job_dir / part["result"], out.with_name(f"{out.stem}_{part['index']}.glb")
+                    )
+    for w in result.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    stats = result.get("stats", {})
+    print(
+        f"done in {time.perf_counter() - t0:.1f} s: engine {engine}, "
+        + (f"{stats.get('faces')} faces, " if stats else f"{len(result.get('parts', []))} parts, ")
+        + f"{out.stat().st_size / 1024:.0f} KiB",
+        file=sys.stderr,
+    )
+    print(str(out.resolve()))
+    return 0
+
+
+# -- serve ----------------------------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backend.config import data_dir
+    from backend.server import ServerSettings, create_app
+
+    token = os.environ.get("SAM3D_BACKEND_TOKEN") or None
+    if token is None and not args.insecure_no_token:
+        print(
+            "error: set SAM3D_BACKEND_TOKEN to the access token clients must send "
+            "(or pass --insecure-no-token for local debugging only)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.parent_pid is not None and not _pid_alive(args.parent_pid):
+        print(f"error: parent process {args.parent_pid} is not running", file=sys.stderr)
+        return 2
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    if sys.platform != "win32":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 3
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    ddir = Path(args.data_dir) if args.data_dir else data_dir()
+
+    def ready() -> None:
+        line = {
+            "event": "ready",
+            "port": port,
+            "host": args.host,
+            "version": __version__,
+            "api_version": API_VERSION,
+            "pid": os.getpid(),
+            "data_dir": str(ddir),
+        }
+        sys.stdout.write(json.dumps(line) + "\n")
+        sys.stdout.flush()
+
+    settings = ServerSettings(
+        data_dir=ddir,
+        token=token,
+        workers=args.workers,
+        cancel_grace_s=args.cancel_grace,
+        on_ready=ready,
+    )
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, log_level=args.log_level, access_log=False, timeout_graceful_shutdown=2
+    )
+    server = uvicorn.Server(config)
+    if args.parent_pid is not None:
+
+        def watch_parent() -> None:
+            while not server.should_exit:
+                if not _pid_alive(args.parent_pid):
+                    print(
+                        f"parent process {args.parent_pid} exited; shutting down",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    server.should_exit = True
+                    return
+                time.sleep(0.5)
+
+        threading.Thread(target=watch_parent, daemon=True, name="parent-watch").start()
+    server.run(sockets=[sock])
+    return 0
+
+
+# -- doctor ---------------------------------------------------------------------------------
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from backend.config import checkpoints_dir, data_dir
+    from backend.engines.registry import engine_report, resolve_engine
+    from backend.server import gpu_summary
+
+    report = engine_report()
+    info = {
+        "python": f"{sys.version.split()[0]} ({sys.executable})",
+        "platform": f"{platform.system()} {platform.machine()}",
+        "backend_version": __version__,
+        "api_version": API_VERSION,
+        "data_dir": str(data_dir()),
+        "checkpoints_dir": str(checkpoints_dir()),
+        "gpu": gpu_summary(),
+        "engines": {k: {"available": v.available, "reason": v.reason} for k, v in report.items()},
+        "auto_engine": resolve_engine("auto", report),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"SAM 3D for Blender backend {__version__} (API {API_VERSION})")
+    print(f"python:       {info['python']}")
+    print(f"platform:     {info['platform']}")
+    print(f"data dir:     {info['data_dir']}")
+    print(f"checkpoints:  {info['checkpoints_dir']}")
+    gpus = info["gpu"]
+    print(
+        "gpu:          "
+        + (
+            ", ".join(f"{g.get('name')} ({g.get('memory_total_mb')} MB)" for g in gpus)
+            if gpus
+            else "none found"
+        )
+    )
+    print("engines:")
+    for name, a in report.items():
+        state = "available" if a.available else "UNAVAILABLE"
+        print(f"  {name:<9} {state}")
+        for line in (a.reason or "").split("\n"):
+            if line.strip():
+                print(f"            - {line.strip()}")
+    print(f"auto picks:   {info['auto_engine']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m backend", description="SAM 3D for Blender backend")
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="image + mask -> textured GLB (the main job)")
+    g.add_argument("--image", required=True, help="photo (PNG, JPEG, ...)")
+    g.add_argument("--mask", help="mask image (alpha or brightness); default: the image's alpha")
+    g.add_argument(
+        "--masks", help="folder of masks 0.png, 1.png, ...: one scene GLB with every object"
+    )
+    g.add_argument("--engine", default="auto", help="auto | preview | sam3d (default auto)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--quality", default="balanced", choices=["fast", "balanced", "high"])
+    g.add_argument(
+        "--target-faces", type=int, default=20000, help="triangles in the result (absolute count)"
+    )
+    g.add_argument(
+        "--texture-size",
+        type=int,
+        default=1024,
+        help="texture edge in texels (power of two, 256-4096)",
+    )
+    g.add_argument(
+        "--no-bake", action="store_true", help="keep vertex colours instead of baking a texture"
+    )
+    g.add_argument("--out", required=True, help="output .glb path")
+    g.add_argument("--report", help="also write result.json (pose, stats, timings) here")
+    g.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("serve", help="run the HTTP API")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    s.add_argument(
+        "--port", type=int, default=0, help="0 picks a free port (reported on the ready line)"
+    )
+    s.add_argument(
+        "--data-dir", help="job store folder (default: SAM3D_DATA_DIR or the user data dir)"
+    )
+    s.add_argument("--parent-pid", type=int, help="exit when this process exits (Blender's pid)")
+    s.add_argument("--workers", type=int, default=1, help="worker processes (one per GPU)")
+    s.add_argument(
+        "--cancel-grace",
+        type=float,
+        default=3.0,
+        help="seconds a job gets to stop before its worker is killed",
+    )
+    s.add_argument("--log-level", default="warning")
+    s.add_argument(
+        "--insecure-no-token",
+        action="store_true",
+        help="accept requests without a token (debugging only)",
+    )
+    s.set_defaults(func=cmd_serve)
+
+    d = sub.add_parser("doctor", help="explain what can run here and why not")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_doctor)
+
+    for module, attr in (("backend.install.cli", "register"), ("backend.weights", "register")):
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ImportError:
+            continue
+        getattr(mod, attr)(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)

@@ -1,0 +1,273 @@
+"""The preview engine: a CPU-only, weight-free stand-in that inflates the mask's silhouette.
+
+It lets every machine (and CI) run the whole product path for real, and gives artists a
+quick blocking shape.
+
+Method
+------
+1. The mask is cleaned: specks smaller than 0.5% of the largest island (and under 64 px)
+   are removed, pin-holes under 16 px are filled; several islands and real holes are kept.
+2. On a grid of at most ``GRID`` cells along the crop's long side, a signed distance to the
+   silhouette is inflated into a half-thickness ``h(x, y) = THICKNESS * sqrt(d * (2 D - d))``
+   per island (``D`` = the island's largest inner distance: a disk becomes a sphere).
+3. The surface ``|z| = h(x, y)`` is extracted by marching cubes from the field
+   ``f = h - |z|`` (outside the silhouette ``h`` is minus the distance to it), which is
+   closed, watertight and consistently oriented (outward normals) by construction.
+4. Every vertex is placed on the camera ray through its pixel, so the mesh reprojects onto
+   the mask exactly; colours are sampled from the photo at that pixel (front and back alike,
+   with the background replaced by the nearest object colour, so no edge bleeds and the
+   back is never black).
+
+Monocular assumption (stated, used for poses and scenes)
+---------------------------------------------------------
+* Pinhole camera, square pixels, principal point at the image centre, horizontal field of
+  view ``FOV_X_DEG`` = 55 degrees (a typical phone/normal lens).
+* The camera is level (optical axis horizontal) ``CAMERA_HEIGHT_M`` = 1.2 m above a flat
+  ground plane, and every object stands on that plane: the lowest pixel of its silhouette
+  touches the ground, which fixes its distance ``Z = CAMERA_HEIGHT_M * fy / (v_bottom - cy)``.
+  Relative sizes and depth order of objects in one photo follow from this; the absolute
+  scale follows from the assumed camera height.
+* An object whose silhouette ends above the horizon (no visible ground contact) is placed
+  at ``FALLBACK_DEPTH_M`` and the job reports it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from backend.engines.base import Availability
+from backend.errors import BackendError
+from backend.options import JobOptions
+from backend.progress import JobContext
+from backend.reconstruction import Intrinsics, Pose, Reconstruction
+
+FOV_X_DEG = 55.0
+CAMERA_HEIGHT_M = 1.2
+FALLBACK_DEPTH_M = 3.0
+#: Grid cells along the long side of the object's crop (mesh density).
+GRID = 144
+#: Half-thickness relative to a sphere's (1.0 = a disk inflates into a full sphere).
+THICKNESS = 0.75
+#: Horizon margin in pixels: ground contact must be this far below the principal point.
+HORIZON_MARGIN_PX = 2.0
+
+
+class PreviewEngine:
+    """Silhouette inflation on the CPU (see module doc)."""
+
+    name = "preview"
+
+    def availability(self) -> Availability:
+        return Availability(
+            True, "CPU preview engine: inflates the mask's silhouette; no weights needed."
+        )
+
+    def unload(self) -> None:
+        """Nothing is held between jobs."""
+
+    # -- public API -----------------------------------------------------------------------
+    def reconstruct(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        seed: int,
+        options: JobOptions,
+        ctx: JobContext,
+        intrinsics: Intrinsics | None = None,
+    ) -> Reconstruction:
+        ctx.stage("reconstruct")
+        intr = intrinsics or self.intrinsics_for(image)
+        return self._reconstruct_one(image, mask, intr, ctx)
+
+    def reconstruct_many(
+        self,
+        image: np.ndarray,
+        masks: list[np.ndarray],
+        seed: int,
+        options: JobOptions,
+        ctx: JobContext,
+    ) -> list[Reconstruction | Exception]:
+        ctx.stage("reconstruct")
+        intr = self.intrinsics_for(image)  # one camera for every part
+        out: list[Reconstruction | Exception] = []
+        for i, m in enumerate(masks):
+            try:
+                out.append(self._reconstruct_one(image, m, intr, ctx, index=i))
+            except BackendError as exc:
+                out.append(exc)
+            ctx.progress((i + 1) / len(masks))
+        return out
+
+    @staticmethod
+    def intrinsics_for(image: np.ndarray) -> Intrinsics:
+        h, w = image.shape[:2]
+        return Intrinsics.from_fov(w, h, FOV_X_DEG)
+
+    # -- implementation -------------------------------------------------------------------
+    def _reconstruct_one(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        intr: Intrinsics,
+        ctx: JobContext,
+        index: int | None = None,
+    ) -> Reconstruction:
+        t0 = time.perf_counter()
+        name = "mask" if index is None else f"mask {index}"
+        clean = clean_mask(mask)
+        if not clean.any():
+            raise BackendError(
+                "empty_mask",
+                f"The {name} holds only specks too small to build an object from; "
+                "paint the whole object.",
+            )
+        if clean.mean() >= 0.995:
+            raise BackendError("full_mask", f"The {name} covers the whole image.")
+        ctx.check_cancel()
+        depth, warn = ground_depth(clean, intr)
+        verts_px, faces = inflate_silhouette(clean)
+        ctx.check_cancel()
+        # verts_px: (u, v, t) - pixel coordinates and half-thickness offset in pixels.
+        u, v, t = verts_px[:, 0], verts_px[:, 1], verts_px[:, 2]
+        # Offset toward the camera is +t; metres per pixel at the object's depth = depth / fx.
+        d = depth - t * depth / intr.fx
+        x = (u - intr.cx) * d / intr.fx
+        y = -(v - intr.cy) * d / intr.fy
+        p_cam = np.stack([x, y, -d], axis=1)
+        colors = sample_colors(image, clean, u, v)
+        lo, hi = p_cam.min(axis=0), p_cam.max(axis=0)
+        centre = (lo + hi) / 2
+        verts = (p_cam - centre).astype(np.float32)
+        meta = {
+            "engine": self.name,
+            "assumption": (
+                f"level camera {CAMERA_HEIGHT_M} m above the ground, {FOV_X_DEG} deg horizontal "
+                "field of view, object standing on the ground"
+            ),
+            "depth_m": float(depth),
+            "timings": {"reconstruct": time.perf_counter() - t0},
+        }
+        rec = Reconstruction(
+            vertices=verts,
+            faces=faces.astype(np.int64),
+            vertex_colors=colors,
+            pose=Pose(translation=centre.astype(np.float64)),
+            intrinsics=intr,
+            meta=meta,
+        )
+        if warn:
+            meta["warnings"] = [warn if index is None else f"{name}: {warn}"]
+        return rec
+
+
+def clean_mask(mask: np.ndarray) -> np.ndarray:
+    """Drop specks and fill pin-holes; keep real islands and holes. bool (H, W) -> bool."""
+    mask = np.asarray(mask, dtype=bool)
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    min_size = max(1.0, min(64.0, 0.005 * sizes.max()))
+    if sizes.max() < 16:  # nothing but specks
+        return np.zeros_like(mask)
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[1:] = sizes >= min_size
+    out = keep[labels]
+    holes = ~out
+    hl, hn = ndimage.label(holes)
+    if hn:
+        hsizes = ndimage.sum_labels(holes, hl, index=np.arange(1, hn + 1))
+        small = np.zeros(hn + 1, dtype=bool)
+        small[1:] = hsizes < 16
+        # the background touching the border is never a hole
+        border = np.unique(np.concatenate([hl[0], hl[-1], hl[:, 0], hl[:, -1]]))
+        small[border] = False
+        out |= small[hl]
+    return out
+
+
+def ground_depth(mask: np.ndarray, intr: Intrinsics) -> tuple[float, str | None]:
+    """Distance (metres, along the optical axis) of an object standing on the ground plane."""
+    rows = np.nonzero(mask.any(axis=1))[0]
+    v_bottom = float(rows.max()) + 1.0  # lower edge of the lowest pixel row
+    below = v_bottom - intr.cy
+    if below <= HORIZON_MARGIN_PX:
+        return FALLBACK_DEPTH_M, (
+            f"the object does not reach below the horizon, so its ground contact is not visible; "
+            f"it was placed {FALLBACK_DEPTH_M} m from the camera"
+        )
+    return CAMERA_HEIGHT_M * intr.fy / below, None
+
+
+def inflate_silhouette(mask: np.ndarray, grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:
+    """Closed mesh of the inflated silhouette.
+
+    Returns vertices (n, 3) float64 as (u, v, t): pixel coordinates in the full image and the
+    offset toward the camera in pixels; faces (m, 3) int64 with outward normals in the
+    camera-frame mapping used by ``PreviewEngine`` (u right, v down, t toward the camera).
+    """
+    from skimage.measure import marching_cubes
+
+    rows = np.nonzero(mask.any(axis=1))[0]
+    cols = np.nonzero(mask.any(axis=0))[0]
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    crop = mask[r0:r1, c0:c1]
+    scale = min(1.0, grid / max(crop.shape))  # cells per pixel
+    gh, gw = max(2, round(crop.shape[0] * scale)), max(2, round(crop.shape[1] * scale))
+    cov = np.asarray(
+        Image.fromarray(crop.astype(np.float32)).resize((gw, gh), Image.BOX), dtype=np.float32
+    )
+    pad = 3
+    inside = np.pad(cov > 0.5, pad)
+    if not inside.any():  # thin object vanished at this resolution: keep its densest cells
+        inside = np.pad(cov >= cov.max() * 0.5, pad)
+    d_in = ndimage.distance_transform_edt(inside)
+    d_out = ndimage.distance_transform_edt(~inside)
+    sdf = np.where(inside, d_in - 0.5, -(d_out - 0.5)).astype(np.float32)
+    # per-island inflation profile: sphere-like for round islands
+    labels, n = ndimage.label(inside)
+    dmax = np.asarray(ndimage.maximum(sdf, labels, index=np.arange(1, n + 1)), dtype=np.float32)
+    big_d = np.zeros(n + 1, dtype=np.float32)
+    big_d[1:] = np.maximum(dmax, 0.5)
+    dd = big_d[labels]
+    din = np.clip(sdf, 0, None)
+    height = THICKNESS * np.sqrt(np.clip(din * (2 * dd - din), 0, None))
+    height = np.maximum(height, 0.75)  # every pixel of the silhouette has some thickness
+    h2d = np.where(inside, height, sdf)
+    h2d = ndimage.gaussian_filter(h2d, 0.6)
+    zmax = int(np.ceil(max(h2d.max(), 1.0))) + 2
+    z = np.arange(-zmax, zmax + 1, dtype=np.float32)
+    # volume axes: (row, col, z); f > 0 inside
+    vol = h2d[:, :, None] - np.abs(z)[None, None, :]
+    verts, faces, _normals, _ = marching_cubes(vol, level=0.0, allow_degenerate=False)
+    # index space -> (u, v, t) in full-image pixels
+    cell = 1.0 / scale
+    u = c0 + (verts[:, 1] - pad + 0.5) * cell * (crop.shape[1] / (gw * cell))
+    v = r0 + (verts[:, 0] - pad + 0.5) * cell * (crop.shape[0] / (gh * cell))
+    t = (verts[:, 2] - zmax) * cell
+    out = np.stack([u, v, t], axis=1)
+    faces = faces.astype(np.int64)
+    # Orientation: make normals point outward in the (x right, y up, z toward camera) frame.
+    p = np.stack([u, -v, t], axis=1)
+    tri = p[faces]
+    signed = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum()
+    if signed < 0:
+        faces = faces[:, ::-1].copy()
+    return out, faces
+
+
+def sample_colors(image: np.ndarray, mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Bilinear photo colours at pixel coordinates, background replaced by the nearest
+    object colour (no edge bleed). Returns (n, 3) float32 sRGB in [0, 1]."""
+    _, idx = ndimage.distance_transform_edt(~mask, return_indices=True)
+    filled = image[idx[0], idx[1]].astype(np.float32) / 255.0
+    h, w = mask.shape
+    coords = [np.clip(v - 0.5, 0, h - 1), np.clip(u - 0.5, 0, w - 1)]
+    cols = [
+        ndimage.map_coordinates(filled[..., c], coords, order=1, mode="nearest") for c in range(3)
+    ]
+    return np.clip(np.stack(cols, axis=1), 0, 1).astype(np.float32)

@@ -1,0 +1,235 @@
+"""Reading the photo and its mask from uploaded bytes, with clear errors for bad input.
+
+Everything a person might send is handled here, once, for the CLI and the HTTP API alike:
+EXIF rotation, CMYK, 16-bit, palette and 1-bit PNGs, masks as alpha / L / RGB / 1-bit,
+masks whose size differs from the image (same aspect: resized nearest-neighbour), images
+over the pixel limit (downscaled and reported). Problems raise ``BackendError`` with a code
+from ``backend.errors`` and a sentence a person can act on.
+
+Output arrays: image (H, W, 3) uint8 sRGB; mask (H, W) bool (True = object).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from backend.errors import BackendError
+
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+#: Images with more pixels than this are downscaled (and the job says so).
+MAX_WORK_PIXELS = 16_000_000
+#: Above this, decoding is refused outright (decompression-bomb guard).
+MAX_DECODE_PIXELS = 120_000_000
+#: A mask covering more than this fraction of the image has no background to separate.
+FULL_MASK_FRACTION = 0.995
+#: Relative aspect-ratio difference under which a mask of another size is simply resized.
+ASPECT_TOLERANCE = 0.01
+
+
+@dataclass
+class LoadedInput:
+    """The decoded, validated inputs of one object (or several masks of one photo)."""
+
+    image: np.ndarray
+    masks: list[np.ndarray]
+    warnings: list[str] = field(default_factory=list)
+    original_size: tuple[int, int] = (0, 0)  # (width, height) before any downscale
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.masks[0]
+
+
+def _open(data: bytes, what: str) -> Image.Image:
+    if not data:
+        raise BackendError(
+            "empty_file", f"The {what} file is empty (0 bytes); choose the file again."
+        )
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise BackendError(
+            "upload_too_large",
+            f"The {what} file is {len(data) / 2**20:.0f} MB; the limit is "
+            f"{MAX_UPLOAD_BYTES // 2**20} MB. Save it as PNG or JPEG at a smaller size.",
+        )
+    Image.MAX_IMAGE_PIXELS = MAX_DECODE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            if im.width * im.height > MAX_DECODE_PIXELS:
+                raise Image.DecompressionBombError("too many pixels")
+            im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BackendError(
+            "image_too_large",
+            f"The {what} has more than {MAX_DECODE_PIXELS // 1_000_000} million pixels; "
+            "scale it down before sending it.",
+        ) from None
+    except UnidentifiedImageError:
+        raise BackendError(
+            "bad_image" if what == "image" else "bad_mask",
+            f"The {what} file is not an image this tool can read; use PNG, JPEG, WebP, TIFF or BMP.",
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BackendError(
+            "bad_image" if what == "image" else "bad_mask",
+            f"The {what} file is truncated or corrupt ({exc}); export it again.",
+        ) from None
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # broken EXIF must not cost the upload
+        pass
+    return im
+
+
+def _to_float_channels(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any Pillow mode -> (RGB float32 0..1 (H, W, 3), alpha float32 0..1 (H, W) or None)."""
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        a = np.asarray(im, dtype=np.float32) / 65535.0
+        return np.repeat(a[..., None], 3, axis=2), None
+    if mode == "I":
+        a = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if a.max(initial=0) > 255 else 255.0
+        a = np.clip(a / peak, 0, 1).astype(np.float32)
+        return np.repeat(a[..., None], 3, axis=2), None
+    if mode == "F":
+        a = np.clip(np.asarray(im, dtype=np.float32), 0, 1)
+        return np.repeat(a[..., None], 3, axis=2), None
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    elif mode == "PA":
+        im = im.convert("RGBA")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode not in ("RGB", "RGBA", "L", "LA"):
+        im = im.convert("RGBA")
+    a = np.asarray(im, dtype=np.float32) / 255.0
+    if a.ndim == 2:
+        return np.repeat(a[..., None], 3, axis=2), None
+    if a.shape[2] == 2:  # LA
+        return np.repeat(a[..., :1], 3, axis=2), a[..., 1]
+    if a.shape[2] == 4:
+        return a[..., :3], a[..., 3]
+    return a, None
+
+
+def decode_image(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+    """Image bytes -> (RGB uint8 (H, W, 3), alpha uint8 (H, W) or None when fully opaque)."""
+    rgb, alpha = _to_float_channels(_open(data, "image"))
+    rgb8 = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    alpha8 = None
+    if alpha is not None and alpha.min() < 1.0:
+        alpha8 = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return rgb8, alpha8
+
+
+def decode_mask(data: bytes) -> np.ndarray:
+    """Mask bytes -> bool (H, W).
+
+    The mask is the alpha channel when the file has one that is not fully opaque (the layout
+    of upstream's example masks), otherwise the brightness (> 50%) - so black/white L, RGB
+    and 1-bit masks, and 16-bit masks, all work.
+    """
+    rgb, alpha = _to_float_channels(_open(data, "mask"))
+    if alpha is not None and alpha.min() < 1.0:
+        return alpha > 0.5
+    return rgb.mean(axis=2) > 0.5
+
+
+def _fit_mask(
+    mask: np.ndarray, width: int, height: int, index: int | None
+) -> tuple[np.ndarray, str | None]:
+    """Resize a mask to the image size when the aspect matches; otherwise a clear error."""
+    mh, mw = mask.shape
+    if (mw, mh) == (width, height):
+        return mask, None
+    name = "mask" if index is None else f"mask {index}"
+    if abs((mw / mh) / (width / height) - 1.0) > ASPECT_TOLERANCE:
+        raise BackendError(
+            "mask_size_mismatch",
+            f"The {name} is {mw}x{mh} but the image is {width}x{height}, a different shape; "
+            "export the mask at the image's size.",
+            mask_size=[mw, mh],
+            image_size=[width, height],
+        )
+    resized = Image.fromarray(mask.astype(np.uint8) * 255).resize((width, height), Image.NEAREST)
+    return np.asarray(
+        resized
+    ) > 127, f"The {name} ({mw}x{mh}) was resized to the image size ({width}x{height})."
+
+
+def check_mask_coverage(mask: np.ndarray, index: int | None = None) -> float:
+    """Fraction of pixels in the mask; raises ``empty_mask`` / ``full_mask``."""
+    name = "mask" if index is None else f"mask {index}"
+    frac = float(mask.mean()) if mask.size else 0.0
+    if frac == 0.0:
+        raise BackendError(
+            "empty_mask", f"The {name} is empty: paint or select the object you want in 3D."
+        )
+    if frac >= FULL_MASK_FRACTION:
+        raise BackendError(
+            "full_mask",
+            f"The {name} covers the whole image ({frac:.1%}); it must separate the object from "
+            "its background. Check that the mask is not inverted.",
+        )
+    return frac
+
+
+def load_inputs(
+    image_bytes: bytes,
+    mask_bytes: bytes | list[bytes] | None = None,
+    max_pixels: int = MAX_WORK_PIXELS,
+) -> LoadedInput:
+    """Decode and validate the photo and its mask(s) (see module doc)."""
+    rgb, alpha = decode_image(image_bytes)
+    height, width = rgb.shape[:2]
+    notes: list[str] = []
+    scene = isinstance(mask_bytes, list)
+    if mask_bytes is None:
+        if alpha is None:
+            raise BackendError(
+                "bad_mask",
+                "No mask was given and the image has no transparency; send a mask image, or an "
+                "image whose alpha channel marks the object.",
+            )
+        masks = [alpha > 127]
+    else:
+        masks = []
+        for i, data in enumerate(mask_bytes if scene else [mask_bytes]):
+            m, note = _fit_mask(decode_mask(data), width, height, i if scene else None)
+            if note:
+                notes.append(note)
+            masks.append(m)
+    if not scene:
+        check_mask_coverage(masks[0])
+    if width * height > max_pixels:
+        s = (max_pixels / (width * height)) ** 0.5
+        nw, nh = max(1, int(width * s)), max(1, int(height * s))
+        rgb = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.LANCZOS))
+        masks = [
+            np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((nw, nh), Image.NEAREST))
+            > 127
+            for m in masks
+        ]
+        notes.append(
+            f"The image ({width}x{height}, {width * height / 1e6:.1f} MP) was downscaled to "
+            f"{nw}x{nh} to stay under {max_pixels / 1e6:.0f} MP."
+        )
+    return LoadedInput(image=rgb, masks=masks, warnings=notes, original_size=(width, height))
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """uint8 (H, W[, C]) or bool (H, W) array -> PNG bytes."""
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()

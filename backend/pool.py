@@ -1,0 +1,333 @@
+"""The worker pool, living in the HTTP server process: a queue, N slots, one worker each.
+
+Each slot is a thread that owns one ``backend.worker`` process: it hands the worker a job,
+turns the worker's events into ``status.json`` updates, and watches for its death. A worker
+that dies mid-job (native crash, OOM kill) fails that job with ``worker_crashed``; the slot
+starts a fresh worker and carries on. A running job asked to cancel gets ``cancel_grace_s``
+to stop at its next stage boundary; after that its worker is killed and replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from backend.jobs import ErrorInfo, JobStatus, JobStore, PartStatus
+
+_BACKEND_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def _signal_name(rc: int | None) -> str:
+    if rc is None:
+        return "unknown"
+    if rc < 0:
+        try:
+            return f"signal {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"signal {-rc}"
+    return f"exit code {rc}"
+
+
+class WorkerProcess:
+    """One ``python -m backend.worker`` child and a thread reading its events."""
+
+    def __init__(self, log_path: Path, env: dict[str, str] | None = None) -> None:
+        full_env = dict(os.environ if env is None else env)
+        full_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_BACKEND_ROOT, full_env.get("PYTHONPATH", "")) if p
+        )
+        full_env["PYTHONUNBUFFERED"] = "1"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backend.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=full_env,
+            text=True,
+            encoding="utf-8",
+        )
+        self.events: queue.Queue = queue.Queue()
+        threading.Thread(
+            target=self._read, daemon=True, name=f"worker-{self.proc.pid}-reader"
+        ).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                self.events.put(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        self.events.put(None)
+
+    def send(self, **msg: Any) -> bool:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps(msg) + "\n")
+            self.proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        self._log.close()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        if self.alive():
+            self.send(cmd="exit")
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+
+class WorkerPool:
+    """Queue + ``size`` slots. ``submit`` queues a job id whose status.json says queued."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        size: int = 1,
+        cancel_grace_s: float = 3.0,
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        self.store = store
+        self.size = max(1, int(size))
+        self.cancel_grace_s = cancel_grace_s
+        self.start_timeout_s = start_timeout_s
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self._running: dict[str, float | None] = {}  # job id -> time cancel was asked (or None)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._slots: list[threading.Thread] = []
+        self._workers: dict[int, WorkerProcess | None] = {}
+        self.restarts = 0
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        for i in range(self.size):
+            t = threading.Thread(target=self._slot_loop, args=(i,), daemon=True, name=f"slot-{i}")
+            self._slots.append(t)
+            t.start()
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        for _ in self._slots:
+            self.queue.put(None)
+        with self._lock:
+            workers = [w for w in self._workers.values() if w is not None]
+        for w in workers:
+            w.stop(timeout=1.0)
+        for t in self._slots:
+            t.join(timeout=5)
+
+    def worker_pids(self) -> list[int]:
+        with self._lock:
+            return [w.proc.pid for w in self._workers.values() if w is not None and w.alive()]
+
+    # -- jobs -----------------------------------------------------------------------------
+    def submit(self, job_id: str) -> None:
+        self.queue.put(job_id)
+
+    def queued_count(self) -> int:
+        return self.queue.qsize()
+
+    def cancel(self, job_id: str) -> JobStatus:
+        with self._lock:
+            running = job_id in self._running
+            if running and self._running[job_id] is None:
+                self._running[job_id] = time.monotonic()
+        status = self.store.read_status(job_id)
+        if status.state in ("done", "failed", "cancelled", "interrupted"):
+            return status
+        self.store.request_cancel(job_id)
+        if not running and status.state == "queued":
+            self.store.log(job_id, "cancelled while queued")
+            return self.store.update(
+                job_id,
+                state="cancelled",
+                error=ErrorInfo(
+                    code="cancelled", message="The job was cancelled before it started."
+                ),
+            )
+        return status
+
+    # -- slots ----------------------------------------------------------------------------
+    def _spawn(self, slot: int) -> WorkerProcess | None:
+        w = WorkerProcess(self.store.root / "_workers" / f"worker-{slot}.log")
+        with self._lock:
+            self._workers[slot] = w
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline and not self._stopping.is_set():
+            try:
+                ev = w.events.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            if ev is None:
+                break
+            if ev.get("event") == "ready":
+                return w
+        w.kill()
+        with self._lock:
+            self._workers[slot] = None
+        return None
+
+    def _slot_loop(self, slot: int) -> None:
+        worker = self._spawn(slot)
+        while not self._stopping.is_set():
+            job_id = self.queue.get()
+            if job_id is None or self._stopping.is_set():
+                break
+            try:
+                status = self.store.read_status(job_id)
+            except Exception:
+                continue
+            if status.state != "queued":
+                continue  # cancelled while queued, or already handled
+            if worker is None or not worker.alive():
+                worker = self._spawn(slot)
+                if worker is None:
+                    self._fail(
+                        job_id,
+                        "worker_crashed",
+                        "The worker process could not start; see the backend log.",
+                    )
+                    continue
+            worker = self._run(slot, worker, job_id, status)
+
+    def _fail(self, job_id: str, code: str, message: str, **details: Any) -> None:
+        self.store.log(job_id, f"failed [{code}]: {message}")
+        self.store.update(
+            job_id,
+            state="failed",
+            error=ErrorInfo(code=code, message=message, details=details or None),
+        )
+
+    def _run(
+        self, slot: int, worker: WorkerProcess, job_id: str, status: JobStatus
+    ) -> WorkerProcess | None:
+        with self._lock:
+            self._running[job_id] = None
+        status.state, status.stage, status.progress = "running", "starting", 0.0
+        status.attempts += 1
+        status.error = None
+        self.store.write_status(status)
+        self.store.log(job_id, f"running on worker {slot} (pid {worker.proc.pid})")
+        worker.send(cmd="run", job_id=job_id, job_dir=str(self.store.dir(job_id)))
+        try:
+            while True:
+                try:
+                    ev = worker.events.get(timeout=0.25)
+                except queue.Empty:
+                    with self._lock:
+                        asked = self._running.get(job_id)
+                    if asked is not None and time.monotonic() - asked > self.cancel_grace_s:
+                        self.store.log(job_id, "worker did not stop after cancel; killing it")
+                        worker.kill()
+                    continue
+                if ev is None:  # the worker died
+                    rc = worker.proc.wait()
+                    tail = worker.log_tail()
+                    worker.kill()
+                    self.restarts += 1
+                    if self.store.cancel_requested(job_id):
+                        self.store.update(
+                            job_id,
+                            state="cancelled",
+                            error=ErrorInfo(code="cancelled", message="The job was cancelled."),
+                        )
+                    else:
+                        stage = self.store.read_status(job_id).stage
+                        if tail:
+                            self.store.log(job_id, "worker log tail:\n" + tail)
+                        self._fail(
+                            job_id,
+                            "worker_crashed",
+                            f"The worker process stopped unexpectedly ({_signal_name(rc)}) during "
+                            f"the {stage or 'start'} stage. The backend is still running and "
+                            "has started a fresh worker; try again, and if it repeats, try "
+                            "another engine or lower settings.",
+                            stage=stage,
+                            exit=_signal_name(rc),
+                        )
+                    return self._spawn(slot) if not self._stopping.is_set() else None
+                kind = ev.get("event")
+                if kind == "progress":
+                    self.store.update(
+                        job_id, stage=ev.get("stage", ""), progress=float(ev.get("progress", 0.0))
+                    )
+                elif kind == "part":
+                    st = self.store.read_status(job_id)
+                    parts = {p.index: p for p in st.parts}
+                    err = ev.get("error")
+                    parts[int(ev["index"])] = PartStatus(
+                        index=int(ev["index"]),
+                        state=ev["state"],
+                        error=ErrorInfo(**err) if err else None,
+                    )
+                    self.store.update(job_id, parts=[parts[k] for k in sorted(parts)])
+                elif kind == "done":
+                    warnings = self._result_warnings(job_id)
+                    st = self.store.read_status(job_id)
+                    self.store.update(
+                        job_id,
+                        state="done",
+                        stage="done",
+                        progress=1.0,
+                        warnings=list(dict.fromkeys(st.warnings + warnings)),
+                    )
+                    return worker
+                elif kind == "cancelled":
+                    self.store.update(
+                        job_id,
+                        state="cancelled",
+                        error=ErrorInfo(code="cancelled", message="The job was cancelled."),
+                    )
+                    return worker
+                elif kind == "failed":
+                    self.store.update(
+                        job_id,
+                        state="failed",
+                        error=ErrorInfo(
+                            code=ev["code"], message=ev["message"], details=ev.get("details")
+                        ),
+                    )
+                    return worker
+        finally:
+            with self._lock:
+                self._running.pop(job_id, None)
+
+    def _result_warnings(self, job_id: str) -> list[str]:
+        try:
+            res = json.loads((self.store.dir(job_id) / "result.json").read_text(encoding="utf-8"))
+            return [str(w) for w in res.get("warnings", [])]
+        except (OSError, ValueError):
+            return []

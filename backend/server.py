@@ -1,0 +1,376 @@
+"""The HTTP API (FastAPI). Thin routes; the work happens in ``JobStore`` and ``WorkerPool``.
+
+This process never imports torch and never runs an engine: it validates uploads (Pillow),
+stores jobs, and supervises worker processes. See docs/API.md for the contract.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend import API_VERSION, __version__
+from backend.engines.registry import engine_report, resolve_engine
+from backend.errors import BackendError
+from backend.imageio import (
+    MAX_UPLOAD_BYTES,
+    MAX_WORK_PIXELS,
+    check_mask_coverage,
+    encode_png,
+    load_inputs,
+)
+from backend.jobs import FINAL_STATES, JobStatus, JobStore, PartStatus, job_id_for
+from backend.options import JobOptions
+from backend.pool import WorkerPool
+
+log = logging.getLogger("sam3d.server")
+MAX_SCENE_MASKS = 32
+
+
+@dataclass
+class ServerSettings:
+    data_dir: Path
+    token: str | None
+    workers: int = 1
+    cancel_grace_s: float = 3.0
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+    max_pixels: int = MAX_WORK_PIXELS
+    on_ready: Any = None  # called once the pool is up (the CLI prints the ready line)
+    extra_info: dict[str, Any] = field(default_factory=dict)
+
+
+def _error(exc: BackendError) -> JSONResponse:
+    return JSONResponse(status_code=exc.http_status, content=exc.to_dict())
+
+
+def _validation_message(exc: ValidationError | RequestValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body",))
+        parts.append(f"{loc or 'options'}: {e.get('msg')}")
+    return "; ".join(parts)
+
+
+def recover_jobs(store: JobStore, pool: WorkerPool) -> dict[str, int]:
+    """After a restart: re-queue queued jobs and jobs that were running (once); a job that
+    was already running twice is marked ``interrupted`` instead of looping forever."""
+    counts = {"requeued": 0, "interrupted": 0}
+    for st in sorted(store.list(), key=lambda s: s.created):
+        if st.state == "queued":
+            pool.submit(st.id)
+            counts["requeued"] += 1
+        elif st.state == "running":
+            if st.attempts >= 2:
+                store.update(
+                    st.id,
+                    state="interrupted",
+                    error={
+                        "code": "interrupted",
+                        "message": "The backend stopped twice while running this job; submit it again.",
+                    },
+                )
+                store.log(st.id, "marked interrupted after a second restart")
+                counts["interrupted"] += 1
+            else:
+                note = "The backend restarted while this job was running; it was queued again."
+                store.update(
+                    st.id, state="queued", stage="", progress=0.0, warnings=st.warnings + [note]
+                )
+                store.log(st.id, note)
+                pool.submit(st.id)
+                counts["requeued"] += 1
+    return counts
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    store = JobStore(settings.data_dir)
+    pool = WorkerPool(store, size=settings.workers, cancel_grace_s=settings.cancel_grace_s)
+    engines_cache: dict[str, Any] = {}
+
+    def engines() -> dict[str, Any]:
+        # availability is cheap but not free (file checks, nvidia-smi): refresh every 30 s
+        if not engines_cache or time.monotonic() - engines_cache["t"] > 30:
+            engines_cache["report"] = engine_report()
+            engines_cache["t"] = time.monotonic()
+        return engines_cache["report"]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        pool.start()
+        app.state.recovered = recover_jobs(store, pool)
+        if settings.on_ready:
+            settings.on_ready()
+        yield
+        pool.shutdown()
+
+    app = FastAPI(
+        title="SAM 3D for Blender backend",
+        version=__version__,
+        lifespan=lifespan,
+        description="Local service that turns a photo + mask into a textured GLB.",
+    )
+    app.state.store, app.state.pool = store, pool
+
+    @app.exception_handler(BackendError)
+    async def _backend_error(request: Request, exc: BackendError):
+        return _error(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        return _error(
+            BackendError("bad_options", "The request is malformed: " + _validation_message(exc))
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 401: "unauthorized"}.get(exc.status_code, "bad_options")
+        return JSONResponse(
+            status_code=exc.status_code, content={"code": code, "message": str(exc.detail)}
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unexpected error")
+        return _error(
+            BackendError(
+                "internal_error",
+                f"The backend hit an unexpected error: {type(exc).__name__}: {exc}",
+            )
+        )
+
+    def require_token(request: Request) -> None:
+        if settings.token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), settings.token.encode()
+        ):
+            raise BackendError(
+                "unauthorized",
+                "Missing or wrong access token. The add-on sets it when it starts the backend; "
+                "for a remote backend, copy the token the server was started with.",
+            )
+
+    auth = [Depends(require_token)]
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__, "api_version": API_VERSION}
+
+    @app.get("/info", dependencies=auth)
+    def info() -> dict[str, Any]:
+        report = engines()
+        return {
+            "version": __version__,
+            "api_version": API_VERSION,
+            "default_engine": resolve_engine("auto", report),
+            "engines": {
+                k: {"available": v.available, "reason": v.reason} for k, v in report.items()
+            },
+            "gpu": gpu_summary(),
+            "workers": pool.size,
+            "worker_pids": pool.worker_pids(),
+            "worker_restarts": pool.restarts,
+            "queued": pool.queued_count(),
+            "data_dir": str(store.root),
+            "limits": {
+                "max_upload_bytes": settings.max_upload_bytes,
+                "max_pixels": settings.max_pixels,
+            },
+            **settings.extra_info,
+        }
+
+    async def _read(upload: UploadFile, what: str) -> bytes:
+        data = await upload.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise BackendError(
+                "upload_too_large",
+                f"The {what} is over {settings.max_upload_bytes // 2**20} MB; save it smaller.",
+            )
+        return data
+
+    @app.post("/jobs", status_code=202, dependencies=auth)
+    async def submit(
+        image: UploadFile = File(..., description="The photo"),
+        mask: UploadFile | None = File(None, description="Mask (else the image's alpha)"),
+        masks: list[UploadFile] | None = File(None, description="Several masks: a scene job"),
+        options: str | None = Form(None, description="JobOptions as JSON"),
+    ) -> JSONResponse:
+        try:
+            opts = JobOptions.model_validate(json.loads(options) if options else {})
+        except json.JSONDecodeError as exc:
+            raise BackendError("bad_options", f"The options are not valid JSON: {exc}") from None
+        except ValidationError as exc:
+            raise BackendError(
+                "bad_options", "Some options are out of range: " + _validation_message(exc)
+            ) from None
+        engine = resolve_engine(opts.engine, engines())
+        image_bytes = await _read(image, "image")
+        if masks and mask is not None:
+            raise BackendError("bad_mask", "Send either one mask or several masks, not both.")
+        if masks and len(masks) > MAX_SCENE_MASKS:
+            raise BackendError("bad_mask", f"A scene takes at most {MAX_SCENE_MASKS} masks.")
+        mask_list = [await _read(m, "mask") for m in masks] if masks else None
+        mask_bytes = await _read(mask, "mask") if mask is not None else None
+        return await _create(image_bytes, mask_bytes, mask_list, engine, opts)
+
+    async def _create(image_bytes, mask_bytes, mask_list, engine, opts) -> JSONResponse:
+        from starlette.concurrency import run_in_threadpool
+
+        scene = mask_list is not None
+        opt_dict = opts.model_dump(mode="json")
+        opt_dict["engine"] = engine
+        job_id = job_id_for(
+            image_bytes,
+            mask_list if scene else ([mask_bytes] if mask_bytes else []),
+            engine,
+            opt_dict,
+            opts.seed,
+        )
+        if store.exists(job_id):
+            st = store.read_status(job_id)
+            if st.state == "done" and (store.dir(job_id) / "result.glb").is_file():
+                st = store.update(job_id, cached=True)
+                return JSONResponse(
+                    status_code=202,
+                    content={
+                        "id": job_id,
+                        "state": st.state,
+                        "cached": True,
+                        "warnings": st.warnings,
+                    },
+                )
+            if st.state in ("queued", "running"):
+                return JSONResponse(
+                    status_code=202,
+                    content={
+                        "id": job_id,
+                        "state": st.state,
+                        "cached": False,
+                        "warnings": st.warnings,
+                    },
+                )
+        loaded = await run_in_threadpool(
+            load_inputs, image_bytes, mask_list if scene else mask_bytes, settings.max_pixels
+        )
+        files = {"image.png": await run_in_threadpool(encode_png, loaded.image)}
+        coverage: list[float | None] = []
+        if scene:
+            for i, m in enumerate(loaded.masks):
+                try:
+                    coverage.append(check_mask_coverage(m, i))
+                except BackendError:
+                    coverage.append(float(m.mean()))
+                files[f"masks/{i}.png"] = encode_png(m)
+        else:
+            files["mask.png"] = encode_png(loaded.mask)
+            coverage.append(float(loaded.mask.mean()))
+        import hashlib
+
+        request = {
+            "id": job_id,
+            "kind": "scene" if scene else "object",
+            "engine": engine,
+            "seed": opts.seed,
+            "options": opt_dict,
+            "parts": len(loaded.masks) if scene else 1,
+            "input": {
+                "image_sha256": hashlib.sha256(image_bytes).hexdigest(),
+                "original_size": list(loaded.original_size),
+                "size": [int(loaded.image.shape[1]), int(loaded.image.shape[0])],
+                "mask_coverage": coverage,
+            },
+        }
+        status = JobStatus(
+            id=job_id,
+            kind=request["kind"],
+            engine=engine,
+            warnings=loaded.warnings,
+            parts=[PartStatus(index=i) for i in range(len(loaded.masks))] if scene else [],
+        )
+        store.create(status, request, files)
+        store.log(job_id, f"queued ({request['kind']}, engine {engine})")
+        pool.submit(job_id)
+        return JSONResponse(
+            status_code=202,
+            content={"id": job_id, "state": "queued", "cached": False, "warnings": loaded.warnings},
+        )
+
+    @app.get("/jobs", dependencies=auth)
+    def list_jobs() -> dict[str, Any]:
+        return {"jobs": [s.model_dump(mode="json") for s in store.list()]}
+
+    @app.get("/jobs/{job_id}", dependencies=auth)
+    def get_job(job_id: str) -> dict[str, Any]:
+        return store.read_status(job_id).model_dump(mode="json")
+
+    def _result_path(job_id: str, name: str) -> Path:
+        st = store.read_status(job_id)
+        path = store.dir(job_id) / name
+        if st.state != "done" or not path.is_file():
+            if st.state in FINAL_STATES:
+                err = st.error.message if st.error else "it has no result"
+                raise BackendError("not_ready", f"Job {job_id} ended as {st.state}: {err}")
+            raise BackendError(
+                "not_ready",
+                f"Job {job_id} is {st.state} ({st.stage or 'waiting'}); its result is not ready yet.",
+            )
+        return path
+
+    @app.get("/jobs/{job_id}/result", dependencies=auth)
+    def get_result(job_id: str) -> FileResponse:
+        return FileResponse(
+            _result_path(job_id, "result.glb"),
+            media_type="model/gltf-binary",
+            filename=f"{job_id}.glb",
+        )
+
+    @app.get("/jobs/{job_id}/result.json", dependencies=auth)
+    def get_result_json(job_id: str) -> JSONResponse:
+        data = json.loads(_result_path(job_id, "result.json").read_text(encoding="utf-8"))
+        data["cached"] = store.read_status(job_id).cached
+        return JSONResponse(data)
+
+    @app.get("/jobs/{job_id}/parts/{index}/result", dependencies=auth)
+    def get_part_result(job_id: str, index: int) -> FileResponse:
+        if index < 0 or index >= MAX_SCENE_MASKS:
+            raise BackendError("not_found", f"Scene jobs have no part {index}.")
+        path = _result_path(job_id, f"parts/{index}/result.glb")
+        return FileResponse(path, media_type="model/gltf-binary", filename=f"{job_id}-{index}.glb")
+
+    @app.get("/jobs/{job_id}/log", dependencies=auth)
+    def get_log(job_id: str) -> PlainTextResponse:
+        store.read_status(job_id)
+        path = store.dir(job_id) / "job.log"
+        return PlainTextResponse(path.read_text(encoding="utf-8") if path.is_file() else "")
+
+    @app.delete("/jobs/{job_id}", dependencies=auth)
+    def cancel(job_id: str) -> dict[str, Any]:
+        return pool.cancel(job_id).model_dump(mode="json")
+
+    return app
+
+
+def gpu_summary() -> list[dict[str, Any]]:
+    """GPUs seen by nvidia-smi (no torch in this process); [] when none."""
+    try:
+        from backend.gpu import probe  # written with the SAM 3D engine
+    except ImportError:
+        return []
+    try:
+        return [dict(g) if isinstance(g, dict) else g.__dict__ for g in probe.list_gpus()]
+    except Exception:
+        return []

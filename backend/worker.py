@@ -1,0 +1,135 @@
+"""The worker process: runs jobs one at a time, isolated from the HTTP server.
+
+Started by ``backend.pool.WorkerPool`` as ``python -m backend.worker``. Protocol: JSON lines.
+
+* stdin (from the pool): ``{"cmd": "run", "job_id": ..., "job_dir": ...}``,
+  ``{"cmd": "unload"}``, ``{"cmd": "exit"}``. End of input means the server is gone: exit.
+* stdout (to the pool): ``{"event": "ready", "pid": ...}``,
+  ``{"event": "progress", "stage": s, "progress": p}``,
+  ``{"event": "part", "index": i, "state": s, "error": e}``,
+  ``{"event": "done"}`` | ``{"event": "failed", "code", "message", "details"}`` |
+  ``{"event": "cancelled"}``.
+
+Libraries that print would corrupt that channel, so at start the real stdout is moved to a
+private descriptor and file descriptor 1 is pointed at stderr (the worker log).
+Models stay loaded between jobs and are unloaded after ``SAM3D_IDLE_UNLOAD_S`` idle seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from backend.config import idle_unload_s
+from backend.progress import Cancelled, JobContext
+
+
+def _protocol_stream() -> TextIO:
+    fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+
+
+class Channel:
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._last_progress = 0.0
+
+    def send(self, **event: Any) -> None:
+        with self._lock:
+            self._stream.write(json.dumps(event) + "\n")
+            self._stream.flush()
+
+    def progress(self, stage: str, fraction: float) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= 0.1 or fraction >= 1.0:
+            self._last_progress = now
+            self.send(event="progress", stage=stage, progress=round(fraction, 4))
+
+
+def _stdin_reader(q: queue.Queue) -> None:
+    for line in sys.stdin:
+        line = line.strip()
+        if line:
+            q.put(line)
+    q.put(None)
+
+
+def run_one(channel: Channel, job_dir: Path) -> None:
+    from backend.execute import classify_exception, run_job_dir
+
+    cancel_file = job_dir / "cancel"
+    log_path = job_dir / "job.log"
+
+    def log(msg: str) -> None:
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
+
+    ctx = JobContext(on_update=channel.progress, is_cancelled=cancel_file.exists, log=log)
+    try:
+        run_job_dir(
+            job_dir,
+            ctx,
+            on_part=lambda i, state, err: channel.send(
+                event="part", index=i, state=state, error=err
+            ),
+        )
+    except Cancelled as exc:
+        log(str(exc))
+        channel.send(event="cancelled")
+        return
+    except BaseException as exc:  # report every failure with a code; the worker lives on
+        err = classify_exception(exc, ctx.current)
+        log(f"failed [{err.code}]: {err.message}")
+        if "traceback" in err.details:
+            log(err.details.pop("traceback"))
+        channel.send(event="failed", **err.to_dict())
+        return
+    log("done")
+    channel.send(event="done")
+
+
+def main() -> int:
+    channel = Channel(_protocol_stream())
+    q: queue.Queue = queue.Queue()
+    threading.Thread(target=_stdin_reader, args=(q,), daemon=True).start()
+    # Warm up the imports every job needs so the first job starts fast.
+    import backend.execute  # noqa: F401
+
+    channel.send(event="ready", pid=os.getpid())
+    loaded = False
+    while True:
+        try:
+            line = q.get(timeout=idle_unload_s() if loaded else None)
+        except queue.Empty:
+            from backend.execute import unload_engines
+
+            unload_engines()
+            loaded = False
+            continue
+        if line is None:
+            return 0
+        msg = json.loads(line)
+        cmd = msg.get("cmd")
+        if cmd == "exit":
+            return 0
+        if cmd == "unload":
+            from backend.execute import unload_engines
+
+            unload_engines()
+            loaded = False
+        elif cmd == "run":
+            run_one(channel, Path(msg["job_dir"]))
+            loaded = True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -136,9 +136,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 401: "unauthorized"}.get(exc.status_code, "bad_options")
-        return JSONResponse(
-            status_code=exc.status_code, content={"code": code, "message": str(exc.detail)}
-        )
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"There is no API route {request.url.path}; see /docs for the routes."
+        return JSONResponse(status_code=exc.status_code, content={"code": code, "message": message})
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

@@ -1,0 +1,128 @@
+"""The preview engine's mesh: closed, oriented, reprojects onto its mask, coloured."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import trimesh
+
+from backend.engines.preview import CAMERA_HEIGHT_M, PreviewEngine, clean_mask, ground_depth
+from backend.errors import BackendError
+from backend.options import JobOptions
+from backend.progress import JobContext
+from backend.reconstruction import Intrinsics
+
+
+def _scene(h=240, w=320):
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = np.linspace(40, 250, w, dtype=np.uint8)[None, :]
+    img[..., 2] = 90
+    yy, xx = np.mgrid[:h, :w]
+    return img, yy, xx
+
+
+def _reproject_iou(rec, mask) -> float:
+    from PIL import Image, ImageDraw
+
+    uv = rec.intrinsics.project(rec.pose.apply(rec.vertices))
+    h, w = mask.shape
+    canvas = Image.new("L", (w, h), 0)
+    draw = ImageDraw.Draw(canvas)
+    for tri in uv[rec.faces]:
+        draw.polygon([tuple(p) for p in tri], fill=255)
+    proj = np.asarray(canvas) > 127
+    return float((proj & mask).sum() / (proj | mask).sum())
+
+
+def test_disk_becomes_closed_outward_oriented_mesh():
+    img, yy, xx = _scene()
+    mask = (xx - 160) ** 2 + (yy - 150) ** 2 < 70**2
+    rec = PreviewEngine().reconstruct(img, mask, 0, JobOptions(), JobContext())
+    rec.validate()
+    m = trimesh.Trimesh(rec.vertices, rec.faces, process=False)
+    assert m.is_watertight
+    assert m.is_winding_consistent
+    assert m.volume > 0  # outward normals
+    # a disk inflates into a round body: as wide as it is tall, thinner front-to-back
+    ext = rec.vertices.max(axis=0) - rec.vertices.min(axis=0)
+    assert ext[0] == pytest.approx(ext[1], rel=0.05) and 0.4 * ext[0] < ext[2] < ext[0]
+    assert _reproject_iou(rec, mask) > 0.95
+
+
+def test_islands_and_holes_are_kept_and_specks_dropped():
+    img, yy, xx = _scene()
+    mask = ((xx - 100) ** 2 + (yy - 150) ** 2 < 50**2) | ((xx - 230) ** 2 + (yy - 150) ** 2 < 40**2)
+    hole = (xx - 100) ** 2 + (yy - 150) ** 2 < 15**2
+    mask &= ~hole
+    specks = np.zeros_like(mask)
+    specks[10, 10] = specks[20, 300] = True
+    specks[5:7, 200:202] = True
+    cleaned = clean_mask(mask | specks)
+    assert not cleaned[10, 10] and not cleaned[20, 300]
+    assert not cleaned[150, 100]  # the real hole stays open
+    rec = PreviewEngine().reconstruct(img, mask | specks, 0, JobOptions(), JobContext())
+    m = trimesh.Trimesh(rec.vertices, rec.faces, process=False)
+    assert m.is_watertight
+    bodies = m.split(only_watertight=False)
+    assert len(bodies) == 2
+    assert (
+        max(b.euler_number for b in bodies) == 2 and min(b.euler_number for b in bodies) == 0
+    )  # one torus
+    assert _reproject_iou(rec, cleaned) > 0.93
+
+
+def test_colours_come_from_the_photo_front_and_back():
+    img, yy, xx = _scene()
+    img[:] = [30, 30, 30]
+    mask = (xx - 160) ** 2 + (yy - 150) ** 2 < 60**2
+    img[mask] = [220, 180, 20]
+    rec = PreviewEngine().reconstruct(img, mask, 0, JobOptions(), JobContext())
+    back = rec.vertices[:, 2] < -0.5 * np.abs(rec.vertices[:, 2]).max()
+    assert back.sum() > 50
+    # no background bleed anywhere, and the back is not black
+    assert np.allclose(rec.vertex_colors, [220 / 255, 180 / 255, 20 / 255], atol=0.02)
+
+
+def test_ground_plane_depth_and_pose():
+    intr = Intrinsics.from_fov(400, 300, 55.0)
+    near = np.zeros((300, 400), bool)
+    near[200:280, 100:150] = True
+    far = np.zeros((300, 400), bool)
+    far[160:190, 250:270] = True
+    zn, _ = ground_depth(near, intr)
+    zf, _ = ground_depth(far, intr)
+    assert zn == pytest.approx(CAMERA_HEIGHT_M * intr.fy / (280 - 150))
+    assert zf > zn
+    # the object's lowest point sits on the ground plane y = -camera height
+    img = np.full((300, 400, 3), 100, np.uint8)
+    rec = PreviewEngine().reconstruct(img, near, 0, JobOptions(), JobContext(), intrinsics=intr)
+    pts = rec.pose.apply(rec.vertices)
+    assert pts[:, 1].min() == pytest.approx(-CAMERA_HEIGHT_M, rel=0.08)
+    assert (pts[:, 2] < 0).all()  # in front of the camera
+
+
+def test_object_above_horizon_uses_fallback_with_warning():
+    img = np.full((300, 400, 3), 100, np.uint8)
+    m = np.zeros((300, 400), bool)
+    m[20:80, 100:200] = True
+    rec = PreviewEngine().reconstruct(img, m, 0, JobOptions(), JobContext())
+    assert "horizon" in rec.meta["warnings"][0]
+
+
+def test_speck_only_mask_is_a_clear_error():
+    img = np.full((100, 100, 3), 100, np.uint8)
+    m = np.zeros((100, 100), bool)
+    m[50, 50] = m[10, 80] = True
+    with pytest.raises(BackendError) as e:
+        PreviewEngine().reconstruct(img, m, 0, JobOptions(), JobContext())
+    assert e.value.code == "empty_mask"
+
+
+def test_thin_structures_stay_closed():
+    img = np.full((200, 200, 3), 100, np.uint8)
+    m = np.zeros((200, 200), bool)
+    m[20:180, 98:100] = True  # a 2-pixel stick
+    m[100:102, 20:180] = True
+    rec = PreviewEngine().reconstruct(img, m, 0, JobOptions(), JobContext())
+    mesh = trimesh.Trimesh(rec.vertices, rec.faces, process=False)
+    assert len(rec.faces) > 0 and mesh.is_watertight

@@ -1,0 +1,16 @@
+"""Mesh finishing: a ``Reconstruction`` -> a simplified, UV-unwrapped, textured GLB.
+
+Engine-neutral and CPU-first (numpy/scipy, fast-simplification, xatlas; an optional torch
+bake on CUDA). Entry points:
+
+* ``finish_to_glb(recon, options, out_path, ctx)`` - one object; returns JSON-able stats.
+* ``export_scene_glb(parts, camera, camera_name, out_path)`` - several finished objects
+  placed by their poses in the camera frame, plus the camera.
+
+GLB layout and frames: see ``backend.finishing.gltf_export``.
+"""
+
+from backend.finishing.gltf_export import export_scene_glb
+from backend.finishing.pipeline import finish_to_glb
+
+__all__ = ["finish_to_glb", "export_scene_glb"]

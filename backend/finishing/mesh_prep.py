@@ -1,0 +1,286 @@
+"""Input checks and light repairs of the dense mesh before simplification.
+
+All arrays are in the OBJECT frame (glTF: +Y up, metres); see ``backend.reconstruction``.
+Colours are sRGB floats in [0, 1]. Nothing here imports ``bpy`` or non-commercial code.
+
+* ``sanitize`` turns whatever an engine produced into a clean indexed triangle mesh
+  (finite vertices, no repeated corners, no zero-area faces, no unused vertices) or raises
+  ``BackendError("degenerate_mesh")`` with a sentence a person can act on.
+* ``remove_floaters`` drops small disconnected pieces (by surface area).
+* ``fill_small_holes`` closes small boundary loops with a fan around their centroid.
+* ``edge_topology`` / ``is_watertight`` answer "is every edge shared by exactly two faces".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from backend.errors import BackendError
+
+# A piece whose area is below this fraction of the whole surface is a floater.
+FLOATER_AREA_FRACTION = 0.01
+# A boundary loop is a "small hole" when it has at most this many edges ...
+HOLE_MAX_EDGES = 64
+# ... and its perimeter is at most this fraction of the bounding-box diagonal.
+HOLE_MAX_PERIMETER_FRACTION = 0.15
+# Faces with area below (this * bbox diagonal)^2 count as zero-area.
+ZERO_AREA_REL = 1e-7
+
+
+@dataclass
+class MeshData:
+    """An indexed triangle mesh with per-vertex colours.
+
+    vertices (n, 3) float64 metres, object frame; faces (m, 3) int64, counter-clockwise seen
+    from outside; colors (n, 3) float32 sRGB in [0, 1].
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    colors: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_faces(self) -> int:
+        return int(len(self.faces))
+
+
+def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Triangle areas (m,) in square metres."""
+    tri = vertices[faces]
+    return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+
+
+def bbox_diagonal(vertices: np.ndarray) -> float:
+    """Length of the axis-aligned bounding box diagonal in metres (0 for < 2 vertices)."""
+    if len(vertices) < 2:
+        return 0.0
+    return float(np.linalg.norm(vertices.max(0) - vertices.min(0)))
+
+
+def compact(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray) -> MeshData:
+    """Drop vertices no face uses and renumber faces (arrays as in ``MeshData``)."""
+    used = np.zeros(len(vertices), bool)
+    used[faces.ravel()] = True
+    remap = np.cumsum(used) - 1
+    return MeshData(vertices[used], remap[faces].astype(np.int64), colors[used])
+
+
+def sanitize(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None) -> MeshData:
+    """Validate and clean an engine's mesh; raise ``degenerate_mesh`` if nothing usable is left.
+
+    Removes faces that reference non-finite vertices, faces with a repeated corner and faces
+    of (near) zero area; clips colours to [0, 1] (non-finite colours become mid grey).
+    """
+    v = np.asarray(vertices)
+    f = np.asarray(faces)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise BackendError(
+            "degenerate_mesh", f"The mesh's vertices must be an (n, 3) array, got shape {v.shape}."
+        )
+    if f.size == 0 or len(v) == 0:
+        raise BackendError(
+            "degenerate_mesh",
+            "The reconstruction produced an empty mesh (no triangles); try a larger or "
+            "clearer mask.",
+            faces=int(f.shape[0]) if f.ndim == 2 else 0,
+        )
+    if f.ndim != 2 or f.shape[1] != 3:
+        raise BackendError(
+            "degenerate_mesh", f"The mesh's faces must be an (m, 3) array, got shape {f.shape}."
+        )
+    if not np.issubdtype(f.dtype, np.integer):
+        raise BackendError("degenerate_mesh", "The mesh's face indices are not integers.")
+    f = f.astype(np.int64)
+    if f.min() < 0 or f.max() >= len(v):
+        raise BackendError(
+            "degenerate_mesh",
+            f"The mesh's faces index vertices out of range (0..{len(v) - 1}).",
+        )
+    v = v.astype(np.float64)
+    if colors is None or np.asarray(colors).shape != v.shape:
+        c = np.full(v.shape, 0.8, np.float32)
+    else:
+        c = np.asarray(colors, dtype=np.float32)
+        c = np.where(np.isfinite(c), c, 0.5).clip(0.0, 1.0).astype(np.float32)
+
+    warnings: list[str] = []
+    finite = np.isfinite(v).all(axis=1)
+    keep = finite[f].all(axis=1)
+    if not finite.all():
+        warnings.append(
+            f"Dropped {int((~keep).sum())} faces touching {int((~finite).sum())} "
+            "non-finite (NaN/inf) vertices."
+        )
+    keep &= (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])
+    f = f[keep]
+    if len(f) == 0:
+        raise BackendError(
+            "degenerate_mesh",
+            "The mesh has no usable triangle: every face touches an invalid (NaN) vertex or "
+            "repeats a corner.",
+        )
+    v_safe = np.where(finite[:, None], v, 0.0)
+    diag = bbox_diagonal(v_safe[np.unique(f)])
+    areas = face_areas(v_safe, f)
+    good = areas > max(ZERO_AREA_REL * diag * diag, 1e-30)
+    if not good.all():
+        warnings.append(f"Dropped {int((~good).sum())} zero-area faces.")
+    f = f[good]
+    if len(f) == 0:
+        raise BackendError(
+            "degenerate_mesh",
+            "Every triangle of the mesh has zero area (the surface is flat to a line or a "
+            "point), so there is nothing to texture.",
+        )
+    mesh = compact(v_safe, f, c)
+    mesh.warnings = warnings
+    return mesh
+
+
+@dataclass
+class EdgeTopology:
+    """Undirected-edge statistics of a face array.
+
+    ``keys`` (k,) int64 unique undirected edge keys ``min * n + max``; ``counts`` (k,) how many
+    faces use each; ``boundary_directed`` (b, 2) directed boundary edges as they appear in
+    their single face; ``consistent`` whether no directed edge appears twice.
+    """
+
+    keys: np.ndarray
+    counts: np.ndarray
+    boundary_directed: np.ndarray
+    consistent: bool
+
+
+def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
+    """Edge counts and boundary edges of ``faces`` (m, 3) over ``n_vertices`` vertices."""
+    f = np.asarray(faces, np.int64)
+    directed = f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    lo = directed.min(axis=1)
+    hi = directed.max(axis=1)
+    und = lo * n_vertices + hi
+    order = np.argsort(und, kind="stable")
+    s = und[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    counts = np.diff(np.r_[starts, len(s)])
+    keys = s[starts]
+    single = np.zeros(len(s), bool)
+    single[starts[counts == 1]] = True
+    boundary = directed[order[single]]
+    dkey = directed[:, 0] * n_vertices + directed[:, 1]
+    dsorted = np.sort(dkey)
+    consistent = not bool(np.any(dsorted[1:] == dsorted[:-1]))
+    return EdgeTopology(keys, counts, boundary, consistent)
+
+
+def is_watertight(faces: np.ndarray, n_vertices: int) -> bool:
+    """True when every undirected edge is shared by exactly two faces (a closed surface)."""
+    if len(faces) == 0:
+        return False
+    topo = edge_topology(faces, n_vertices)
+    return bool(np.all(topo.counts == 2))
+
+
+def remove_floaters(mesh: MeshData, area_fraction: float = FLOATER_AREA_FRACTION) -> MeshData:
+    """Drop connected pieces whose area is below ``area_fraction`` of the total (keeps the largest)."""
+    v, f = mesh.vertices, mesh.faces
+    n = len(v)
+    rows = np.concatenate([f[:, 0], f[:, 1]])
+    cols = np.concatenate([f[:, 1], f[:, 2]])
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
+    n_comp, label = connected_components(graph, directed=False)
+    if n_comp <= 1:
+        return mesh
+    face_label = label[f[:, 0]]
+    areas = face_areas(v, f)
+    comp_area = np.bincount(face_label, weights=areas, minlength=n_comp)
+    total = comp_area.sum()
+    keep_comp = comp_area >= area_fraction * total
+    keep_comp[np.argmax(comp_area)] = True
+    keep_face = keep_comp[face_label]
+    dropped = int(np.count_nonzero(~keep_comp[np.unique(face_label)]))
+    if keep_face.all():
+        return mesh
+    out = compact(v, f[keep_face], mesh.colors)
+    out.warnings = mesh.warnings + [
+        f"Removed {dropped} small floating pieces ({int((~keep_face).sum())} faces)."
+    ]
+    return out
+
+
+def _boundary_loops(boundary: np.ndarray) -> list[np.ndarray]:
+    """Closed loops of directed boundary edges (b, 2); skips vertices with several exits."""
+    if len(boundary) == 0:
+        return []
+    starts, counts = np.unique(boundary[:, 0], return_counts=True)
+    ambiguous = set(starts[counts > 1].tolist())
+    nxt: dict[int, int] = {int(a): int(b) for a, b in boundary if int(a) not in ambiguous}
+    loops: list[np.ndarray] = []
+    visited: set[int] = set()
+    for start in list(nxt):
+        if start in visited:
+            continue
+        loop = [start]
+        visited.add(start)
+        cur = nxt.get(start)
+        ok = True
+        while cur is not None and cur != start:
+            if cur in visited or len(loop) > HOLE_MAX_EDGES:
+                ok = False
+                break
+            loop.append(cur)
+            visited.add(cur)
+            cur = nxt.get(cur)
+        if ok and cur == start and len(loop) >= 3:
+            loops.append(np.asarray(loop, np.int64))
+    return loops
+
+
+def fill_small_holes(
+    mesh: MeshData,
+    max_edges: int = HOLE_MAX_EDGES,
+    max_perimeter_fraction: float = HOLE_MAX_PERIMETER_FRACTION,
+) -> MeshData:
+    """Close boundary loops with at most ``max_edges`` edges and a short perimeter.
+
+    Each hole gets one new vertex at the loop's centroid (colour: the loop's mean) and a fan
+    of triangles wound opposite to the loop's edges, so orientation stays consistent.
+    """
+    v, f, c = mesh.vertices, mesh.faces, mesh.colors
+    topo = edge_topology(f, len(v))
+    if len(topo.boundary_directed) == 0:
+        return mesh
+    diag = bbox_diagonal(v)
+    new_v: list[np.ndarray] = []
+    new_c: list[np.ndarray] = []
+    new_f: list[np.ndarray] = []
+    next_index = len(v)
+    for loop in _boundary_loops(topo.boundary_directed):
+        if len(loop) > max_edges:
+            continue
+        pts = v[loop]
+        perimeter = float(np.linalg.norm(pts - np.roll(pts, -1, axis=0), axis=1).sum())
+        if perimeter > max_perimeter_fraction * diag:
+            continue
+        a = loop
+        b = np.roll(loop, -1)
+        if len(loop) == 3:
+            new_f.append(np.array([[loop[2], loop[1], loop[0]]]))
+            continue
+        new_v.append(pts.mean(axis=0))
+        new_c.append(c[loop].mean(axis=0))
+        centre = np.full(len(loop), next_index)
+        new_f.append(np.stack([b, a, centre], axis=1))
+        next_index += 1
+    if not new_f:
+        return mesh
+    v2 = np.vstack([v] + [x[None] for x in new_v]) if new_v else v
+    c2 = np.vstack([c] + [x[None] for x in new_c]).astype(np.float32) if new_c else c
+    f2 = np.vstack([f] + new_f)
+    out = MeshData(v2, f2, c2, mesh.warnings + [f"Filled {len(new_f)} small holes."])
+    return out

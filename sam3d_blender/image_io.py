@@ -1,0 +1,229 @@
+"""Images and masks leaving Blender as PNG bytes; mask coverage for the panel.
+
+Blender stores ``Image.pixels`` bottom row first, RGBA floats. For byte images the floats
+are the stored 8-bit values / 255 (sRGB-encoded for colour images); float images hold
+scene-linear values and are converted to sRGB before they are written as 8-bit PNG.
+PNGs are written by Blender itself, so painted, generated and packed images work just like
+files on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+#: File types sent as they are (the backend decodes them); anything else goes through PNG.
+PASSTHROUGH_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def pixels(image: bpy.types.Image) -> np.ndarray:
+    """(H, W, 4) float32 RGBA, bottom row first, as Blender holds them."""
+    w, h = image.size
+    if w == 0 or h == 0:
+        raise ValueError(f"image {image.name!r} has no pixels (missing file?)")
+    buf = np.empty(w * h * 4, dtype=np.float32)
+    image.pixels.foreach_get(buf)
+    return buf.reshape(h, w, 4)
+
+
+def _linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+
+
+def encode_png(rgba: np.ndarray, name: str = "sam3d_tmp") -> bytes:
+    """PNG bytes of ``rgba`` ((H, W, 4) float in 0..1, bottom row first), written by Blender.
+
+    A temporary image datablock is created and removed again.
+    """
+    h, w = rgba.shape[:2]
+    tmp = bpy.data.images.new(name, w, h, alpha=True)
+    fd, path = tempfile.mkstemp(suffix=".png", prefix="sam3d_")
+    os.close(fd)
+    try:
+        tmp.pixels.foreach_set(np.ascontiguousarray(rgba, dtype=np.float32).reshape(-1))
+        tmp.filepath_raw = path
+        tmp.file_format = "PNG"
+        tmp.save()
+        return Path(path).read_bytes()
+    finally:
+        bpy.data.images.remove(tmp)
+        Path(path).unlink(missing_ok=True)
+
+
+def _file_of(image: bpy.types.Image) -> Path | None:
+    """The image's file on disk when it is unmodified there, else None."""
+    if image.source != "FILE" or image.packed_file is not None or image.is_dirty:
+        return None
+    if not image.filepath:
+        return None
+    path = Path(bpy.path.abspath(image.filepath, library=image.library))
+    return path if path.is_file() else None
+
+
+def image_png(image: bpy.types.Image) -> bytes:
+    """The image as bytes for the backend: the file itself when it is an unmodified PNG or
+    JPEG on disk, else a PNG written from its pixels (8-bit sRGB, alpha kept)."""
+    path = _file_of(image)
+    if path is not None and path.suffix.lower() in PASSTHROUGH_SUFFIXES:
+        return path.read_bytes()
+    px = pixels(image)
+    if image.is_float:
+        px = px.copy()
+        px[..., :3] = _linear_to_srgb(px[..., :3])
+    return encode_png(px, f"{image.name}_png")
+
+
+def file_bytes(path: str | Path) -> bytes:
+    """A file chosen by path, as bytes for the backend: PNG/JPEG as they are; other formats
+    (EXR, TIFF, WebP, ...) loaded by Blender and written as PNG."""
+    p = Path(bpy.path.abspath(str(path)))
+    if not p.is_file():
+        raise FileNotFoundError(str(p))
+    if p.suffix.lower() in PASSTHROUGH_SUFFIXES:
+        return p.read_bytes()
+    with loaded_image(p) as image:
+        return image_png(image)
+
+
+class loaded_image:  # noqa: N801 (used as a context manager, reads like a function)
+    """``with loaded_image(path) as img:`` - a file loaded as a Blender image; removed again
+    afterwards unless it already was in ``bpy.data``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._created = False
+        self.image: bpy.types.Image | None = None
+
+    def __enter__(self) -> bpy.types.Image:
+        before = set(bpy.data.images)
+        self.image = bpy.data.images.load(self.path, check_existing=True)
+        self._created = self.image not in before
+        return self.image
+
+    def __exit__(self, *exc: object) -> None:
+        if self._created and self.image is not None:
+            bpy.data.images.remove(self.image)
+
+
+# -- masks ------------------------------------------------------------------------------
+
+
+def mask_from_pixels(px: np.ndarray) -> np.ndarray:
+    """(H, W) bool, True = object, from an RGBA mask image, the way the backend reads masks:
+    the alpha when it is not fully opaque, otherwise brightness > 50%."""
+    alpha = px[..., 3]
+    if float(alpha.min()) < 1.0:
+        return alpha > 0.5
+    return px[..., :3].mean(axis=2) > 0.5
+
+
+def alpha_mask(px: np.ndarray) -> np.ndarray | None:
+    """(H, W) bool from the image's alpha (> 50%), or None when fully opaque."""
+    alpha = px[..., 3]
+    if float(alpha.min()) >= 1.0:
+        return None
+    return alpha > 0.5
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """A black/white opaque PNG (white = object) from a (H, W) bool mask, bottom row first."""
+    h, w = mask.shape
+    rgba = np.ones((h, w, 4), dtype=np.float32)
+    rgba[..., :3] = mask.astype(np.float32)[..., None]
+    return encode_png(rgba, "sam3d_mask_tmp")
+
+
+def new_mask_image(name: str, width: int, height: int) -> bpy.types.Image:
+    """A black, opaque image to paint the object white on in the Image Editor."""
+    img = bpy.data.images.new(name, width, height, alpha=False)
+    img.generated_color = (0.0, 0.0, 0.0, 1.0)
+    img.colorspace_settings.name = "Non-Color"
+    return img
+
+
+# -- coverage shown in the panel --------------------------------------------------------
+
+_coverage_cache: dict[tuple, tuple[float, float | None, str]] = {}
+
+
+def coverage_text(fraction: float | None, reason: str = "") -> tuple[str, bool]:
+    """('mask: 12% of image', warn?) for the panel."""
+    if fraction is None:
+        return (f"mask: {reason}" if reason else "mask: unknown", bool(reason))
+    if fraction <= 0.0:
+        return ("mask: empty - paint the object white", True)
+    if fraction >= 0.995:
+        return ("mask: covers the whole image - nothing to separate", True)
+    pct = fraction * 100
+    text = f"mask: {pct:.0f}% of image" if pct >= 1 else f"mask: {pct:.2f}% of image"
+    return (text, fraction < 0.001)
+
+
+def image_coverage(image: bpy.types.Image, use_alpha: bool) -> tuple[float | None, str]:
+    """Fraction of pixels in the mask (0..1) of a Blender image, cached.
+
+    ``use_alpha``: the image's alpha is the mask (else the image IS the mask). Dirty
+    (being painted) images are re-read at most every 1.5 s. Returns (None, reason) when
+    there is no usable mask.
+    """
+    try:
+        w, h = image.size
+    except ReferenceError:
+        return (None, "image was removed")
+    key = (image.name_full, w, h, use_alpha, image.is_dirty, image.filepath, image.source)
+    now = time.monotonic()
+    hit = _coverage_cache.get(key)
+    if hit is not None and (not image.is_dirty or now - hit[0] < 1.5):
+        return (hit[1], hit[2])
+    if w == 0 or h == 0:
+        result: tuple[float | None, str] = (None, "image has no pixels (file missing?)")
+    else:
+        px = pixels(image)
+        if use_alpha:
+            m = alpha_mask(px)
+            result = (
+                (None, "image has no alpha; choose a mask") if m is None else (float(m.mean()), "")
+            )
+        else:
+            result = (float(mask_from_pixels(px).mean()), "")
+    if len(_coverage_cache) > 64:
+        _coverage_cache.clear()
+    _coverage_cache[key] = (now, result[0], result[1])
+    return result
+
+
+def file_coverage(path: str, use_alpha: bool) -> tuple[float | None, str]:
+    """Like :func:`image_coverage` for a file on disk (loads it; not for draw callbacks)."""
+    p = Path(bpy.path.abspath(path))
+    if not p.is_file():
+        return (None, "file not found")
+    key = ("file", str(p), p.stat().st_mtime, use_alpha)
+    hit = _coverage_cache.get(key)
+    if hit is not None:
+        return (hit[1], hit[2])
+    with loaded_image(p) as img:
+        px = pixels(img)
+    if use_alpha:
+        m = alpha_mask(px)
+        result = (None, "image has no alpha; choose a mask") if m is None else (float(m.mean()), "")
+    else:
+        result = (float(mask_from_pixels(px).mean()), "")
+    _coverage_cache[key] = (time.monotonic(), result[0], result[1])
+    return result
+
+
+def cached_file_coverage(path: str, use_alpha: bool) -> tuple[float | None, str] | None:
+    """The cached file coverage without loading anything (safe in draw callbacks)."""
+    p = Path(bpy.path.abspath(path))
+    try:
+        mtime = p.stat().st_mtime
+    except OSError:
+        return (None, "file not found")
+    hit = _coverage_cache.get(("file", str(p), mtime, use_alpha))
+    return None if hit is None else (hit[1], hit[2])

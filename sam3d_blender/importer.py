@@ -1,0 +1,252 @@
+"""Bringing a generated GLB into the scene: import, name, collect, place, record provenance.
+
+Everything here runs on Blender's main thread (from an operator). Placement math lives in
+the bpy-free :mod:`.placement`; this module only applies it to Blender objects.
+
+Building blocks meant for reuse (e.g. a multi-object "photo to scene" import):
+:func:`import_glb` (one GLB -> its new objects), :func:`place_by_pose` (object + pose +
+camera), :func:`ensure_camera` / :func:`apply_intrinsics` (a camera matching the photo).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+from . import placement
+
+COLLECTION_NAME = "SAM 3D"
+DECIMATE_NAME = "SAM 3D Simplify"
+CAMERA_NAME = "SAM 3D Camera"
+#: Custom-property prefix for provenance on imported objects.
+PROP_PREFIX = "sam3d_"
+
+
+def ensure_collection(scene: bpy.types.Scene, name: str = COLLECTION_NAME) -> bpy.types.Collection:
+    """The scene's "SAM 3D" collection, created and linked under the scene when missing."""
+    coll = scene.collection.children.get(name)
+    if coll is None:
+        coll = bpy.data.collections.get(name)
+        if coll is None or coll.library is not None:
+            coll = bpy.data.collections.new(name)
+        scene.collection.children.link(coll)
+    return coll
+
+
+def _override(context: bpy.types.Context) -> dict[str, Any]:
+    """A context override with a window, for operators run from timers (no window there)."""
+    if context.window is not None:
+        return {}
+    wm = context.window_manager
+    if wm is not None and wm.windows:
+        win = wm.windows[0]
+        return {"window": win, "screen": win.screen}
+    return {}
+
+
+def import_glb(
+    context: bpy.types.Context, path: str | Path, collection: bpy.types.Collection | None = None
+) -> list[bpy.types.Object]:
+    """Import one GLB with Blender's glTF importer; returns the new objects (roots first).
+
+    The importer converts glTF's Y-up to Blender's Z-up (see :mod:`.placement`), packs the
+    embedded textures into the .blend, and copies node ``extras`` into custom properties.
+    With ``collection``, the new objects are moved into it (out of the active collection).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(str(path))
+    before = set(bpy.data.objects)
+    with context.temp_override(**_override(context)):
+        if context.object is not None and context.object.mode != "OBJECT":
+            bpy.ops.object.mode_set(mode="OBJECT")
+        result = bpy.ops.import_scene.gltf(filepath=str(path))
+    if "FINISHED" not in result:
+        raise RuntimeError(f"glTF import of {path.name} returned {result}")
+    new = [ob for ob in bpy.data.objects if ob not in before]
+    if not new:
+        raise RuntimeError(f"glTF import of {path.name} created no objects")
+    if collection is not None:
+        for ob in new:
+            for c in list(ob.users_collection):
+                c.objects.unlink(ob)
+            collection.objects.link(ob)
+    new.sort(key=lambda ob: ob.parent is not None)
+    return new
+
+
+def place_by_pose(obj: bpy.types.Object, pose: Mapping[str, Any], camera: bpy.types.Object) -> None:
+    """Put ``obj`` (just imported, glTF object frame) where the photo shows it, seen from
+    ``camera``: ``matrix_world = camera.matrix_world @ pose @ glTF->Blender^-1 @ imported``.
+
+    ``pose``: ``{"rotation_wxyz","translation","scale"}`` mapping glTF object-frame points
+    into the OpenGL camera frame (= a Blender camera's local frame), metres.
+    """
+    cam_world = np.array(camera.matrix_world, dtype=np.float64)
+    imported = np.array(obj.matrix_world, dtype=np.float64)
+    obj.matrix_world = Matrix(placement.camera_aligned_world(cam_world, pose, imported).tolist())
+
+
+def place_on_point(obj: bpy.types.Object, point: Any) -> None:
+    """Move ``obj`` so its bounding box's bottom centre rests on ``point`` (world, metres)."""
+    mw = np.array(obj.matrix_world, dtype=np.float64)
+    corners = np.array([tuple(c) for c in obj.bound_box], dtype=np.float64)
+    world = corners @ mw[:3, :3].T + mw[:3, 3]
+    shift = placement.floor_at_point(world, tuple(point))
+    mw[:3, 3] += shift
+    obj.matrix_world = Matrix(mw.tolist())
+
+
+def apply_intrinsics(
+    camera: bpy.types.Object, intrinsics: Mapping[str, Any], scene: bpy.types.Scene | None = None
+) -> None:
+    """Make ``camera`` see like the photo's pinhole ``intrinsics`` (lens, sensor, shift);
+    with ``scene``, also set its render resolution and pixel aspect to the photo's."""
+    params = placement.camera_params_from_intrinsics(intrinsics)
+    cam = camera.data
+    cam.type = "PERSP"
+    cam.sensor_fit = params["sensor_fit"]
+    cam.sensor_width = params["sensor_width"]
+    cam.sensor_height = params["sensor_height"]
+    cam.lens = params["lens"]
+    cam.shift_x = params["shift_x"]
+    cam.shift_y = params["shift_y"]
+    if scene is not None:
+        r = scene.render
+        r.resolution_x = params["resolution_x"]
+        r.resolution_y = params["resolution_y"]
+        r.resolution_percentage = 100
+        r.pixel_aspect_x = params["pixel_aspect_x"]
+        r.pixel_aspect_y = params["pixel_aspect_y"]
+
+
+def ensure_camera(
+    context: bpy.types.Context,
+    intrinsics: Mapping[str, Any] | None,
+    collection: bpy.types.Collection | None = None,
+) -> bpy.types.Object:
+    """The scene's camera; when there is none, a new "SAM 3D Camera" at the origin looking
+    along +Y (Blender's front view), matched to ``intrinsics``, made the scene camera."""
+    scene = context.scene
+    if scene.camera is not None:
+        return scene.camera
+    data = bpy.data.cameras.new(CAMERA_NAME)
+    cam = bpy.data.objects.new(CAMERA_NAME, data)
+    cam.rotation_euler = (math.radians(90.0), 0.0, 0.0)
+    (collection or scene.collection).objects.link(cam)
+    if intrinsics:
+        apply_intrinsics(cam, intrinsics, scene)
+    scene.camera = cam
+    context.view_layer.update()
+    return cam
+
+
+def add_decimate(obj: bpy.types.Object, ratio: float = 1.0) -> bpy.types.Modifier:
+    """A non-destructive Decimate (collapse) modifier the artist can lower."""
+    mod = obj.modifiers.get(DECIMATE_NAME) or obj.modifiers.new(DECIMATE_NAME, "DECIMATE")
+    mod.decimate_type = "COLLAPSE"
+    mod.ratio = ratio
+    return mod
+
+
+def set_provenance(obj: bpy.types.Object, provenance: Mapping[str, Any]) -> None:
+    """Store ``provenance`` as ``sam3d_<key>`` custom properties (dicts/lists as JSON)."""
+    for key, value in provenance.items():
+        if value is None:
+            continue
+        if isinstance(value, (dict, list, tuple)):
+            value = json.dumps(value, sort_keys=True)
+        obj[PROP_PREFIX + key] = value
+
+
+def textured_image(obj: bpy.types.Object) -> bpy.types.Image | None:
+    """The image feeding the Base Color of ``obj``'s first material, if any."""
+    for slot in obj.material_slots:
+        mat = slot.material
+        if mat is None or not mat.use_nodes:
+            continue
+        for node in mat.node_tree.nodes:
+            if node.type == "BSDF_PRINCIPLED":
+                sock = node.inputs.get("Base Color")
+                if sock is not None and sock.is_linked:
+                    src = sock.links[0].from_node
+                    if src.type == "TEX_IMAGE":
+                        return src.image
+    return None
+
+
+def import_generated(
+    context: bpy.types.Context,
+    glb_path: str | Path,
+    *,
+    label: str,
+    result: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    placement_mode: str = "CURSOR",
+    camera: bpy.types.Object | None = None,
+    decimate: bool = True,
+) -> bpy.types.Object:
+    """The whole import of one generated object; returns it (selected and active).
+
+    ``result``: the job's result.json (pose, intrinsics) - when absent the pose is read
+    from the GLB node's ``extras["sam3d"]``. ``placement_mode``: "CURSOR" (stand on the 3D
+    cursor) or "CAMERA" (camera-aligned by the pose; ``camera`` or the scene camera, created
+    from the intrinsics when the scene has none).
+    """
+    scene = context.scene
+    coll = ensure_collection(scene)
+    new = import_glb(context, glb_path, coll)
+    meshes = [ob for ob in new if ob.type == "MESH"]
+    obj = meshes[0] if meshes else new[0]
+    obj.name = label
+    if obj.type == "MESH" and obj.data.users == 1:
+        obj.data.name = label
+    extras = _extras_of(obj)
+    pose = (result or {}).get("pose") or extras.get("pose")
+    intrinsics = (result or {}).get("intrinsics") or extras.get("intrinsics")
+    placed = "cursor"
+    if placement_mode == "CAMERA" and pose:
+        cam = camera or ensure_camera(context, intrinsics, coll)
+        context.view_layer.update()
+        for ob in new:
+            if ob.parent is None:
+                place_by_pose(ob, pose, cam)
+        placed = f"camera:{cam.name}"
+    else:
+        context.view_layer.update()
+        place_on_point(obj, scene.cursor.location)
+    if decimate and obj.type == "MESH":
+        add_decimate(obj)
+    prov = dict(provenance or {})
+    prov["placement"] = placed
+    if pose:
+        prov.setdefault("pose", pose)
+    set_provenance(obj, prov)
+    for ob in context.view_layer.objects:
+        ob.select_set(False)
+    obj.select_set(True)
+    context.view_layer.objects.active = obj
+    context.view_layer.update()
+    return obj
+
+
+def _extras_of(obj: bpy.types.Object) -> dict[str, Any]:
+    """The ``sam3d`` node extras the glTF importer stored as a custom property."""
+    value = obj.get("sam3d")
+    if value is None:
+        return {}
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return {}
+    return dict(value) if isinstance(value, Mapping) else {}

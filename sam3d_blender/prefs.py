@@ -1,0 +1,142 @@
+"""Add-on preferences: which backend, where its files go, and the Install button."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+
+from . import paths
+from .settings import PreferenceValues
+
+
+class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
+    bl_idname = paths.ADDON_PACKAGE or "sam3d_blender"
+
+    backend_mode: EnumProperty(
+        name="Backend",
+        items=[
+            ("LOCAL", "Managed locally", "Blender starts and stops a backend on this computer"),
+            ("REMOTE", "Remote", "Use a backend someone runs elsewhere (e.g. a GPU server)"),
+        ],
+        default="LOCAL",
+    )
+    backend_python: StringProperty(
+        name="Backend Python",
+        description=(
+            "Python of the backend's virtual environment. Empty: the one 'Install backend' "
+            "created (SAM3D_BACKEND_PYTHON overrides this)"
+        ),
+        subtype="FILE_PATH",
+    )
+    install_profile: EnumProperty(
+        name="Profile",
+        items=[
+            ("cuda", "NVIDIA GPU (CUDA)", "Full SAM 3D: needs an NVIDIA GPU"),
+            ("cpu", "CPU only", "Preview engine only; no GPU needed"),
+        ],
+        default="cuda",
+    )
+    remote_url: StringProperty(
+        name="URL", description="Remote backend, e.g. http://gpu-box:8765", default=""
+    )
+    remote_token: StringProperty(
+        name="Token", description="The remote backend's access token", subtype="PASSWORD"
+    )
+    checkpoints_dir: StringProperty(
+        name="Checkpoints",
+        description="Folder with the SAM 3D weights (holds pipeline.yaml). Empty: backend default",
+        subtype="DIR_PATH",
+    )
+    cache_dir: StringProperty(
+        name="Cache folder",
+        description="Jobs and results. Empty: the add-on's user folder",
+        subtype="DIR_PATH",
+    )
+    auto_start: BoolProperty(
+        name="Start automatically",
+        description="Start the local backend on the first Generate",
+        default=True,
+    )
+    idle_unload_min: IntProperty(
+        name="Unload model after (min)",
+        description="Free GPU memory after this many idle minutes (0: keep loaded)",
+        default=10,
+        min=0,
+        max=24 * 60,
+    )
+    show_install_log: BoolProperty(name="Show installer output", default=False)
+
+    def values(self) -> PreferenceValues:
+        return PreferenceValues(
+            mode=self.backend_mode,
+            backend_python=self.backend_python,
+            remote_url=self.remote_url,
+            remote_token=self.remote_token,
+            checkpoints_dir=self.checkpoints_dir,
+            cache_dir=self.cache_dir,
+            auto_start=self.auto_start,
+            idle_unload_min=self.idle_unload_min,
+        )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        from . import panels, runtime
+
+        layout = self.layout
+        rt = runtime.get()
+        settings = runtime.settings()
+        layout.prop(self, "backend_mode", expand=True)
+        if os.environ.get("SAM3D_BACKEND_URL"):
+            layout.label(text="SAM3D_BACKEND_URL is set: it overrides these settings.", icon="INFO")
+        box = layout.box()
+        if self.backend_mode == "LOCAL":
+            box.prop(self, "backend_python")
+            if os.environ.get("SAM3D_BACKEND_PYTHON"):
+                box.label(text=f"SAM3D_BACKEND_PYTHON overrides: {settings.python}", icon="INFO")
+            elif settings.python is None:
+                box.label(text="No backend installed yet.", icon="ERROR")
+            else:
+                box.label(text=f"Using: {settings.python} ({settings.source})")
+            row = box.row(align=True)
+            row.prop(self, "install_profile", text="")
+            installing = rt.installer is not None and rt.installer.state.value == "running"
+            sub = row.row(align=True)
+            sub.enabled = not installing
+            sub.operator("sam3d.backend_install", icon="IMPORT")
+            self._draw_installer(box, rt)
+            box.prop(self, "checkpoints_dir")
+            box.prop(self, "auto_start")
+            box.prop(self, "idle_unload_min")
+        else:
+            box.prop(self, "remote_url")
+            box.prop(self, "remote_token")
+        layout.prop(self, "cache_dir")
+        panels.draw_backend_status(layout.box(), context)
+
+    def _draw_installer(self, layout: bpy.types.UILayout, rt: object) -> None:
+        run = getattr(rt, "installer", None)
+        if run is None:
+            return
+        col = layout.column(align=True)
+        state = run.state.value
+        if state == "running":
+            col.progress(factor=run.progress.fraction, type="BAR", text=run.summary())
+        else:
+            row = col.row()
+            row.alert = state == "failed"
+            row.label(text=run.summary(), icon="CHECKMARK" if state == "succeeded" else "ERROR")
+        col.prop(self, "show_install_log", toggle=True)
+        if self.show_install_log or state == "failed":
+            for line in run.progress.lines[-12:]:
+                col.label(text=line[:160])
+
+
+def get_preferences(context: bpy.types.Context | None = None) -> SAM3D_AddonPreferences | None:
+    """This add-on's preferences, or None when they are not registered (plain import)."""
+    ctx = context or bpy.context
+    addon = ctx.preferences.addons.get(SAM3D_AddonPreferences.bl_idname)
+    return addon.preferences if addon is not None else None
+
+
+classes = (SAM3D_AddonPreferences,)

@@ -1,0 +1,277 @@
+"""The add-on's session state: the backend, the job manager, the installer, the timer.
+
+One :class:`Runtime` per Blender session. :func:`tick` is the body of the
+``bpy.app.timers`` callback (main thread): it advances jobs, backend startup and the
+installer by small non-blocking steps, imports finished results, and asks the panels to
+redraw. Blocking callers (background mode, tests, batch scripts) call the same steps in a
+loop (:func:`wait_for`). No thread here touches bpy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+
+from . import paths
+from .backend_process import (
+    Backend,
+    BackendState,
+    LaunchConfig,
+    ManagedBackend,
+    RemoteBackend,
+)
+from .installer import InstallerRun, InstallState
+from .job_manager import Job, JobManager, Phase
+from .messages import ErrorInfo
+from .settings import BackendSettings, PreferenceValues, resolve
+
+
+@dataclass
+class Notice:
+    """The last thing worth telling the artist (shown in the panel)."""
+
+    level: str  # "INFO" | "WARNING" | "ERROR"
+    text: str
+    at: float
+
+
+class Runtime:
+    """Singletons of one session; see the module docstring."""
+
+    def __init__(self) -> None:
+        self.backend: ManagedBackend | RemoteBackend | None = None
+        self._backend_key: tuple | None = None
+        self.manager = JobManager(
+            self.current_backend,
+            lambda: settings().results_dir,
+            lambda: settings().auto_start,
+        )
+        self.installer: InstallerRun | None = None
+        self.notice: Notice | None = None
+
+    def current_backend(self) -> Backend:
+        """The backend the preferences/environment ask for; a changed choice stops the old
+        managed backend and makes a new one."""
+        s = settings()
+        if s.mode == "REMOTE":
+            key: tuple = ("remote", s.url, s.token)
+        else:
+            cfg = launch_config(s)
+            key = ("local", *cfg.key())
+        if self.backend is None or key != self._backend_key:
+            if self.backend is not None:
+                self.backend.stop()
+            if s.mode == "REMOTE":
+                self.backend = RemoteBackend(s.url, s.token)
+            else:
+                self.backend = ManagedBackend(cfg)
+            self._backend_key = key
+        return self.backend
+
+    def notify(self, level: str, text: str) -> None:
+        self.notice = Notice(level, text, time.time())
+        print(f"SAM 3D: {text}")
+
+    def shutdown(self) -> None:
+        """Stop everything this session started (add-on disabled, Blender quitting)."""
+        self.manager.cancel_all()
+        if self.backend is not None:
+            self.backend.stop()
+        if self.installer is not None and self.installer.state == InstallState.RUNNING:
+            self.installer.cancel()
+
+
+_runtime: Runtime | None = None
+
+
+def get() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime()
+    return _runtime
+
+
+def reset() -> None:
+    """Shut the session down and forget it (unregister)."""
+    global _runtime
+    if _runtime is not None:
+        _runtime.shutdown()
+    _runtime = None
+
+
+def preference_values() -> PreferenceValues:
+    from .prefs import get_preferences
+
+    prefs = get_preferences()
+    return prefs.values() if prefs is not None else PreferenceValues()
+
+
+def settings() -> BackendSettings:
+    """The resolved backend choice (preferences + environment)."""
+    return resolve(preference_values(), os.environ, paths.user_dir())
+
+
+def launch_config(s: BackendSettings) -> LaunchConfig:
+    """How the managed backend is started for settings ``s``."""
+    logs = s.cache_dir / "logs"
+    return LaunchConfig(
+        python=s.python,
+        backend_root=paths.extension_root(),
+        log_path=logs / "backend.log",
+        run_dir=paths.user_dir("run"),
+        data_dir=s.data_dir,
+        checkpoints=s.checkpoints,
+        idle_unload_s=s.idle_unload_s,
+    )
+
+
+# -- timer --------------------------------------------------------------------------------
+
+
+def tick() -> float | None:
+    """One round of non-blocking work; returns seconds to the next round or None to stop.
+
+    Runs on Blender's main thread (timer, or a blocking loop in background mode).
+    """
+    rt = get()
+    waits: list[float] = []
+    try:
+        wait = rt.manager.step()
+        if wait is not None:
+            waits.append(wait)
+        backend = rt.backend
+        if backend is not None and backend.state == BackendState.STARTING:
+            if backend.poll() == BackendState.STARTING:
+                waits.append(0.1)
+            elif backend.state == BackendState.ERROR and backend.error is not None:
+                rt.notify("ERROR", backend.error.sentence())
+        if rt.installer is not None and rt.installer.state == InstallState.RUNNING:
+            if rt.installer.poll() == InstallState.RUNNING:
+                waits.append(0.2)
+            else:
+                _installer_finished(rt)
+        for job in rt.manager.unhandled():
+            handle_finished(job, bpy.context)
+    except Exception as exc:  # a timer that raises is removed by Blender: report, go on
+        rt.notify("ERROR", f"Internal error in the SAM 3D add-on: {exc}")
+        import traceback
+
+        traceback.print_exc()
+    redraw()
+    return min(waits) if waits else None
+
+
+def ensure_timer() -> None:
+    """Start the UI timer (no effect in module mode, where timers never fire)."""
+    if not bpy.app.timers.is_registered(tick):
+        bpy.app.timers.register(tick, first_interval=0.05, persistent=True)
+
+
+def stop_timer() -> None:
+    if bpy.app.timers.is_registered(tick):
+        bpy.app.timers.unregister(tick)
+
+
+def wait_for(done: Callable[[], bool], timeout: float | None = None) -> bool:
+    """Blocking: run :func:`tick` until ``done()`` (or ``timeout`` seconds). For background
+    mode and tests, where timers don't run. Returns ``done()``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not done():
+        wait = tick()
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        time.sleep(0.05 if wait is None else min(wait, 0.25))
+    return done()
+
+
+def redraw() -> None:
+    wm = getattr(bpy.context, "window_manager", None)
+    if wm is None:
+        return
+    for window in wm.windows:
+        screen = window.screen
+        if screen is None:
+            continue
+        for area in screen.areas:
+            if area.type in {"VIEW_3D", "IMAGE_EDITOR", "PREFERENCES"}:
+                area.tag_redraw()
+
+
+def _installer_finished(rt: Runtime) -> None:
+    run = rt.installer
+    assert run is not None
+    if run.state == InstallState.SUCCEEDED:
+        rt.notify("INFO", "Backend installed.")
+        rt.backend = None  # pick up the new venv on the next use
+        rt._backend_key = None
+    else:
+        rt.notify("ERROR", run.summary())
+
+
+# -- finished jobs ------------------------------------------------------------------------
+
+
+def handle_finished(job: Job, context: bpy.types.Context) -> bpy.types.Object | None:
+    """Import a done job (as an undoable step) or report why it did not finish.
+
+    Marks the job handled. Returns the new object for done jobs.
+    """
+    if job.handled:
+        return None
+    job.handled = True
+    if job.phase == Phase.DONE:
+        try:
+            with context.temp_override(**_window_override(context)):
+                result = bpy.ops.sam3d.import_result("EXEC_DEFAULT", True, local_job=job.local_id)
+        except RuntimeError as exc:  # the operator reported an error
+            get().notify("ERROR", str(exc).removeprefix("Error: ").strip())
+            return None
+        if "FINISHED" not in result:
+            return None
+        name = job.request.meta.get("object_name")
+        return bpy.data.objects.get(name) if name else None
+    if job.phase == Phase.CANCELLED:
+        get().notify("INFO", "Generation cancelled.")
+        _record(job, "cancelled", "")
+    else:
+        err = job.error or ErrorInfo("internal_error")
+        get().notify("ERROR", err.sentence())
+        _record(job, "failed", err.sentence())
+    return None
+
+
+def _record(job: Job, state: str, message: str) -> None:
+    """A history line for a job that produced no object (so the artist sees what happened)."""
+    scene = bpy.data.scenes.get(job.request.meta.get("scene", "")) or bpy.context.scene
+    if scene is None or not hasattr(scene, "sam3d"):
+        return
+    item = scene.sam3d.history.add()
+    item.job_id = job.backend_id or ""
+    item.label = job.request.label
+    item.engine = str(job.request.options.get("engine", ""))
+    item.seed = int(job.request.options.get("seed", 0))
+    item.options_json = json.dumps(job.request.options, sort_keys=True)
+    item.source_sha256 = job.request.source_sha256
+    item.created = time.time()
+    item.state = state
+    item.message = message[:500]
+
+
+def _window_override(context: bpy.types.Context) -> dict:
+    if context.window is not None:
+        return {}
+    wm = context.window_manager
+    if wm is not None and wm.windows:
+        win = wm.windows[0]
+        return {"window": win, "screen": win.screen}
+    return {}
+
+
+def results_folder(job_id: str) -> Path:
+    return settings().results_dir / job_id

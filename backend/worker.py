@@ -42,6 +42,7 @@ class Channel:
         self._stream = stream
         self._lock = threading.Lock()
         self._last_progress = 0.0
+        self._last_stage = ""
 
     def send(self, **event: Any) -> None:
         with self._lock:
@@ -50,7 +51,8 @@ class Channel:
 
     def progress(self, stage: str, fraction: float) -> None:
         now = time.monotonic()
-        if now - self._last_progress >= 0.1 or fraction >= 1.0:
+        if stage != self._last_stage or now - self._last_progress >= 0.1 or fraction >= 1.0:
+            self._last_stage = stage
             self._last_progress = now
             self.send(event="progress", stage=stage, progress=round(fraction, 4))
 

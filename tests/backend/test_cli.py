@@ -1,0 +1,125 @@
+"""``python -m backend generate`` and ``doctor`` as a pipeline would call them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from tests.backend.conftest import REPO, disk_scene, png_bytes
+
+
+def _run(*args, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "backend", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        **kw,
+    )
+
+
+def test_generate_writes_glb_and_report(tmp_path: Path):
+    img, mask = disk_scene()
+    (tmp_path / "i.png").write_bytes(png_bytes(img))
+    (tmp_path / "m.png").write_bytes(png_bytes(mask.astype(np.uint8) * 255))
+    out = tmp_path / "sub" / "o.glb"
+    r = _run(
+        "generate",
+        "--image",
+        str(tmp_path / "i.png"),
+        "--mask",
+        str(tmp_path / "m.png"),
+        "--target-faces",
+        "3000",
+        "--texture-size",
+        "512",
+        "--out",
+        str(out),
+        "--report",
+        str(tmp_path / "r.json"),
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(out.resolve())
+    # not a terminal: plain progress lines, stage by stage
+    lines = [line for line in r.stderr.splitlines() if line.startswith("progress")]
+    stages = {line.split()[-1] for line in lines}
+    assert {"reconstruct", "simplify", "uv", "bake", "export"} <= stages
+    mesh = next(iter(trimesh.load(out, file_type="glb").geometry.values()))
+    assert abs(len(mesh.faces) - 3000) <= 60
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["stats"]["texture_size"] == 512 and rep["engine"] == "preview"
+
+
+def test_generate_bad_input_exit_codes(tmp_path: Path):
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    r = _run("generate", "--image", str(tmp_path / "bad.png"), "--out", str(tmp_path / "o.glb"))
+    assert r.returncode == 2 and "error [bad_image]" in r.stderr
+    r = _run("generate", "--image", str(tmp_path / "missing.png"), "--out", str(tmp_path / "o.glb"))
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    img, mask = disk_scene()
+    (tmp_path / "i.png").write_bytes(png_bytes(img))
+    r = _run(
+        "generate",
+        "--image",
+        str(tmp_path / "i.png"),
+        "--texture-size",
+        "999",
+        "--out",
+        str(tmp_path / "o.glb"),
+    )
+    assert r.returncode == 2 and "texture_size" in r.stderr
+    r = _run(
+        "generate",
+        "--image",
+        str(tmp_path / "i.png"),
+        "--engine",
+        "sam3d",
+        "--out",
+        str(tmp_path / "o.glb"),
+    )
+    assert r.returncode == 2 and "engine_unavailable" in r.stderr
+
+
+def test_generate_scene_from_mask_folder(tmp_path: Path):
+    img, m0 = disk_scene()
+    m1 = np.zeros_like(m0)
+    m1[100:170, 10:60] = True
+    (tmp_path / "masks").mkdir()
+    for i, m in enumerate((m0, m1)):
+        (tmp_path / "masks" / f"{i}.png").write_bytes(png_bytes(m.astype(np.uint8) * 255))
+    (tmp_path / "i.png").write_bytes(png_bytes(img))
+    out = tmp_path / "scene.glb"
+    r = _run(
+        "generate",
+        "--image",
+        str(tmp_path / "i.png"),
+        "--masks",
+        str(tmp_path / "masks"),
+        "--target-faces",
+        "1000",
+        "--no-bake",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    assert len(trimesh.load(out, file_type="glb").geometry) == 2
+    assert (tmp_path / "scene_0.glb").is_file() and (tmp_path / "scene_1.glb").is_file()
+
+
+def test_doctor_explains_sam3d(tmp_path: Path):
+    import os
+
+    r = _run("doctor", env={**os.environ, "SAM3D_CHECKPOINTS": str(tmp_path / "ckpt")})
+    assert r.returncode == 0
+    assert "preview   available" in r.stdout
+    assert "sam3d     UNAVAILABLE" in r.stdout
+    assert "auto picks:   preview" in r.stdout
+    r = _run("doctor", "--json", env={**os.environ, "SAM3D_CHECKPOINTS": str(tmp_path / "ckpt")})
+    info = json.loads(r.stdout)
+    assert info["engines"]["sam3d"]["available"] is False and info["engines"]["sam3d"]["reason"]

@@ -2,11 +2,15 @@
 
 A pipeline registers its sub-models (``torch.nn.Module`` or anything with ``.to()``,
 ``.parameters()`` and ``.buffers()``) by name, then runs each stage inside
-``with manager.stage("sparse_structure", ["ss_generator", "ss_decoder"]):``. On entry the
-manager
+``with manager.stage("sparse_structure", ["ss_generator", "ss_decoder"]):`` - or, when it
+cannot restructure the code that calls the models, inside one ``with manager.guard():`` with
+``attach_stage_hooks`` switching stages from forward pre-hooks (``manager.enter``). On
+entering a stage the manager
 
-1. moves every registered module the stage does not name off the GPU (to CPU memory, or
-   drops it when it was registered with a ``loader`` and ``evict="drop"``),
+1. moves registered modules the stage does not name off the GPU (to CPU memory, or drops
+   them when registered with a ``loader`` and ``evict="drop"``): all of them when
+   ``exclusive``, else only as many as needed (least recently used first) for the stage's
+   weights plus headroom to fit the budget beside the modules that stay,
 2. checks that the stage's weights plus a working-memory headroom fit both the VRAM budget
    and the memory the GPU has free, and refuses with ``BackendError("out_of_memory")``
    carrying the figures before anything is moved when they do not,
@@ -119,6 +123,7 @@ class _Slot:
     evict: str  # "cpu" | "drop"
     dtype: Any | None
     nbytes: int
+    last_used: int = 0
 
 
 class ResidencyManager:
@@ -128,6 +133,10 @@ class ResidencyManager:
     ``idle_unload_s``: seconds without a stage after which everything leaves the GPU
     (None or <= 0: never). ``headroom_mb``: working memory a stage needs beyond its
     weights; the pre-check refuses a stage whose weights plus headroom exceed the budget.
+    ``exclusive``: evict every module the stage does not name; by default modules of
+    earlier stages stay on the GPU while they fit beside the new stage's weights plus
+    headroom within the budget (least recently used leave first), so a big card keeps the
+    whole pipeline resident and later jobs move no weights at all.
     """
 
     def __init__(
@@ -137,6 +146,7 @@ class ResidencyManager:
         idle_unload_s: float | None = None,
         headroom_mb: float = DEFAULT_HEADROOM_MB,
         log: Callable[[str], None] | None = None,
+        exclusive: bool = False,
     ) -> None:
         self.device_name = device
         self.budget_gb = budget_gb
@@ -146,9 +156,11 @@ class ResidencyManager:
         self._slots: dict[str, _Slot] = {}
         self._stats: dict[str, StageStats] = {}
         self._lock = threading.RLock()
-        self._active: str | None = None
+        self._current: tuple[str, list[str], float, float] | None = None
         self._timer: threading.Timer | None = None
         self._budget_applied = False
+        self._tick = 0
+        self.exclusive = exclusive
         self.idle_unloads = 0
         self.context_mb: float | None = None
 
@@ -257,6 +269,7 @@ class ResidencyManager:
     def offload_all(self) -> None:
         """Move every module off the GPU and return cached GPU memory to the driver."""
         with self._lock:
+            self._current = None
             for slot in self._slots.values():
                 self._evict(slot)
             torch = _torch()
@@ -288,15 +301,15 @@ class ResidencyManager:
         gb = 1.0 / GIB
         parts = [
             f"The GPU ran out of memory in stage '{stage}': {reason}.",
-            f"VRAM: budget {budget * gb:.1f} GB of {total * gb:.1f} GB on the card, "
-            f"{free * gb:.1f} GB free now; this stage's weights {weights * gb:.1f} GB",
+            f"VRAM: budget {budget * gb:.1f} GiB of {total * gb:.1f} GiB on the card, "
+            f"{free * gb:.1f} GiB free now; this stage's weights {weights * gb:.1f} GiB",
         ]
         if peak_bytes is not None:
-            parts[-1] += f", peak in the stage {peak_bytes * gb:.1f} GB"
+            parts[-1] += f", peak in the stage {peak_bytes * gb:.1f} GiB"
         parts[-1] += "."
         if weights + self.headroom_mb * MIB > budget and budget < total:
             parts.append(
-                f"Raise the budget (SAM3D_VRAM_BUDGET_GB, at most {total * gb:.0f} on this GPU) "
+                f"Raise the budget (SAM3D_VRAM_BUDGET_GB, in GiB, at most {total * gb:.0f} on this GPU) "
                 "or close other programs that use the GPU."
             )
         else:
@@ -316,6 +329,33 @@ class ResidencyManager:
             peak_allocated_mb=None if peak_bytes is None else round(peak_bytes / MIB, 1),
         )
 
+    def _make_room(self, names: list[str]) -> None:
+        """Evict modules the stage does not need: all of them when ``exclusive``, else the
+        least recently used until the rest fit beside the stage within the budget."""
+        torch = _torch()
+        others = [s for s in self._slots.values() if s.name not in names and s.module is not None]
+        if self.exclusive:
+            for slot in others:
+                self._evict(slot)
+        else:
+            idx = self._device_index()
+            need = sum(self._slots[n].nbytes for n in names) + int(self.headroom_mb * MIB)
+            on_gpu = [s for s in others if _module_device_type(s.module) == "cuda"]
+            for slot in others:
+                if slot not in on_gpu:
+                    self._evict(slot)  # "drop" modules waiting on the CPU are forgotten
+            on_gpu.sort(key=lambda s: s.last_used)
+            resident = sum(s.nbytes for s in on_gpu)
+            cap = self.budget_bytes()
+            free = torch.cuda.mem_get_info(idx)[0] + torch.cuda.memory_reserved(idx) - torch.cuda.memory_allocated(idx)
+            incoming = sum(self._slots[n].nbytes for n in names if self.where(n) != "cuda")
+            while on_gpu and (resident + need > cap or incoming + int(self.headroom_mb * MIB) > free):
+                slot = on_gpu.pop(0)
+                self._evict(slot)
+                resident -= slot.nbytes
+                free += slot.nbytes
+        torch.cuda.empty_cache()
+
     def _check_fits(self, stage: str, names: list[str]) -> None:
         torch = _torch()
         idx = self._device_index()
@@ -326,8 +366,8 @@ class ResidencyManager:
             raise self._oom_error(
                 stage,
                 names,
-                f"it needs {need / GIB:.1f} GB (weights {weights / GIB:.1f} GB + working memory "
-                f"{self.headroom_mb / 1024:.1f} GB) but the VRAM budget is {budget / GIB:.1f} GB",
+                f"it needs {need / GIB:.1f} GiB (weights {weights / GIB:.1f} GiB + working memory "
+                f"{self.headroom_mb / 1024:.1f} GiB) but the VRAM budget is {budget / GIB:.1f} GiB",
             )
         free, _total = torch.cuda.mem_get_info(idx)
         on_gpu = sum(s.nbytes for s in self._slots.values() if s.name in names and self.where(s.name) == "cuda")
@@ -336,72 +376,119 @@ class ResidencyManager:
             raise self._oom_error(
                 stage,
                 names,
-                f"it needs {need / GIB:.1f} GB but only {usable / GIB:.1f} GB of the GPU is free "
+                f"it needs {need / GIB:.1f} GiB but only {usable / GIB:.1f} GiB of the GPU is free "
                 "(other programs hold the rest)",
             )
 
-    @contextmanager
-    def stage(self, name: str, modules: Iterable[str]) -> Iterator[StageStats]:
-        """Run one stage with exactly ``modules`` on the GPU (see the module doc)."""
+    def current_stage(self) -> str | None:
+        """Name of the stage whose modules are on the GPU now (None between stages)."""
+        return self._current[0] if self._current else None
+
+    def enter(self, name: str, modules: Iterable[str]) -> None:
+        """Make ``name`` the running stage with exactly ``modules`` on the GPU.
+
+        Finishes the previous stage's accounting first; a no-op when ``name`` is already
+        the running stage (so forward hooks may call it on every call of a module).
+        """
         torch = _torch()
         names = list(modules)
         unknown = [n for n in names if n not in self._slots]
         if unknown:
             raise KeyError(f"stage {name!r} names unregistered modules: {unknown}")
         with self._lock:
+            if self._current is not None and self._current[0] == name:
+                return
+            self._finish_current()
             self._cancel_timer()
-            self._active = name
-        stats = self._stats.setdefault(name, StageStats(name))
-        try:
             self._apply_budget()
             idx = self._device_index()
             t0 = time.perf_counter()
-            with self._lock:
-                for slot in self._slots.values():
-                    if slot.name not in names:
-                        self._evict(slot)
-                torch.cuda.empty_cache()
             for n in names:  # build lazily-loaded modules (on CPU) so their size is known
                 self.module(n)
+            self._make_room(names)
             self._check_fits(name, names)
+            self._tick += 1
+            for n in names:
+                self._slots[n].last_used = self._tick
             torch.cuda.reset_peak_memory_stats(idx)
-            reason: str | None = None
-            try:
-                with self._lock:
-                    for n in names:
-                        slot = self._slots[n]
-                        if _module_device_type(slot.module) != "cuda":
-                            slot.module = slot.module.to(self.device)
-                torch.cuda.synchronize(idx)
-                load_s = time.perf_counter() - t0
-                yield stats
-                torch.cuda.synchronize(idx)
-            except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raised
-                if not _is_oom(exc):
-                    raise
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            peak = torch.cuda.max_memory_allocated(idx)
-            peak_reserved = torch.cuda.max_memory_reserved(idx)
-            if reason is not None:
-                self.offload_all()
-                err = self._oom_error(name, names, f"CUDA reported: {reason}", peak_bytes=peak)
-                self._log(f"out of memory in stage {name}: {err.message}")
-                raise err
-            seconds = time.perf_counter() - t0
-            stats.runs += 1
-            stats.seconds += seconds
-            stats.load_s += load_s
-            stats.weights_mb = self.weights_mb(names)
-            stats.peak_allocated_mb = max(stats.peak_allocated_mb, peak / MIB)
-            stats.peak_reserved_mb = max(stats.peak_reserved_mb, peak_reserved / MIB)
-            self._log(
-                f"stage {name}: {seconds:.2f} s (weights moved in {load_s:.2f} s), "
-                f"peak {peak / MIB:.0f} MiB allocated / {peak_reserved / MIB:.0f} MiB reserved"
-            )
-        finally:
+            self._current = (name, names, t0, 0.0)
+            for n in names:
+                slot = self._slots[n]
+                if _module_device_type(slot.module) != "cuda":
+                    slot.module = slot.module.to(self.device)
+            torch.cuda.synchronize(idx)
+            self._current = (name, names, t0, time.perf_counter() - t0)
+
+    def _finish_current(self) -> None:
+        if self._current is None:
+            return
+        torch = _torch()
+        name, names, t0, load_s = self._current
+        self._current = None
+        idx = self._device_index()
+        torch.cuda.synchronize(idx)
+        seconds = time.perf_counter() - t0
+        peak = torch.cuda.max_memory_allocated(idx)
+        peak_reserved = torch.cuda.max_memory_reserved(idx)
+        stats = self._stats.setdefault(name, StageStats(name))
+        stats.runs += 1
+        stats.seconds += seconds
+        stats.load_s += load_s
+        stats.weights_mb = self.weights_mb(names)
+        stats.peak_allocated_mb = max(stats.peak_allocated_mb, peak / MIB)
+        stats.peak_reserved_mb = max(stats.peak_reserved_mb, peak_reserved / MIB)
+        self._log(
+            f"stage {name}: {seconds:.2f} s (weights moved in {load_s:.2f} s), "
+            f"peak {peak / MIB:.0f} MiB allocated / {peak_reserved / MIB:.0f} MiB reserved"
+        )
+
+    def finish(self) -> None:
+        """End the running stage's accounting; the idle-unload timer starts."""
+        with self._lock:
+            self._finish_current()
+            self._schedule_idle()
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Turn a CUDA out-of-memory error raised inside into ``BackendError("out_of_memory")``.
+
+        Wraps code that switches stages itself (``enter`` from forward hooks); finishes the
+        running stage on the way out. On OOM everything is moved off the GPU first.
+        """
+        reason: str | None = None
+        stage = "?"
+        names: list[str] = []
+        peak: int | None = None
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - only OOM is translated, the rest re-raised
+            if not _is_oom(exc):
+                self.finish()
+                raise
+            torch = _torch()
             with self._lock:
-                self._active = None
+                if self._current is not None:
+                    stage, names = self._current[0], list(self._current[1])
+                self._current = None
+            peak = torch.cuda.max_memory_allocated(self._device_index())
+            text = str(exc).strip()
+            reason = text.splitlines()[0] if text else type(exc).__name__
+        else:
+            self.finish()
+        if reason is not None:
+            self.offload_all()
+            with self._lock:
                 self._schedule_idle()
+            err = self._oom_error(stage, names, f"CUDA reported: {reason}", peak_bytes=peak)
+            self._log(f"out of memory in stage {stage}: {err.message}")
+            raise err
+
+    @contextmanager
+    def stage(self, name: str, modules: Iterable[str]) -> Iterator[None]:
+        """Run one stage with exactly ``modules`` on the GPU (see the module doc)."""
+        with self.guard():
+            self.enter(name, modules)
+            yield
 
     # -- idle unload ----------------------------------------------------------------------
     def _cancel_timer(self) -> None:
@@ -420,7 +507,7 @@ class ResidencyManager:
 
     def _idle_fire(self) -> None:
         with self._lock:
-            if self._active is not None:
+            if self._current is not None:
                 return
             self._timer = None
             if any(self.where(n) == "cuda" for n in self._slots):
@@ -458,3 +545,22 @@ class ResidencyManager:
                 "stages": {k: v.to_dict() for k, v in self._stats.items()},
             },
         }
+
+
+def attach_stage_hooks(manager: ResidencyManager, stages: dict[str, list[str]]) -> list[Any]:
+    """Switch stages from forward pre-hooks: calling any module of ``stages[name]`` first
+    makes ``name`` the running stage (``manager.enter``). Returns the hook handles.
+
+    Upstream calls its sub-models as plain ``module(...)``; hooking them loads each stage's
+    weights exactly when the stage starts, without changing upstream's control flow.
+    """
+    handles = []
+    for stage_name, names in stages.items():
+        for n in names:
+            module = manager.module(n)
+
+            def hook(_module: Any, _args: Any, _stage: str = stage_name, _names: list[str] = names) -> None:
+                manager.enter(_stage, _names)
+
+            handles.append(module.register_forward_pre_hook(hook))
+    return handles

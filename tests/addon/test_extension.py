@@ -1,0 +1,212 @@
+"""Enabling the extension like Blender does, the scripting API, and drawing the panels
+headless in every backend state."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import SimpleNamespace
+
+import bpy
+import pytest
+
+from tests.addon.helpers import (
+    ADDON_MODULE,
+    RecordingLayout,
+    addon,
+    disable_addon,
+    enable_addon,
+    make_photo,
+    preferences,
+)
+
+OPERATORS = ["generate", "cancel", "import_result", "backend_start", "backend_stop",
+             "backend_install", "new_mask", "open_folder"]
+
+
+def _ops_present() -> list[str]:
+    return [name for name in OPERATORS if hasattr(bpy.types, f"SAM3D_OT_{name}")]
+
+
+def test_enable_disable_twice():
+    for _ in range(2):
+        enable_addon()
+        assert ADDON_MODULE in bpy.context.preferences.addons
+        assert _ops_present() == OPERATORS
+        assert hasattr(bpy.types.Scene, "sam3d")
+        assert hasattr(bpy.types, "SAM3D_PT_view3d_main")
+        assert hasattr(bpy.types, "SAM3D_PT_image_main")
+        assert preferences().backend_mode == "LOCAL"
+        # the add-on writes below its extension user folder, never into its own folder
+        user = addon("paths").user_dir()
+        assert "extensions" in str(user) and str(user).endswith(("sam3d", "sam3d/"))
+        disable_addon()
+        assert ADDON_MODULE not in bpy.context.preferences.addons
+        assert _ops_present() == []
+        assert not hasattr(bpy.types.Scene, "sam3d")
+        assert not any(k.startswith(f"{ADDON_MODULE}.") for k in sys.modules
+                       if k.endswith("runtime") and sys.modules[k] is not None
+                       and getattr(sys.modules[k], "_runtime", None) is not None)
+    enable_addon()
+
+
+def test_disable_stops_the_backend(tmp_path):
+    enable_addon()
+    preferences().cache_dir = str(tmp_path)
+    assert bpy.ops.sam3d.backend_start(blocking=True) == {"FINISHED"}
+    backend = addon("runtime").get().backend
+    pid = backend.pid
+    bp = addon("backend_process")
+    assert bp.pid_alive(pid)
+    disable_addon()
+    deadline = time.monotonic() + 10
+    while bp.pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not bp.pid_alive(pid)
+    enable_addon()
+
+
+def _panel_classes():
+    return [cls for cls in addon("panels").classes]
+
+
+def _draw_all(context) -> RecordingLayout:
+    rec = RecordingLayout()
+    for cls in _panel_classes():
+        panel = SimpleNamespace(layout=rec.column())
+        assert cls.poll(context)
+        cls.draw(panel, context)
+    prefs = preferences()
+    prefs_layout = RecordingLayout(rec)
+    type(prefs).draw(_with_layout(prefs, prefs_layout), context)
+    return rec
+
+
+class _with_layout:  # noqa: N801
+    """Preferences draw() reads self.layout and the properties: give it both."""
+
+    def __init__(self, prefs, layout) -> None:
+        object.__setattr__(self, "_p", prefs)
+        object.__setattr__(self, "layout", layout)
+
+    def __getattr__(self, name):
+        value = getattr(self._p, name)
+        if callable(value) and name == "_draw_installer":
+            return lambda *a: type(self._p)._draw_installer(self, *a)
+        return value
+
+    @property
+    def bl_rna(self):
+        return self._p.bl_rna
+
+
+@pytest.fixture
+def scene_ready(tmp_path):
+    enable_addon()
+    bpy.ops.wm.read_homefile(use_empty=True)
+    preferences().cache_dir = str(tmp_path / "cache")
+    photo, mask, _ = make_photo(tmp_path)
+    s = bpy.context.scene.sam3d
+    s.image = bpy.data.images.load(str(photo))
+    s.mask_image = bpy.data.images.load(str(mask))
+    yield s
+    addon("runtime").get().shutdown()
+
+
+def test_panels_draw_in_every_backend_state(scene_ready, tmp_path):
+    rt_mod = addon("runtime")
+    bp = addon("backend_process")
+    rt = rt_mod.get()
+    ctx = bpy.context
+    seen = {}
+
+    # stopped
+    backend = rt.current_backend()
+    assert backend.state == bp.BackendState.STOPPED
+    seen["stopped"] = _draw_all(ctx)
+    # starting
+    backend.ensure_started()
+    assert backend.state == bp.BackendState.STARTING
+    seen["starting"] = _draw_all(ctx)
+    # ready
+    assert backend.wait_ready(60) == bp.BackendState.READY
+    seen["ready"] = _draw_all(ctx)
+    # a job running (progress bar + Cancel)
+    s = ctx.scene.sam3d
+    assert bpy.ops.sam3d.generate(engine="crashtest", seed=3, blocking=False) == {"FINISHED"}
+    rt_mod.wait_for(lambda: any(j.state == "running" for j in rt.manager.active()), 60)
+    seen["running"] = _draw_all(ctx)
+    bpy.ops.sam3d.cancel()
+    rt_mod.wait_for(lambda: not rt.manager.active(), 30)
+    seen["after cancel"] = _draw_all(ctx)
+    # error (the process died) + not installed
+    import os
+    import signal
+
+    os.killpg(backend.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while backend.poll() == bp.BackendState.READY and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert backend.state == bp.BackendState.ERROR
+    seen["error"] = _draw_all(ctx)
+    os.environ["SAM3D_BACKEND_PYTHON"] = str(tmp_path / "missing-python")
+    try:
+        assert rt.current_backend().state == bp.BackendState.NOT_INSTALLED
+        seen["not installed"] = _draw_all(ctx)
+    finally:
+        os.environ["SAM3D_BACKEND_PYTHON"] = sys.executable
+    # remote mode
+    preferences().backend_mode = "REMOTE"
+    try:
+        seen["remote"] = _draw_all(ctx)
+    finally:
+        preferences().backend_mode = "LOCAL"
+    # other input sources
+    s.image_source, s.mask_source = "FILE", "FILE"
+    seen["file inputs"] = _draw_all(ctx)
+    s.image_source, s.mask_source = "IMAGE", "ALPHA"
+    seen["alpha"] = _draw_all(ctx)
+
+    texts = {k: " | ".join(v.labels) for k, v in seen.items()}
+    assert "Backend: stopped" in texts["stopped"]
+    assert "Backend: starting" in texts["starting"]
+    assert "Backend: ready" in texts["ready"] and "engine" in texts["ready"]
+    assert seen["running"].progress_calls, "no progress bar while running"
+    assert "sam3d.cancel" in seen["running"].operators
+    assert "sam3d.generate" in seen["ready"].operators
+    assert "cancelled" in texts["after cancel"].lower()
+    assert "Backend: error" in texts["error"] and "stopped unexpectedly" in texts["error"]
+    assert "not installed" in texts["not installed"]
+    assert "sam3d.backend_install" in seen["not installed"].operators
+    assert "(remote)" in texts["remote"]
+    assert "mask: " in texts["ready"] and "% of image" in texts["ready"]
+    assert "no alpha" in texts["alpha"]
+    for name, rec in seen.items():
+        assert rec.labels, name
+    print({k: len(v.labels) for k, v in seen.items()})
+
+
+def test_mask_coverage_line(scene_ready):
+    panels = addon("panels")
+    s = scene_ready
+    text, warn = panels._mask_status(s)
+    frac = float(text.split()[1].rstrip("%"))
+    assert 20 <= frac <= 30 and not warn, text  # the ellipse covers ~25.6% of the photo
+    blank = addon("image_io").new_mask_image("blank", 320, 240)
+    s.mask_image = blank
+    text, warn = panels._mask_status(s)
+    assert warn and "empty" in text
+
+
+def test_new_mask_operator_makes_a_paintable_mask(scene_ready):
+    s = scene_ready
+    s.mask_image = None
+    assert bpy.ops.sam3d.new_mask() == {"FINISHED"}
+    mask = s.mask_image
+    assert mask is not None and tuple(mask.size) == tuple(s.image.size)
+    assert s.mask_source == "IMAGE"
+    text, warn = addon("panels")._mask_status(s)
+    assert warn and "empty" in text
+    # Generate refuses an empty mask with a sentence, before any backend work.
+    with pytest.raises(RuntimeError, match="mask is empty"):
+        bpy.ops.sam3d.generate()

@@ -1,0 +1,157 @@
+"""The job state machine against the real backend, without Blender."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sam3d_blender.backend_process import BackendState, LaunchConfig, ManagedBackend
+from sam3d_blender.job_manager import JobManager, JobRequest, Phase, run_to_completion
+from tests.addon.helpers import REPO, make_photo
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photo")
+    image, mask, _ = make_photo(folder)
+    return image.read_bytes(), mask.read_bytes()
+
+
+@pytest.fixture
+def backend(tmp_path):
+    b = ManagedBackend(
+        LaunchConfig(
+            python=Path(sys.executable),
+            backend_root=REPO,
+            log_path=tmp_path / "backend.log",
+            run_dir=tmp_path / "run",
+            data_dir=tmp_path / "jobs",
+        )
+    )
+    yield b
+    b.stop()
+
+
+def _manager(backend, tmp_path, auto_start=True):
+    return JobManager(lambda: backend, tmp_path / "results", auto_start=auto_start)
+
+
+def _request(photo, **options):
+    image, mask = photo
+    opts = {"engine": "preview", "target_faces": 3000, "texture_size": 256}
+    opts.update(options)
+    return JobRequest(image=image, mask=mask, options=opts, label="photo")
+
+
+def test_job_runs_to_done_then_answers_from_cache(backend, tmp_path, photo):
+    manager = _manager(backend, tmp_path)
+    job = manager.submit(_request(photo))
+    assert job.phase == Phase.WAITING_BACKEND  # submit never blocks
+    seen = []
+    run_to_completion(manager, job, timeout=120, on_update=lambda j: seen.append(j.phase))
+    assert job.phase == Phase.DONE, job.error
+    assert {Phase.WAITING_BACKEND, Phase.RUNNING, Phase.DOWNLOADING} <= set(seen) | {
+        Phase.WAITING_BACKEND
+    }
+    assert job.glb_path.is_file() and job.glb_path.read_bytes()[:4] == b"glTF"
+    assert job.glb_path.parent.name == job.backend_id
+    assert job.glb_path.with_name("result.json").is_file()
+    assert set(job.result["pose"]) == {"rotation_wxyz", "translation", "scale"}
+    assert job.result["intrinsics"]["width"] == 320
+    assert job.progress == 1.0
+    assert manager.step() is None  # nothing left to do
+    again = manager.submit(_request(photo))
+    run_to_completion(manager, again, timeout=60)
+    assert again.phase == Phase.DONE and again.cached
+    assert again.backend_id == job.backend_id
+
+
+def test_steps_are_short(backend, tmp_path, photo):
+    """The UI calls step() from a timer: no single call may block for long."""
+    manager = _manager(backend, tmp_path)
+    job = manager.submit(_request(photo, seed=11))
+    worst = 0.0
+    while not job.finished:
+        t0 = time.monotonic()
+        wait = manager.step()
+        worst = max(worst, time.monotonic() - t0)
+        time.sleep(wait or 0.02)
+    assert job.phase == Phase.DONE, job.error
+    print(f"longest step: {worst * 1000:.0f} ms")
+    assert worst < 0.5
+
+
+def test_cancel_mid_job(backend, tmp_path, photo):
+    manager = _manager(backend, tmp_path)
+    job = manager.submit(_request(photo, engine="crashtest", seed=3))  # slow, cooperative
+    deadline = time.monotonic() + 60
+    while job.phase != Phase.RUNNING or job.state != "running":
+        time.sleep(manager.step() or 0.05)
+        assert time.monotonic() < deadline and not job.finished, job.error
+    t0 = time.monotonic()
+    manager.cancel(job)
+    run_to_completion(manager, job, timeout=30)
+    assert job.phase == Phase.CANCELLED
+    assert time.monotonic() - t0 < 5.0
+    assert backend.client().job(job.backend_id)["state"] == "cancelled"
+
+
+def test_worker_crash_is_a_clear_failure_and_next_job_works(backend, tmp_path, photo):
+    manager = _manager(backend, tmp_path)
+    job = run_to_completion(
+        manager, manager.submit(_request(photo, engine="crashtest", seed=1)), timeout=120
+    )
+    assert job.phase == Phase.FAILED
+    assert job.error.code == "worker_crashed"
+    assert "crashed" in job.error.sentence() and "Traceback" not in job.error.sentence()
+    ok = run_to_completion(manager, manager.submit(_request(photo, seed=5)), timeout=120)
+    assert ok.phase == Phase.DONE, ok.error
+
+
+def test_backend_killed_mid_job_then_restarted(backend, tmp_path, photo):
+    manager = _manager(backend, tmp_path)
+    job = manager.submit(_request(photo, engine="crashtest", seed=3))
+    deadline = time.monotonic() + 60
+    while job.state != "running":
+        time.sleep(manager.step() or 0.05)
+        assert time.monotonic() < deadline and not job.finished, job.error
+    old_pid = backend.pid
+    os.killpg(old_pid, signal.SIGKILL)
+    run_to_completion(manager, job, timeout=30)
+    assert job.phase == Phase.FAILED
+    assert job.error.code == "backend_died"
+    assert "stopped unexpectedly" in job.error.sentence()
+    # The next request restarts the backend and succeeds.
+    ok = run_to_completion(manager, manager.submit(_request(photo, seed=6)), timeout=120)
+    assert ok.phase == Phase.DONE, ok.error
+    assert backend.pid != old_pid
+
+
+def test_bad_input_maps_to_a_sentence(backend, tmp_path, photo):
+    manager = _manager(backend, tmp_path)
+    image, _ = photo
+    job = manager.submit(JobRequest(image=image, mask=b"not an image", options={"engine": "preview"}))
+    run_to_completion(manager, job, timeout=60)
+    assert job.phase == Phase.FAILED
+    assert job.error.code == "bad_mask"
+    assert "mask" in job.error.sentence().lower()
+
+
+def test_stopped_backend_without_auto_start(backend, tmp_path, photo):
+    manager = _manager(backend, tmp_path, auto_start=False)
+    job = run_to_completion(manager, manager.submit(_request(photo)), timeout=10)
+    assert job.phase == Phase.FAILED and job.error.code == "backend_stopped"
+    assert backend.state == BackendState.STOPPED
+
+
+def test_cancel_before_backend_ready(backend, tmp_path, photo):
+    manager = _manager(backend, tmp_path)
+    job = manager.submit(_request(photo))
+    manager.cancel(job)
+    assert job.phase == Phase.CANCELLED
+    assert manager.step() is None

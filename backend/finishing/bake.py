@@ -33,8 +33,8 @@ from scipy.spatial import cKDTree
 
 # Border texels: centres within this many texels outside a triangle still take its colour.
 RASTER_MARGIN = 1.0
-# Candidate dense triangles examined per query point.
-DEFAULT_K = 3
+# Candidate dense triangles examined for hard points (thin sheets, far points).
+DEFAULT_K = 8
 
 
 @dataclass
@@ -42,7 +42,7 @@ class TexelSamples:
     """Texels covered by the conservative UV rasterisation.
 
     ``x``, ``y`` (N,) int64 texel column / row; ``face`` (N,) int64 triangle index;
-    ``bary`` (N, 3) float64 barycentric coordinates (clamped onto the triangle);
+    ``bary`` (N, 3) float32 barycentric coordinates (clamped onto the triangle);
     ``inside`` (N,) bool - the texel centre lies inside the triangle (not a border texel).
     """
 
@@ -53,128 +53,213 @@ class TexelSamples:
     inside: np.ndarray
 
 
-def rasterize_uv(
-    uv: np.ndarray, faces: np.ndarray, size: int, margin: float = RASTER_MARGIN
-) -> TexelSamples:
-    """Conservatively rasterise triangles ``faces`` (m, 3) with texcoords ``uv`` (n, 2) in
-    [0, 1] into a ``size`` x ``size`` grid; each texel is claimed by one triangle (an inside
-    hit wins over a border hit; among border hits the closest triangle wins).
+def _edge_coefficients(uv: np.ndarray, faces: np.ndarray, size: int):
+    """Per-face edge functions in texel-centre coordinates (centre of texel (x, y) at (x, y)).
 
-    Scanline form: for every triangle row the span of texel centres whose distance outside
-    each edge line is at most ``margin`` is solved in closed form, so only the texels that
-    are kept are ever enumerated.
+    Returns (an, bn, cn, scale, ok): for edge i (opposite corner i) the normalised edge
+    function ``d_i(x, y) = an[:, i] * x + bn[:, i] * y + cn[:, i]`` is the signed distance in
+    texels to the edge line, positive inside, for either winding; ``bary_i = d_i * scale_i``;
+    ``ok`` marks faces with a non-zero UV area.
     """
-    empty = np.zeros(0, np.int64)
-    nothing = TexelSamples(empty, empty, empty, np.zeros((0, 3)), np.zeros(0, bool))
-    p = uv[faces].astype(np.float64) * size - 0.5  # texel centre (x, y) sits at (x, y)
+    p = uv[faces].astype(np.float64) * size - 0.5
     area2 = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 1, 1] - p[:, 0, 1]) * (
         p[:, 2, 0] - p[:, 0, 0]
     )
     ok = np.abs(area2) > 1e-9
-    sign = np.where(area2 >= 0, 1.0, -1.0)
-    # Edge i runs from s_i to e_i (opposite corner i). Signed edge function, positive inside:
-    #   f_i(x, y) = sign * (ex * (y - sy) - ey * (x - sx)) = A_i * x + B_i * y + C_i.
-    s_idx = np.array([1, 2, 0])
-    e_idx = np.array([2, 0, 1])
-    sp = p[:, s_idx]
-    ep = p[:, e_idx]
+    sign = np.where(area2 >= 0, 1.0, -1.0)[:, None]
+    sp = p[:, [1, 2, 0]]
+    ep = p[:, [2, 0, 1]]
     ex = ep[..., 0] - sp[..., 0]
     ey = ep[..., 1] - sp[..., 1]
-    A = -ey * sign[:, None]
-    B = ex * sign[:, None]
-    C = sign[:, None] * (ey * sp[..., 0] - ex * sp[..., 1])
     length = np.maximum(np.hypot(ex, ey), 1e-12)
-    C_m = C + margin * length  # f_i + margin * |edge| >= 0  <=>  at most `margin` outside
-    y0 = np.clip(np.ceil(p[:, :, 1].min(axis=1) - margin), 0, size - 1).astype(np.int64)
-    y1 = np.clip(np.floor(p[:, :, 1].max(axis=1) + margin), 0, size - 1).astype(np.int64)
-    rows = np.where(ok, y1 - y0 + 1, 0)
-    rows = np.maximum(rows, 0)
-    if rows.sum() == 0:
-        return nothing
+    an = -ey * sign / length
+    bn = ex * sign / length
+    cn = sign * (ey * sp[..., 0] - ex * sp[..., 1]) / length
+    scale = length / np.maximum(np.abs(area2), 1e-12)[:, None]
+    return an, bn, cn, scale, ok, p
+
+
+def _rasterize_inside(uv: np.ndarray, faces: np.ndarray, size: int):
+    """Texels whose centres lie inside a triangle (scanline spans solved in closed form)."""
+    an, bn, cn, scale, ok, p = _edge_coefficients(uv, faces, size)
+    y0 = np.clip(np.ceil(p[:, :, 1].min(axis=1)), 0, size).astype(np.int64)
+    y1 = np.clip(np.floor(p[:, :, 1].max(axis=1)), -1, size - 1).astype(np.int64)
+    rows = np.where(ok, np.maximum(y1 - y0 + 1, 0), 0)
+    n_rows = int(rows.sum())
+    if n_rows == 0:
+        return None
     rface = np.repeat(np.arange(len(faces)), rows)
-    ry = (np.arange(rows.sum()) - np.repeat(np.cumsum(rows) - rows, rows) + y0[rface]).astype(
-        np.float64
-    )
-    xl = np.zeros(len(rface))
-    xr = np.full(len(rface), float(size - 1))
+    ry = np.arange(n_rows) - np.repeat(np.cumsum(rows) - rows, rows) + y0[rface]
+    fy = ry.astype(np.float64)
+    xl = np.zeros(n_rows)
+    xr = np.full(n_rows, float(size - 1))
+    row_const = bn[rface] * fy[:, None] + cn[rface]  # (rows, 3): d_i = a_i * x + row_const_i
+    ra = an[rface]
     for i in range(3):
-        a = A[rface, i]
-        rhs = -(B[rface, i] * ry + C_m[rface, i])  # a * x >= rhs
-        pos = a > 1e-12
-        neg = a < -1e-12
+        a = ra[:, i]
+        c = row_const[:, i]
         with np.errstate(divide="ignore", invalid="ignore"):
-            bound = rhs / a
-        xl = np.where(pos, np.maximum(xl, bound), xl)
-        xr = np.where(neg, np.minimum(xr, bound), xr)
-        flat_out = ~pos & ~neg & (rhs > 0)
-        xr = np.where(flat_out, -1.0, xr)
+            bound = -c / a
+        xl = np.where(a > 1e-12, np.maximum(xl, bound), xl)
+        xr = np.where(a < -1e-12, np.minimum(xr, bound), xr)
+        xr = np.where((np.abs(a) <= 1e-12) & (c < 0), -1.0, xr)
     x0 = np.maximum(np.ceil(xl), 0).astype(np.int64)
     x1 = np.minimum(np.floor(xr), size - 1).astype(np.int64)
     spans = np.maximum(x1 - x0 + 1, 0)
     total = int(spans.sum())
     if total == 0:
-        return nothing
+        return None
+    keep_rows = spans > 0
+    spans, x0, ry, rface = spans[keep_rows], x0[keep_rows], ry[keep_rows], rface[keep_rows]
+    ra, row_const = ra[keep_rows], row_const[keep_rows]
+    local = np.arange(total) - np.repeat(np.cumsum(spans) - spans, spans)
+    x = np.repeat(x0, spans) + local
+    y = np.repeat(ry, spans)
     face = np.repeat(rface, spans)
-    x = np.arange(total) - np.repeat(np.cumsum(spans) - spans, spans) + np.repeat(x0, spans)
-    y = np.repeat(ry.astype(np.int64), spans)
-    px = x.astype(np.float64)
-    py = y.astype(np.float64)
-    fvals = A[face] * px[:, None] + B[face] * py[:, None] + C[face]  # (N, 3)
-    outside = np.max(-fvals / length[face], axis=1)
-    np.maximum(outside, 0.0, out=outside)
-    inside = outside <= 0.0
-    # Resolve texels claimed several times: inside hits first, then the nearest border hit.
-    key = (y * size + x).astype(np.float64) + np.minimum(outside, margin) / (margin + 1.0) * 0.999
-    order = np.argsort(key, kind="stable")
-    texel_sorted = (y * size + x)[order]
-    first = np.r_[True, texel_sorted[1:] != texel_sorted[:-1]]
-    sel = order[first]
-    bary = fvals[sel] / np.abs(area2)[face[sel], None]
+    # Distances at the span start, stepped along x: contiguous repeats instead of gathers.
+    d0 = (ra * x0[:, None] + row_const).astype(np.float32)
+    d = np.repeat(d0, spans, axis=0)
+    d += np.repeat(ra.astype(np.float32), spans, axis=0) * local[:, None].astype(np.float32)
+    bary = d * scale[face].astype(np.float32)
+    return x, y, face, bary, (an, bn, cn, scale)
+
+
+def rasterize_uv(
+    uv: np.ndarray, faces: np.ndarray, size: int, margin: float = RASTER_MARGIN
+) -> TexelSamples:
+    """Conservatively rasterise triangles ``faces`` (m, 3) with texcoords ``uv`` (n, 2) in
+    [0, 1] into a ``size`` x ``size`` grid.
+
+    Pass 1 claims every texel whose centre lies inside a triangle (ties on shared edges go
+    to either triangle). Pass 2 claims the uncovered texels within ``margin`` (Chebyshev,
+    rounded up) of a covered one: each takes, among the triangles of its covered
+    neighbours, the one its centre is closest to, with barycentrics clamped onto it.
+    """
+    empty = np.zeros(0, np.int64)
+    nothing = TexelSamples(empty, empty, empty, np.zeros((0, 3), np.float32), np.zeros(0, bool))
+    first = _rasterize_inside(uv, faces, size)
+    if first is None:
+        return nothing
+    x, y, face, bary, (an, bn, cn, scale) = first
+    owner = np.full(size * size, -1, np.int64)
+    texel = y * size + x
+    owner[texel] = np.arange(len(texel))
+    unique = owner[texel] == np.arange(len(texel))
+    x, y, face, bary, texel = x[unique], y[unique], face[unique], bary[unique], texel[unique]
+    owner_face = np.full(size * size, -1, np.int64)
+    owner_face[texel] = face
+    covered = (owner_face >= 0).reshape(size, size)
+    reach = int(np.ceil(margin))
+    border = ndimage.binary_dilation(covered, np.ones((3, 3), bool), iterations=reach) & ~covered
+    by, bx = np.nonzero(border)
+    best = np.full(len(bx), np.inf)
+    best_face = np.full(len(bx), -1, np.int64)
+    owner_face_img = owner_face.reshape(size, size)
+    fx = bx.astype(np.float64)
+    fy = by.astype(np.float64)
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            if dx == 0 and dy == 0:
+                continue
+            ny = np.clip(by + dy, 0, size - 1)
+            nx = np.clip(bx + dx, 0, size - 1)
+            cand = owner_face_img[ny, nx]
+            has = cand >= 0
+            c = np.maximum(cand, 0)
+            dist = np.max(-(an[c] * fx[:, None] + bn[c] * fy[:, None] + cn[c]), axis=1)
+            better = has & (dist < best)
+            best[better] = dist[better]
+            best_face[better] = cand[better]
+    sel = (best_face >= 0) & (best <= margin)
+    bx, by, bf = bx[sel], by[sel], best_face[sel]
+    bb = (an[bf] * bx[:, None] + bn[bf] * by[:, None] + cn[bf]) * scale[bf]
+    bb = np.clip(bb, 0.0, None)
+    bb /= np.maximum(bb.sum(axis=1, keepdims=True), 1e-30)
     np.clip(bary, 0.0, None, out=bary)
     bary /= np.maximum(bary.sum(axis=1, keepdims=True), 1e-30)
-    return TexelSamples(x[sel], y[sel], face[sel], bary, inside[sel])
+    return TexelSamples(
+        np.concatenate([x, bx]),
+        np.concatenate([y, by]),
+        np.concatenate([face, bf]),
+        np.concatenate([bary, bb.astype(np.float32)]),
+        np.concatenate([np.ones(len(x), bool), np.zeros(len(bx), bool)]),
+    )
 
 
 class DenseColorSource:
     """Colour lookup on the dense coloured mesh (the engine's output).
 
     ``vertices`` (n, 3) metres, object frame; ``faces`` (m, 3); ``colors`` (n, 3) sRGB [0, 1].
+    Geometry is held in float32 relative to the mesh centre (sub-micrometre precision for
+    objects of a few metres), which halves memory traffic in the per-texel arithmetic.
     """
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray) -> None:
-        self.vertices = np.asarray(vertices, np.float64)
+        v = np.asarray(vertices, np.float64)
         self.faces = np.asarray(faces, np.int64)
         self.colors = np.asarray(colors, np.float32)
-        tri = self.vertices[self.faces]
-        self._origin = tri[:, 0]
-        self._e1 = tri[:, 1] - tri[:, 0]
-        self._e2 = tri[:, 2] - tri[:, 0]
+        self.center = v.mean(axis=0) if len(v) else np.zeros(3)
+        vc = (v - self.center).astype(np.float32)
+        self._origin = vc[self.faces[:, 0]]
+        self._e1 = vc[self.faces[:, 1]] - self._origin
+        self._e2 = vc[self.faces[:, 2]] - self._origin
         n = np.cross(self._e1, self._e2)
         self._normal = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
-        self._tree = cKDTree(
-            tri.mean(axis=1), leafsize=16, balanced_tree=False, compact_nodes=False
-        )
+        centroids = self._origin + (self._e1 + self._e2) / np.float32(3.0)
+        self._tree = cKDTree(centroids, leafsize=16, balanced_tree=False, compact_nodes=False)
+        # Search radius for the bounded (fast) nearest query: points farther than this
+        # from every centroid are queried again without a bound.
+        edge = np.sqrt(np.einsum("ij,ij->i", self._e1, self._e1))
+        self._radius = float(1.0 * np.median(edge)) if len(edge) else np.inf
 
     def closest(
         self, points: np.ndarray, normals: np.ndarray | None = None, k: int = DEFAULT_K
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For points (N, 3): (face index (N,), barycentrics (N, 3), distance (N,) metres)
-        of the best of the ``k`` triangles with the nearest centroids."""
-        pts = np.asarray(points, np.float64)
+        """For points (N, 3) metres: (face index (N,), barycentrics (N, 3) float32, distance
+        (N,) metres) of the dense triangle nearest to each point, measured to the point's
+        projection clamped onto the triangle.
+
+        Fast path: the triangle with the nearest centroid. Points where that triangle faces
+        away from the given ``normals`` (a thin sheet's back side) or lies unusually far are
+        re-examined among the ``k`` nearest centroids, preferring triangles facing the same
+        way.
+        """
+        p64 = np.asarray(points, np.float64) - self.center
+        pts = p64.astype(np.float32)
+        dist0, idx = self._tree.query(p64, k=1, workers=-1, distance_upper_bound=self._radius)
+        miss = ~np.isfinite(dist0)
+        if miss.any():
+            _, idx[miss] = self._tree.query(p64[miss], k=1, workers=-1)
+        face = idx.astype(np.int64)
+        bary, dist = self._project(pts, face)
         k = int(max(1, min(k, len(self.faces))))
+        if k > 1:
+            redo = dist > self._radius
+            if normals is not None:
+                nrm = np.asarray(normals, np.float32)
+                redo |= np.einsum("ij,ij->i", self._normal[face], nrm) < -0.2
+            sel = np.flatnonzero(redo)
+            if len(sel):
+                f2, b2, d2 = self._best_of_k(pts[sel], None if normals is None else nrm[sel], k)
+                face[sel], bary[sel], dist[sel] = f2, b2, d2
+        return face, bary, dist
+
+    def _best_of_k(
+        self, pts: np.ndarray, normals: np.ndarray | None, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         _, idx = self._tree.query(pts, k=k, workers=-1)
         idx = idx.reshape(len(pts), k)
-        best_face = idx[:, 0].copy()
-        best_bary = np.zeros((len(pts), 3))
+        best_face = idx[:, 0].astype(np.int64)
+        best_bary = np.zeros((len(pts), 3), np.float32)
         best_cost = np.full(len(pts), np.inf)
-        best_dist = np.full(len(pts), np.inf)
+        best_dist = np.full(len(pts), np.inf, np.float32)
         for j in range(k):
-            fj = idx[:, j]
+            fj = idx[:, j].astype(np.int64)
             bary, dist = self._project(pts, fj)
-            cost = dist
+            cost = dist.astype(np.float64)
             if normals is not None:
                 facing = np.einsum("ij,ij->i", self._normal[fj], normals)
-                cost = dist + np.where(facing < -0.2, 1e3, 0.0)
+                cost = cost + np.where(facing < -0.2, 1e3, 0.0)
             better = cost < best_cost
             best_face[better] = fj[better]
             best_bary[better] = bary[better]
@@ -183,6 +268,8 @@ class DenseColorSource:
         return best_face, best_bary, best_dist
 
     def _project(self, pts: np.ndarray, fj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Barycentrics (N, 3) of ``pts`` projected on triangles ``fj`` and clamped onto
+        them, and the distance (N,) from each point to that clamped point."""
         o = self._origin[fj]
         e1 = self._e1[fj]
         e2 = self._e2[fj]
@@ -193,22 +280,27 @@ class DenseColorSource:
         dp1 = np.einsum("ij,ij->i", d, e1)
         dp2 = np.einsum("ij,ij->i", d, e2)
         den = d11 * d22 - d12 * d12
-        den = np.where(np.abs(den) > 1e-30, den, 1e-30)
+        den = np.where(np.abs(den) > 1e-30, den, np.float32(1e-30))
         v = (d22 * dp1 - d12 * dp2) / den
         w = (d11 * dp2 - d12 * dp1) / den
         bary = np.stack([1.0 - v - w, v, w], axis=1)
         np.clip(bary, 0.0, None, out=bary)
-        bary /= np.maximum(bary.sum(axis=1, keepdims=True), 1e-30)
-        q = o + bary[:, 1:2] * e1 + bary[:, 2:3] * e2
-        return bary, np.linalg.norm(pts - q, axis=1)
+        bary /= np.maximum(bary.sum(axis=1, keepdims=True), np.float32(1e-30))
+        q = bary[:, 1:2] * e1
+        q += bary[:, 2:3] * e2
+        q -= d
+        return bary, np.sqrt(np.einsum("ij,ij->i", q, q))
 
     def sample(
         self, points: np.ndarray, normals: np.ndarray | None = None, k: int = DEFAULT_K
     ) -> np.ndarray:
         """sRGB colours (N, 3) float32 of the dense surface nearest to ``points`` (N, 3)."""
         face, bary, _ = self.closest(points, normals, k)
-        cols = self.colors[self.faces[face]]  # (N, 3 corners, 3 rgb)
-        return np.einsum("ij,ijk->ik", bary.astype(np.float32), cols)
+        tri = self.faces[face]
+        c = self.colors
+        return (
+            c[tri[:, 0]] * bary[:, 0:1] + c[tri[:, 1]] * bary[:, 1:2] + c[tri[:, 2]] * bary[:, 2:3]
+        )
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -229,11 +321,37 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 def fill_gutter(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
-    """Copy into every uncovered texel the colour of the nearest covered texel (in place)."""
+    """Fill uncovered texels by push-pull: coverage-weighted 2x2 sums down to one texel, then
+    every uncovered texel takes the (normalised) value of its parent at the next coarser
+    level that has coverage.
+
+    Next to a chart the fill is the chart's border colour; farther out it is the average the
+    mip chain would see anyway, so no mip level mixes in an arbitrary background colour.
+    ``image`` (H, W, C) float32, ``covered`` (H, W) bool; square power-of-two sizes use
+    push-pull, other sizes the nearest covered texel (exact distance transform).
+    """
     if covered.all() or not covered.any():
         return image
-    idx = ndimage.distance_transform_edt(~covered, return_distances=False, return_indices=True)
-    return image[idx[0], idx[1]]
+    h, w_ = covered.shape
+    if h != w_ or h & (h - 1):
+        idx = ndimage.distance_transform_edt(~covered, return_distances=False, return_indices=True)
+        return image[idx[0], idx[1]]
+    w = covered.astype(np.float32)
+    img = image * w[..., None]
+    levels = []
+    while img.shape[0] > 1:
+        s_img = img[0::2, 0::2] + img[1::2, 0::2] + img[0::2, 1::2] + img[1::2, 1::2]
+        s_w = w[0::2, 0::2] + w[1::2, 0::2] + w[0::2, 1::2] + w[1::2, 1::2]
+        levels.append((s_img, s_w))
+        img, w = s_img, s_w
+    filled = levels[-1][0] / np.maximum(levels[-1][1], 1e-12)[..., None]
+    for s_img, s_w in reversed(levels[:-1]):
+        up = filled.repeat(2, axis=0).repeat(2, axis=1)
+        avg = s_img / np.maximum(s_w, 1e-12)[..., None]
+        filled = np.where((s_w > 0)[..., None], avg, up)
+    out = filled.repeat(2, axis=0).repeat(2, axis=1).astype(np.float32)
+    out[covered] = image[covered]
+    return out
 
 
 @dataclass
@@ -246,6 +364,24 @@ class BakeResult:
     coverage: float
 
 
+def texel_points(
+    vertices: np.ndarray, normals: np.ndarray, faces: np.ndarray, samples: TexelSamples
+) -> tuple[np.ndarray, np.ndarray]:
+    """3D points (N, 3) float32 metres and interpolated (unnormalised) normals (N, 3) of
+    rasterised texels on the mesh ``vertices``/``normals`` (n, 3), ``faces`` (m, 3)."""
+    tri = faces[samples.face]
+    b = samples.bary
+    v = np.asarray(vertices, np.float32)
+    nn = np.asarray(normals, np.float32)
+    pts = v[tri[:, 0]] * b[:, 0:1]
+    pts += v[tri[:, 1]] * b[:, 1:2]
+    pts += v[tri[:, 2]] * b[:, 2:3]
+    nrm = nn[tri[:, 0]] * b[:, 0:1]
+    nrm += nn[tri[:, 1]] * b[:, 1:2]
+    nrm += nn[tri[:, 2]] * b[:, 2:3]
+    return pts, nrm
+
+
 def bake_base_color(
     vertices: np.ndarray,
     normals: np.ndarray,
@@ -254,7 +390,7 @@ def bake_base_color(
     source: DenseColorSource,
     size: int = 1024,
     k: int = DEFAULT_K,
-    chunk: int = 1 << 18,
+    chunk: int = 1 << 19,
     progress=None,
 ) -> BakeResult:
     """Bake the dense source's colours into a ``size``² texture of the UV'd target mesh.
@@ -265,15 +401,11 @@ def bake_base_color(
     """
     samples = rasterize_uv(uv, faces, size)
     n = len(samples.face)
-    colors = np.zeros((n, 3), np.float32)
-    tri_v = faces[samples.face]
+    pts, nrm = texel_points(vertices, normals, faces, samples)
+    colors = np.empty((n, 3), np.float32)
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        bw = samples.bary[s:e, :, None]
-        tv = tri_v[s:e]
-        pts = (vertices[tv] * bw).sum(axis=1)
-        nrm = (normals[tv] * bw).sum(axis=1)
-        colors[s:e] = source.sample(pts, nrm, k)
+        colors[s:e] = source.sample(pts[s:e], nrm[s:e], k)
         if progress is not None:
             progress(e / max(n, 1))
     img = np.zeros((size, size, 3), np.float32)

@@ -124,8 +124,10 @@ def sanitize(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None)
             "The mesh has no usable triangle: every face touches an invalid (NaN) vertex or "
             "repeats a corner.",
         )
-    v_safe = np.where(finite[:, None], v, 0.0)
-    diag = bbox_diagonal(v_safe[np.unique(f)])
+    v_safe = np.where(finite[:, None], v, 0.0) if not finite.all() else v
+    used = np.zeros(len(v), bool)
+    used[f.ravel()] = True
+    diag = bbox_diagonal(v_safe[used])
     areas = face_areas(v_safe, f)
     good = areas > max(ZERO_AREA_REL * diag * diag, 1e-30)
     if not good.all():
@@ -148,7 +150,8 @@ class EdgeTopology:
 
     ``keys`` (k,) int64 unique undirected edge keys ``min * n + max``; ``counts`` (k,) how many
     faces use each; ``boundary_directed`` (b, 2) directed boundary edges as they appear in
-    their single face; ``consistent`` whether no directed edge appears twice.
+    their single face; ``consistent`` whether every interior edge is used once in each direction (and no edge
+    by more than two faces).
     """
 
     keys: np.ndarray
@@ -169,20 +172,19 @@ def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
     counts = np.diff(np.r_[starts, len(s)])
     keys = s[starts]
-    single = np.zeros(len(s), bool)
-    single[starts[counts == 1]] = True
-    boundary = directed[order[single]]
-    dkey = directed[:, 0] * n_vertices + directed[:, 1]
-    dsorted = np.sort(dkey)
-    consistent = not bool(np.any(dsorted[1:] == dsorted[:-1]))
+    boundary = directed[order[starts[counts == 1]]]
+    pairs = starts[counts == 2]
+    first = directed[order[pairs]]
+    second = directed[order[pairs + 1]]
+    consistent = bool(np.all(first[:, 0] == second[:, 1])) and not bool(np.any(counts > 2))
     return EdgeTopology(keys, counts, boundary, consistent)
 
 
-def is_watertight(faces: np.ndarray, n_vertices: int) -> bool:
+def is_watertight(faces: np.ndarray, n_vertices: int, topo: EdgeTopology | None = None) -> bool:
     """True when every undirected edge is shared by exactly two faces (a closed surface)."""
     if len(faces) == 0:
         return False
-    topo = edge_topology(faces, n_vertices)
+    topo = topo if topo is not None else edge_topology(faces, n_vertices)
     return bool(np.all(topo.counts == 2))
 
 
@@ -245,14 +247,16 @@ def fill_small_holes(
     mesh: MeshData,
     max_edges: int = HOLE_MAX_EDGES,
     max_perimeter_fraction: float = HOLE_MAX_PERIMETER_FRACTION,
+    topo: EdgeTopology | None = None,
 ) -> MeshData:
     """Close boundary loops with at most ``max_edges`` edges and a short perimeter.
 
     Each hole gets one new vertex at the loop's centroid (colour: the loop's mean) and a fan
     of triangles wound opposite to the loop's edges, so orientation stays consistent.
+    ``topo`` may pass a precomputed ``edge_topology(mesh.faces, len(mesh.vertices))``.
     """
     v, f, c = mesh.vertices, mesh.faces, mesh.colors
-    topo = edge_topology(f, len(v))
+    topo = topo if topo is not None else edge_topology(f, len(v))
     if len(topo.boundary_directed) == 0:
         return mesh
     diag = bbox_diagonal(v)

@@ -35,7 +35,13 @@ import numpy as np
 from backend.errors import BackendError
 from backend.finishing.bake import DenseColorSource, bake_base_color, vertex_normals
 from backend.finishing.gltf_export import write_object_glb
-from backend.finishing.mesh_prep import fill_small_holes, is_watertight, remove_floaters, sanitize
+from backend.finishing.mesh_prep import (
+    edge_topology,
+    fill_small_holes,
+    is_watertight,
+    remove_floaters,
+    sanitize,
+)
 from backend.finishing.simplify import resolve_target, simplify_mesh
 from backend.finishing.uv import unwrap
 from backend.progress import Cancelled, JobContext
@@ -135,10 +141,11 @@ def finish_to_glb(
         mesh = sanitize(recon.vertices, recon.faces, recon.vertex_colors)
         if options.remove_floaters:
             mesh = remove_floaters(mesh)
-        if options.fill_holes:
-            mesh = fill_small_holes(mesh)
+        topo = edge_topology(mesh.faces, len(mesh.vertices))
+        source_watertight = is_watertight(mesh.faces, len(mesh.vertices), topo)
+        if options.fill_holes and not source_watertight:
+            mesh = fill_small_holes(mesh, topo=topo)
         warnings += mesh.warnings
-        source_watertight = is_watertight(mesh.faces, len(mesh.vertices))
         if ctx is not None:
             ctx.progress(0.1)
         target = resolve_target(mesh.n_faces, options.target_faces, options.target_ratio)

@@ -247,6 +247,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token=token,
         workers=args.workers,
         cancel_grace_s=args.cancel_grace,
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_pixels=int(args.max_megapixels * 1e6),
         on_ready=ready,
     )
     app = create_app(settings)
@@ -364,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=3.0,
         help="seconds a job gets to stop before its worker is killed",
+    )
+    s.add_argument("--max-upload-mb", type=float, default=64, help="largest accepted upload file")
+    s.add_argument(
+        "--max-megapixels", type=float, default=16, help="larger photos are downscaled to this"
     )
     s.add_argument("--log-level", default="warning")
     s.add_argument(

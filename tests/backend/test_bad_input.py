@@ -241,3 +241,26 @@ def test_accepted_variants_through_http(backend):
     small = png_bytes((MASK[::2, ::2]).astype(np.uint8) * 255)
     resp = backend.submit(IMG_PNG, small, bake=False)
     assert resp.status_code == 202 and "resized" in json.dumps(resp.json()["warnings"])
+
+
+def test_upload_over_the_size_limit(tmp_path):
+    from tests.backend.conftest import start_backend
+
+    b = start_backend(tmp_path, extra_args=["--max-upload-mb", "0.05"])
+    try:
+        noise = np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)
+        big = png_bytes(noise)
+        assert len(big) > 0.05 * 2**20
+        body = _err(b.submit(big, MASK_PNG), 413, "upload_too_large")
+        assert "MB" in body["message"]
+        assert b.get("/health").status_code == 200
+    finally:
+        b.stop()
+
+
+def test_openapi_docs_are_served(backend):
+    import requests
+
+    assert requests.get(backend.url + "/docs", timeout=10).status_code == 200
+    spec = requests.get(backend.url + "/openapi.json", timeout=10).json()
+    assert "/jobs/{job_id}/result" in spec["paths"]

@@ -161,6 +161,9 @@ class ResidencyManager:
         self._budget_applied = False
         self._tick = 0
         self.exclusive = exclusive
+        #: Called with the stage name whenever a new stage starts, before weights move
+        #: (progress reporting; may raise to cancel).
+        self.on_enter: Callable[[str], None] | None = None
         self.idle_unloads = 0
         self.context_mb: float | None = None
 
@@ -400,6 +403,8 @@ class ResidencyManager:
                 return
             self._finish_current()
             self._cancel_timer()
+            if self.on_enter is not None:
+                self.on_enter(name)
             self._apply_budget()
             idx = self._device_index()
             t0 = time.perf_counter()

@@ -210,6 +210,8 @@ class SAM3D_OT_generate(bpy.types.Operator):
         last = [""]
 
         def show(j: Job) -> None:
+            if j.finished:
+                return  # the outcome is reported once, below
             line = j.status_line()
             if line != last[0]:
                 last[0] = line
@@ -219,6 +221,9 @@ class SAM3D_OT_generate(bpy.types.Operator):
         run_to_completion(rt.manager, job, timeout=self.timeout or None, on_update=show)
         obj = runtime.handle_finished(job, context)
         if job.phase == Phase.DONE and obj is not None:
+            # The import ran nested inside this operator, where Blender skips its undo
+            # push: push one explicitly so Undo removes the object.
+            bpy.ops.ed.undo_push(message=f"SAM 3D: import {obj.name}")
             self.report({"INFO"}, f"SAM 3D: '{obj.name}' added to the scene.")
             return {"FINISHED"}
         if job.phase == Phase.CANCELLED:

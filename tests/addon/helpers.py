@@ -171,3 +171,60 @@ def _check_icon(icon: str) -> None:
 
     items = bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items
     assert icon in items, f"unknown icon {icon!r}"
+
+
+def glb_with_node_extras(glb: bytes, extras: dict) -> bytes:
+    """Put ``extras`` on the GLB's first mesh node (as the backend does with its pose).
+
+    Rewrites the JSON chunk of a binary glTF; the BIN chunk is copied unchanged.
+    """
+    import json
+    import struct
+
+    magic, version, _ = struct.unpack_from("<4sII", glb, 0)
+    assert magic == b"glTF" and version == 2
+    json_len, json_type = struct.unpack_from("<I4s", glb, 12)
+    assert json_type == b"JSON"
+    doc = json.loads(glb[20 : 20 + json_len])
+    rest = glb[20 + json_len :]
+    node = next(n for n in doc["nodes"] if "mesh" in n)
+    node["extras"] = extras
+    data = json.dumps(doc, separators=(",", ":")).encode()
+    data += b" " * (-len(data) % 4)
+    body = struct.pack("<I4s", len(data), b"JSON") + data + rest
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
+
+
+def make_textured_glb(
+    path: Path, subdivisions: int = 5, texture: int = 1024, extras: dict | None = None
+) -> Path:
+    """A UV-mapped textured icosphere GLB (subdivisions 5 -> 20,480 faces) with a
+    ``texture``-square base-colour image, written with trimesh (test data)."""
+    import io
+
+    import trimesh
+    from PIL import Image
+
+    mesh = trimesh.creation.icosphere(subdivisions=subdivisions, radius=0.5)
+    v = mesh.vertices
+    uv = np.stack(
+        [
+            0.5 + np.arctan2(v[:, 0], v[:, 2]) / (2 * np.pi),
+            0.5 + np.arcsin(np.clip(v[:, 1] / 0.5, -1, 1)) / np.pi,
+        ],
+        axis=1,
+    )
+    yy, xx = np.mgrid[0:texture, 0:texture]
+    tex = np.stack(
+        [(xx * 255 // texture), (yy * 255 // texture), ((xx // 64 + yy // 64) % 2) * 255], axis=2
+    ).astype(np.uint8)
+    material = trimesh.visual.material.PBRMaterial(baseColorTexture=Image.fromarray(tex))
+    mesh.visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
+    buf = io.BytesIO()
+    mesh.export(buf, file_type="glb")
+    data = buf.getvalue()
+    if extras is not None:
+        data = glb_with_node_extras(data, extras)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path

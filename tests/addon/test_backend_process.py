@@ -101,7 +101,9 @@ def test_not_installed_when_python_missing(tmp_path):
 def test_broken_backend_reports_reason_and_log_tail(tmp_path):
     # An interpreter that cannot run the backend (a broken install): exits with a message.
     broken = tmp_path / "python"
-    broken.write_text("#!/bin/sh\necho 'ModuleNotFoundError: No module named fastapi' >&2\nexit 1\n")
+    broken.write_text(
+        "#!/bin/sh\necho 'ModuleNotFoundError: No module named fastapi' >&2\nexit 1\n"
+    )
     broken.chmod(broken.stat().st_mode | stat.S_IEXEC)
     b = ManagedBackend(_config(tmp_path, python=broken))
     assert b.wait_ready(30) == BackendState.ERROR
@@ -133,7 +135,10 @@ def test_stale_backend_from_crashed_blender_is_reaped(tmp_path):
     env = dict(os.environ, SAM3D_BACKEND_TOKEN="old", SAM3D_DATA_DIR=str(tmp_path / "old"))
     stale = subprocess.Popen(
         [sys.executable, "-m", "backend", "serve", "--port", "0"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:

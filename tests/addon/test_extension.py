@@ -20,8 +20,16 @@ from tests.addon.helpers import (
     preferences,
 )
 
-OPERATORS = ["generate", "cancel", "import_result", "backend_start", "backend_stop",
-             "backend_install", "new_mask", "open_folder"]
+OPERATORS = [
+    "generate",
+    "cancel",
+    "import_result",
+    "backend_start",
+    "backend_stop",
+    "backend_install",
+    "new_mask",
+    "open_folder",
+]
 
 
 def _ops_present() -> list[str]:
@@ -44,9 +52,13 @@ def test_enable_disable_twice():
         assert ADDON_MODULE not in bpy.context.preferences.addons
         assert _ops_present() == []
         assert not hasattr(bpy.types.Scene, "sam3d")
-        assert not any(k.startswith(f"{ADDON_MODULE}.") for k in sys.modules
-                       if k.endswith("runtime") and sys.modules[k] is not None
-                       and getattr(sys.modules[k], "_runtime", None) is not None)
+        assert not any(
+            k.startswith(f"{ADDON_MODULE}.")
+            for k in sys.modules
+            if k.endswith("runtime")
+            and sys.modules[k] is not None
+            and getattr(sys.modules[k], "_runtime", None) is not None
+        )
     enable_addon()
 
 

@@ -135,7 +135,9 @@ def test_backend_killed_mid_job_then_restarted(backend, tmp_path, photo):
 def test_bad_input_maps_to_a_sentence(backend, tmp_path, photo):
     manager = _manager(backend, tmp_path)
     image, _ = photo
-    job = manager.submit(JobRequest(image=image, mask=b"not an image", options={"engine": "preview"}))
+    job = manager.submit(
+        JobRequest(image=image, mask=b"not an image", options={"engine": "preview"})
+    )
     run_to_completion(manager, job, timeout=60)
     assert job.phase == Phase.FAILED
     assert job.error.code == "bad_mask"

@@ -42,7 +42,8 @@ class TexelSamples:
     """Texels covered by the conservative UV rasterisation.
 
     ``x``, ``y`` (N,) int64 texel column / row; ``face`` (N,) int64 triangle index;
-    ``bary`` (N, 3) float32 barycentric coordinates (clamped onto the triangle);
+    ``bary`` (N, 3) float32 barycentric coordinates summing to 1 (inside texels: in [0, 1];
+    border texels: extrapolated, up to ~``margin`` texels outside the triangle);
     ``inside`` (N,) bool - the texel centre lies inside the triangle (not a border texel).
     """
 
@@ -121,7 +122,7 @@ def _rasterize_inside(uv: np.ndarray, faces: np.ndarray, size: int):
     d = np.repeat(d0, spans, axis=0)
     d += np.repeat(ra.astype(np.float32), spans, axis=0) * local[:, None].astype(np.float32)
     bary = d * scale[face].astype(np.float32)
-    return x, y, face, bary, (an, bn, cn, scale)
+    return x, y, face, bary, (an, bn, cn, scale, ok, p)
 
 
 def rasterize_uv(
@@ -133,14 +134,15 @@ def rasterize_uv(
     Pass 1 claims every texel whose centre lies inside a triangle (ties on shared edges go
     to either triangle). Pass 2 claims the uncovered texels within ``margin`` (Chebyshev,
     rounded up) of a covered one: each takes, among the triangles of its covered
-    neighbours, the one its centre is closest to, with barycentrics clamped onto it.
+    neighbours, the one its centre is closest to, with barycentrics EXTRAPOLATED (some
+    negative, still summing to 1) so the texel's 3D point lies just past the chart edge.
     """
     empty = np.zeros(0, np.int64)
     nothing = TexelSamples(empty, empty, empty, np.zeros((0, 3), np.float32), np.zeros(0, bool))
     first = _rasterize_inside(uv, faces, size)
     if first is None:
         return nothing
-    x, y, face, bary, (an, bn, cn, scale) = first
+    x, y, face, bary, (an, bn, cn, scale, ok, p) = first
     owner = np.full(size * size, -1, np.int64)
     texel = y * size + x
     owner[texel] = np.arange(len(texel))
@@ -171,10 +173,39 @@ def rasterize_uv(
             best[better] = dist[better]
             best_face[better] = cand[better]
     sel = (best_face >= 0) & (best <= margin)
-    bx, by, bf = bx[sel], by[sel], best_face[sel]
+    cand_t = by[sel] * size + bx[sel]
+    cand_f = best_face[sel]
+    cand_d = best[sel]
+    # Orphans: triangles (slivers, tiny charts) that own no texel centre still claim the
+    # uncovered texels within `margin` of them, so every chart gets colour.
+    owned = np.zeros(len(faces), bool)
+    owned[face] = True
+    orphans = np.flatnonzero(~owned & ok)
+    if len(orphans):
+        lo = np.clip(np.floor(p[orphans].min(axis=1) - margin), 0, size - 1).astype(np.int64)
+        hi = np.clip(np.ceil(p[orphans].max(axis=1) + margin), 0, size - 1).astype(np.int64)
+        w = hi[:, 0] - lo[:, 0] + 1
+        cnt = w * (hi[:, 1] - lo[:, 1] + 1)
+        of = np.repeat(np.arange(len(orphans)), cnt)
+        loc = np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        ox = lo[of, 0] + loc % w[of]
+        oy = lo[of, 1] + loc // w[of]
+        gf = orphans[of]
+        od = np.max(-(an[gf] * ox[:, None] + bn[gf] * oy[:, None] + cn[gf]), axis=1)
+        ot = oy * size + ox
+        keep = (od <= margin) & ~covered.ravel()[ot]
+        cand_t = np.concatenate([cand_t, ot[keep]])
+        cand_f = np.concatenate([cand_f, gf[keep]])
+        cand_d = np.concatenate([cand_d, od[keep]])
+    order = np.lexsort((cand_d, cand_t))
+    ts = cand_t[order]
+    firsts = order[np.r_[True, ts[1:] != ts[:-1]]] if len(ts) else order
+    bt, bf = cand_t[firsts], cand_f[firsts]
+    bx, by = bt % size, bt // size
+    # Border texels keep their extrapolated barycentrics: the 3D point continues the
+    # triangle's plane past the chart edge, so the colour looked up there is the colour
+    # across the seam and bilinear filtering at the edge matches the other chart.
     bb = (an[bf] * bx[:, None] + bn[bf] * by[:, None] + cn[bf]) * scale[bf]
-    bb = np.clip(bb, 0.0, None)
-    bb /= np.maximum(bb.sum(axis=1, keepdims=True), 1e-30)
     np.clip(bary, 0.0, None, out=bary)
     bary /= np.maximum(bary.sum(axis=1, keepdims=True), 1e-30)
     return TexelSamples(

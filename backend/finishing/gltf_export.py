@@ -363,3 +363,70 @@ def export_scene_glb(
     if binary:
         out["buffers"] = [{"byteLength": len(binary)}]
     Path(out_path).write_bytes(pack_glb(out, binary))
+
+
+_NP_TYPES = {5126: np.float32, 5125: np.uint32, 5123: np.uint16, 5121: np.uint8}
+_NCOMP = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+
+
+def read_accessor(gltf: dict[str, Any], binary: bytes, index: int) -> np.ndarray:
+    """An accessor's data as a numpy array (count, components) (tightly packed views only)."""
+    acc = gltf["accessors"][index]
+    bv = gltf["bufferViews"][acc["bufferView"]]
+    dtype = np.dtype(_NP_TYPES[acc["componentType"]])
+    n = _NCOMP[acc["type"]]
+    start = int(bv.get("byteOffset", 0)) + int(acc.get("byteOffset", 0))
+    arr = np.frombuffer(binary, dtype=dtype, count=acc["count"] * n, offset=start)
+    return arr.reshape(acc["count"], n) if n > 1 else arr
+
+
+def read_object_glb(path: Path | str) -> dict[str, Any]:
+    """The first primitive of a GLB written by ``write_object_glb``, as arrays.
+
+    Keys: ``positions`` (n, 3), ``normals`` (n, 3), ``faces`` (m, 3), ``uv`` (n, 2) or None,
+    ``colors_linear`` (n, 3) or None, ``texture`` (H, W, 3) uint8 sRGB or None, ``extras``
+    (the node's extras), ``gltf`` (the JSON).
+    """
+    gltf, binary = read_glb(path)
+    prim = gltf["meshes"][0]["primitives"][0]
+    attrs = prim["attributes"]
+    out: dict[str, Any] = {
+        "gltf": gltf,
+        "positions": read_accessor(gltf, binary, attrs["POSITION"]),
+        "normals": read_accessor(gltf, binary, attrs["NORMAL"]) if "NORMAL" in attrs else None,
+        "faces": read_accessor(gltf, binary, prim["indices"]).reshape(-1, 3).astype(np.int64),
+        "uv": read_accessor(gltf, binary, attrs["TEXCOORD_0"]) if "TEXCOORD_0" in attrs else None,
+        "colors_linear": read_accessor(gltf, binary, attrs["COLOR_0"]) if "COLOR_0" in attrs else None,
+        "texture": None,
+        "extras": next((n.get("extras") for n in gltf.get("nodes", []) if "mesh" in n), None),
+    }
+    if gltf.get("images"):
+        import io
+
+        from PIL import Image
+
+        bv = gltf["bufferViews"][gltf["images"][0]["bufferView"]]
+        start = int(bv.get("byteOffset", 0))
+        data = binary[start : start + int(bv["byteLength"])]
+        out["texture"] = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return out
+
+
+def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear, clamp-to-edge lookup of ``texture`` (H, W, C) uint8 at glTF texcoords
+    ``uv`` (N, 2) ((0, 0) = top-left): colours (N, C) float in [0, 1]."""
+    h, w = texture.shape[:2]
+    x = np.asarray(uv[:, 0], np.float64) * w - 0.5
+    y = np.asarray(uv[:, 1], np.float64) * h - 0.5
+    x0 = np.floor(x).astype(np.int64)
+    y0 = np.floor(y).astype(np.int64)
+    fx = (x - x0)[:, None]
+    fy = (y - y0)[:, None]
+    tex = texture.astype(np.float64) / 255.0
+
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        return tex[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
+    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
+    return top * (1 - fy) + bottom * fy

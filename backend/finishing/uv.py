@@ -26,8 +26,11 @@ from scipy.sparse.csgraph import connected_components
 # Faces farther than this from their chart's projection direction move to another chart.
 MAX_CHART_ANGLE_DEG = 60.0
 SMOOTHING_ITERATIONS = 4
-# Charts with fewer faces than this are absorbed by a neighbour when the angle allows.
+# Charts with fewer faces than this are absorbed by a neighbour when the angle between the
+# face and the neighbour's direction is below MAX_MERGE_ANGLE_DEG (a little stretch on a few
+# faces beats a one-triangle chart with its own seams and padding).
 MIN_CHART_FACES = 4
+MAX_MERGE_ANGLE_DEG = 80.0
 
 
 @dataclass
@@ -124,7 +127,8 @@ def segment_charts(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray,
         return connected_components(g, directed=False)
 
     n_charts, chart = components(label)
-    for _ in range(2):
+    cos_merge = np.cos(np.radians(MAX_MERGE_ANGLE_DEG))
+    for _ in range(3):
         size = np.bincount(chart, minlength=n_charts)
         small = size[chart] < MIN_CHART_FACES
         if not small.any():
@@ -139,7 +143,7 @@ def segment_charts(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray,
             big = size[chart[nbs]] >= MIN_CHART_FACES
             lab_k = label[nbs]
             a = align[idx, lab_k]
-            cand_ok = ok & big & (a > cos_max) & (a > best_score)
+            cand_ok = ok & big & (a > cos_merge) & (a > best_score)
             best_lab[cand_ok] = lab_k[cand_ok]
             best_score[cand_ok] = a[cand_ok]
         label[idx] = best_lab

@@ -396,7 +396,9 @@ def read_object_glb(path: Path | str) -> dict[str, Any]:
         "normals": read_accessor(gltf, binary, attrs["NORMAL"]) if "NORMAL" in attrs else None,
         "faces": read_accessor(gltf, binary, prim["indices"]).reshape(-1, 3).astype(np.int64),
         "uv": read_accessor(gltf, binary, attrs["TEXCOORD_0"]) if "TEXCOORD_0" in attrs else None,
-        "colors_linear": read_accessor(gltf, binary, attrs["COLOR_0"]) if "COLOR_0" in attrs else None,
+        "colors_linear": read_accessor(gltf, binary, attrs["COLOR_0"])
+        if "COLOR_0" in attrs
+        else None,
         "texture": None,
         "extras": next((n.get("extras") for n in gltf.get("nodes", []) if "mesh" in n), None),
     }

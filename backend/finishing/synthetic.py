@@ -25,7 +25,9 @@ def torus(
     b = ((i + 1) % n_major) * n_minor + j
     c = ((i + 1) % n_major) * n_minor + (j + 1) % n_minor
     d = i * n_minor + (j + 1) % n_minor
-    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+    faces = np.concatenate(
+        [np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)]
+    )
     verts = pts.reshape(-1, 3).astype(np.float32)
     # Orient outward: check one face against the direction from the tube centre.
     tri = verts[faces[0]].astype(np.float64)
@@ -98,7 +100,11 @@ def checker_color(points: np.ndarray, cell: float = 0.05) -> np.ndarray:
 
 
 def parametric_torus_uv(
-    n_major: int, n_minor: int, major_radius: float = 0.3, minor_radius: float = 0.1, gutter: float = 0.01
+    n_major: int,
+    n_minor: int,
+    major_radius: float = 0.3,
+    minor_radius: float = 0.1,
+    gutter: float = 0.01,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A UV-unwrapped torus without xatlas: the (u, v) parameter grid as one chart.
 
@@ -117,7 +123,9 @@ def parametric_torus_uv(
     b = (i + 1) * w + j
     c = (i + 1) * w + j + 1
     d = i * w + j + 1
-    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+    faces = np.concatenate(
+        [np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)]
+    )
     span = 1.0 - 2 * gutter
     uv = np.stack([gutter + span * uu / (2 * np.pi), gutter + span * vv / (2 * np.pi)], axis=-1)
     verts = pts.reshape(-1, 3).astype(np.float32)

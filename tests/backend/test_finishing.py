@@ -180,7 +180,9 @@ def test_no_black_texels_and_seamless(smooth_torus_result):
     f_merged, nv = merged_faces(pos, faces)
     directed = f_merged[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
     corner = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    key = np.minimum(directed[:, 0], directed[:, 1]) * nv + np.maximum(directed[:, 0], directed[:, 1])
+    key = np.minimum(directed[:, 0], directed[:, 1]) * nv + np.maximum(
+        directed[:, 0], directed[:, 1]
+    )
     order = np.argsort(key)
     ks = key[order]
     pairs = np.flatnonzero(ks[1:] == ks[:-1])
@@ -305,7 +307,11 @@ def test_fast_uv_charts_do_not_overlap_or_flip(shape):
     img[y, x] = chart_of_face[face]
     for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
         a = img[max(0, -dy) : 1024 - max(0, dy), max(0, -dx) : 1024 - max(0, dx)]
-        b = img[max(0, dy) :, max(0, dx) :][: a.shape[0], : a.shape[1]] if dx >= 0 else img[dy:, : 1024 + dx]
+        b = (
+            img[max(0, dy) :, max(0, dx) :][: a.shape[0], : a.shape[1]]
+            if dx >= 0
+            else img[dy:, : 1024 + dx]
+        )
         both = (a >= 0) & (b >= 0)
         assert np.all(a[both] == b[both])
 

@@ -14,9 +14,15 @@ _registered: list[type] = []
 
 
 def _classes() -> list[type]:
-    from . import operators, panels, prefs, props
+    from . import operators, panels, prefs, props, scene_ops
 
-    return [*prefs.classes, *props.classes, *operators.classes, *panels.classes]
+    return [
+        *prefs.classes,
+        *props.classes,
+        *operators.classes,
+        *panels.classes,
+        *scene_ops.classes,
+    ]
 
 
 def register() -> None:

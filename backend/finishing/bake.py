@@ -322,6 +322,14 @@ class DenseColorSource:
         q -= d
         return bary, np.sqrt(np.einsum("ij,ij->i", q, q))
 
+    def distance(self, points: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
+        """Distance (N,) in metres from each point to the surface: the best clamped
+        projection among the ``k`` triangles with the nearest centroids (exact when the
+        nearest triangle is among them; used for geometric error measurements)."""
+        pts = (np.asarray(points, np.float64) - self.center).astype(np.float32)
+        _, _, dist = self._best_of_k(pts, None, int(max(1, min(k, len(self.faces)))))
+        return dist.astype(np.float64)
+
     def sample(
         self, points: np.ndarray, normals: np.ndarray | None = None, k: int = DEFAULT_K
     ) -> np.ndarray:

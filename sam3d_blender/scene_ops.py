@@ -339,7 +339,7 @@ def outcome_summary(outcome: SceneOutcome) -> tuple[str, str]:
         return "ERROR", err.sentence()
     imp = outcome.imported
     n, total = len(imp.objects), len(imp.objects) + len(imp.failed)
-    text = f"SAM 3D: '{imp.label}': {n} of {total} objects placed under '{imp.camera.name}'."
+    text = f"'{imp.label}': {n} of {total} objects placed under '{imp.camera.name}'."
     if imp.failed:
         fails = "; ".join(
             f"mask {i}: {describe(str(e.get('code')), str(e.get('message') or ''))}"
@@ -617,7 +617,7 @@ class SAM3D_OT_generate_scene(bpy.types.Operator):
                 **kw,
             )
             level, text = outcome_summary(outcome)
-            self.report({level}, text)
+            self.report({level}, f"SAM 3D: {text}")
             return {"FINISHED"} if outcome.ok else {"CANCELLED"}
         job = submit(inputs, self._options(context), scene_name=context.scene.name, **kw)
         _pending[job.local_id] = True
@@ -659,7 +659,7 @@ class SAM3D_OT_import_scene(bpy.types.Operator):
             self.report({"ERROR"}, "Nothing to import: give local_job or job_id.")
             return {"CANCELLED"}
         level, text = outcome_summary(outcome)
-        self.report({level}, text)
+        self.report({level}, f"SAM 3D: {text}")
         if level != "ERROR":
             runtime.get().notify(level, text)
         return {"FINISHED"} if outcome.ok else {"CANCELLED"}

@@ -454,13 +454,33 @@ class Batch:
         return scene
 
     def drop_scene(self, ident: str) -> None:
-        scene = self.bpy.data.scenes.get(ident)
-        if scene is not None and len(self.bpy.data.scenes) > 1:
+        """Remove a failed item's Blender scene (the file's last scene is emptied and
+        renamed back to "Scene" instead: a file needs one)."""
+        bpy = self.bpy
+        scene = bpy.data.scenes.get(ident)
+        if scene is None:
+            return
+        if len(bpy.data.scenes) > 1:
             for obj in list(scene.objects):
-                self.bpy.data.objects.remove(obj, do_unlink=True)
-            self.bpy.data.scenes.remove(scene)
-            self.bpy.data.orphans_purge(do_recursive=True)
-            self.dirty = True
+                bpy.data.objects.remove(obj, do_unlink=True)
+            bpy.data.scenes.remove(scene)
+            bpy.data.orphans_purge(do_recursive=True)
+        else:
+            self.item_scene(ident).name = "Scene"
+        self.dirty = True
+
+    def start_backend(self) -> float:
+        """Start (or reach) the backend the add-on is configured for, before the first item
+        that needs it, so its start-up is timed apart from the items. Returns seconds. A
+        backend that cannot start is reported by each item's job (with its code)."""
+        bp = sys.modules[f"{self.addon}.sam3d_blender.backend_process"]
+        t0 = time.perf_counter()
+        backend = self.runtime.get().current_backend()
+        backend.ensure_started()
+        self.runtime.wait_for(lambda: backend.poll() != bp.BackendState.STARTING, timeout=300)
+        seconds = time.perf_counter() - t0
+        print(f"backend: {backend.poll().value} after {seconds:.1f} s", flush=True)
+        return round(seconds, 3)
 
     # items
     def should_skip(self, item: Item, fp: str) -> dict[str, Any] | None:
@@ -623,12 +643,13 @@ def _camera_depth(obj: Any, camera: Any) -> float:
 # -- output ----------------------------------------------------------------------------------
 
 
-def progress_line(n: int, total: int, rec: dict[str, Any], skipped: bool) -> str:
+def progress_line(n: int, total: int, rec: dict[str, Any], skipped: bool, note: str = "") -> str:
+    """One line per item: what happened, timings, faces, the worst reprojection IoU."""
     objs = rec.get("objects", [])
     ok = sum(1 for o in objs if o.get("state") == "done")
     head = f"[{n:>{len(str(total))}}/{total}] {rec['id']:<20.20}"
     if skipped:
-        return f"{head} skipped  ({rec['status']} in an earlier run)"
+        return f"{head} skipped  ({rec['status']} in an earlier run{note})"
     t = rec.get("timings", {})
     if rec["status"] == "failed":
         err = rec.get("error") or {}
@@ -643,7 +664,10 @@ def progress_line(n: int, total: int, rec: dict[str, Any], skipped: bool) -> str
     )
 
 
-def summary_table(records: list[dict[str, Any]], skipped: set[str], wall: float) -> str:
+def summary_table(
+    records: list[dict[str, Any]], skipped: set[str], wall: float, backend_s: float | None = None
+) -> str:
+    """The end-of-run table: one row per item, then the totals of this run."""
     rows = [("item", "status", "objects", "faces", "job s", "import s", "total s", "s/obj", "code")]
     n_obj = 0
     for r in records:
@@ -677,11 +701,12 @@ def summary_table(records: list[dict[str, Any]], skipped: set[str], wall: float)
     lines.insert(1, "  ".join("-" * w for w in widths))
     by = {s: sum(1 for r in records if r["status"] == s) for s in ("done", "partial", "failed")}
     worked = len(records) - len(skipped)
-    per_obj = f", {wall / n_obj:.2f} s per object" if n_obj else ""
+    per_obj = f", {wall / n_obj:.2f} s per object overall" if n_obj else ""
+    start = f" (backend start {backend_s:.1f} s)" if backend_s is not None else ""
     lines.append(
         f"{len(records)} items: {by['done']} done, {by['partial']} partial, {by['failed']} "
         f"failed; {len(skipped)} skipped (finished earlier), {worked} run now; "
-        f"{n_obj} objects made in {wall:.1f} s{per_obj}"
+        f"{n_obj} objects made in {wall:.1f} s{start}{per_obj}"
     )
     return "\n".join(lines)
 
@@ -714,15 +739,20 @@ def main(argv: list[str] | None = None) -> int:
             options = {**base_options, **item.options}
             fp = fingerprint(item, options)
             prev = batch.should_skip(item, fp)
+            note = ""
             if prev is not None:
                 if prev["status"] in ("done", "partial") and bpy.data.scenes.get(item.id) is None:
-                    if not batch.reimport_local(item, prev):
+                    if batch.reimport_local(item, prev):
+                        note = "; re-imported from its saved GLBs"
+                    else:
                         prev = None  # the saved files are gone: do it again
                 if prev is not None:
                     skipped.add(item.id)
                     records.append(prev)
-                    print(progress_line(n, len(items), prev, True), flush=True)
+                    print(progress_line(n, len(items), prev, True, note), flush=True)
                     continue
+            if "backend_start_s" not in run and item.input_error is None:
+                run["backend_start_s"] = batch.start_backend()
             rec = batch.run_item(item, options)
             rec["fingerprint"] = fp
             rec["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -753,7 +783,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in saved.items():
             setattr(prefs, key, value)
         batch.runtime.reset()  # stops the managed backend this run started
-    print(summary_table(records, skipped, wall), flush=True)
+    print(summary_table(records, skipped, wall, run.get("backend_start_s")), flush=True)
     return 1 if any(r["status"] == "failed" for r in records) else 0
 
 

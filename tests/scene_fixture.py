@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: The preview engine's assumption (kept equal to backend/engines/preview.py; a test checks).
 CAMERA_HEIGHT_M = 1.2
@@ -261,6 +262,106 @@ def render_in_subprocess(
         stdout=subprocess.DEVNULL,
     )
     return load_layout(out_dir)
+
+
+def synthetic_photo(folder: Path, seed: int, n_objects: int, size=(320, 240)) -> Path:
+    """A quick synthetic photo (no rendering) of ``n_objects`` shaded ellipses standing on a
+    floor below the horizon, with their masks: ``folder/photo.png`` and
+    ``folder/masks/0.png, ...``. Deterministic per ``seed``. Returns the photo's path."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(exist_ok=True)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    horizon = h / 2
+    img = np.where(
+        (yy < horizon)[..., None],
+        np.array([150, 170, 200], np.float32),
+        np.array([120, 100, 80], np.float32) * (0.7 + 0.3 * (yy - horizon) / horizon)[..., None],
+    )
+    slots = np.linspace(0.15, 0.85, n_objects)
+    for i in range(n_objects):
+        cx = w * (slots[i] + rng.uniform(-0.04, 0.04))
+        bottom = horizon + rng.uniform(0.25, 0.9) * (h - horizon - 4)
+        rx = w * rng.uniform(0.04, 0.07)
+        ry = rx * rng.uniform(0.8, 1.6)
+        cy = bottom - ry
+        m = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 < 1.0
+        shade = np.clip(
+            1.1 - 0.6 * ((xx - cx + rx * 0.4) ** 2 + (yy - cy + ry * 0.4) ** 2) / (rx * ry * 2.5),
+            0.35,
+            1.0,
+        )
+        colour = rng.uniform(40, 230, size=3)
+        img[m] = colour * shade[m][:, None]
+        Image.fromarray((m * 255).astype(np.uint8)).save(folder / "masks" / f"{i}.png")
+    photo = folder / "photo.png"
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(photo)
+    return photo
+
+
+def make_batch_set(folder: Path, fixture: Path) -> tuple[Path, dict[str, tuple[str, Any]]]:
+    """Ten batch items, two of them deliberately broken, and a JSON manifest for them.
+
+    ``fixture``: a folder written by :func:`render_fixture` (photo + 4 masks + layout).
+    Returns (manifest path, expected outcome per item id: ("done", object count) or
+    ("failed", error code)).
+    """
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fx = Path(fixture)
+    items: list[dict[str, Any]] = []
+    expected: dict[str, tuple[str, Any]] = {}
+
+    def subset(name: str, idx: list[int]) -> None:
+        d = folder / name
+        d.mkdir(exist_ok=True)
+        files = []
+        for k, i in enumerate(idx):
+            dst = d / f"{k}.png"
+            dst.write_bytes((fx / "masks" / f"{i}.png").read_bytes())
+            files.append(dst)
+        items.append({"id": name, "image": str(fx / "photo.png"), "masks": str(d)})
+        expected[name] = ("done", len(idx))
+
+    subset("render_all", [0, 1, 2, 3])
+    subset("render_near", [0, 1])
+    subset("render_far", [2, 3])
+    items.append(
+        {"id": "render_box", "image": str(fx / "photo.png"), "mask": str(fx / "masks" / "1.png")}
+    )
+    expected["render_box"] = ("done", 1)
+    for k, n in enumerate((3, 2, 3, 1)):
+        d = folder / f"synthetic_{k}"
+        photo = synthetic_photo(d, seed=100 + k, n_objects=n)
+        items.append({"id": d.name, "image": str(photo), "masks": str(d / "masks")})
+        expected[d.name] = ("done", n)
+    # broken 1: the photo is not an image at all
+    bad = folder / "broken_image"
+    bad.mkdir(exist_ok=True)
+    (bad / "photo.png").write_bytes(b"this is not a PNG file" * 10)
+    (bad / "masks").mkdir(exist_ok=True)
+    (bad / "masks" / "0.png").write_bytes((fx / "masks" / "0.png").read_bytes())
+    items.append(
+        {"id": "broken_image", "image": str(bad / "photo.png"), "masks": str(bad / "masks")}
+    )
+    expected["broken_image"] = ("failed", "bad_image")
+    # broken 2: the only mask is empty (all black)
+    empty = folder / "broken_mask"
+    (empty / "masks").mkdir(parents=True, exist_ok=True)
+    with Image.open(fx / "masks" / "0.png") as im:
+        Image.new("L", im.size, 0).save(empty / "masks" / "0.png")
+    items.append(
+        {"id": "broken_mask", "image": str(fx / "photo.png"), "masks": str(empty / "masks")}
+    )
+    expected["broken_mask"] = ("failed", "empty_mask")
+    manifest = folder / "manifest.json"
+    manifest.write_text(json.dumps({"items": items}, indent=1))
+    return manifest, expected
 
 
 def main(argv: list[str]) -> int:

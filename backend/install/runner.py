@@ -105,8 +105,9 @@ class Runner:
 
     def query(self, reqs: list[Requirement]) -> list[bool]:
         try:
-            proc = subprocess.run([str(self.plan.python), "-c", _CHECK_SCRIPT, json.dumps([r.to_dict() for r in reqs])],
-                                  capture_output=True, text=True, timeout=120)
+            # -I: isolated (no cwd / PYTHONPATH on sys.path), so only the venv's packages count
+            proc = subprocess.run([str(self.plan.python), "-I", "-c", _CHECK_SCRIPT, json.dumps([r.to_dict() for r in reqs])],
+                                  capture_output=True, text=True, timeout=120, cwd=str(self.plan.venv))
             return json.loads(proc.stdout.strip().splitlines()[-1])
         except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
             return [False] * len(reqs)
@@ -178,7 +179,7 @@ class Runner:
         self.out(f"IMPORT-CHECK {len(mods)} modules with {self.plan.python}")
         env = dict(os.environ, LIDRA_SKIP_INIT="true")
         try:
-            proc = subprocess.run([str(self.plan.python), "-c", _IMPORT_SCRIPT, json.dumps(mods)], capture_output=True,
+            proc = subprocess.run([str(self.plan.python), "-I", "-c", _IMPORT_SCRIPT, json.dumps(mods)], capture_output=True,
                                   text=True, timeout=900, env=env, cwd=str(self.plan.venv))
             failed = json.loads(proc.stdout.strip().splitlines()[-1])
         except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:

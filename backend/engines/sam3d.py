@@ -250,6 +250,19 @@ class Sam3DEngine:
         pipeline.device = cuda
         pipeline.depth_model.device = cuda
 
+        self._attach(pipeline, ctx)
+        self.load_seconds = time.perf_counter() - t0
+        ctx.log(f"sam3d: pipeline ready in {self.load_seconds:.1f} s; sub-models on CPU: {self._mgr.names}")
+
+    def _attach(self, pipeline: Any, ctx: JobContext) -> None:
+        """Register an instantiated upstream pipeline's sub-models for staged residency.
+
+        Expects upstream's attributes: ``depth_model.model``, ``condition_embedders``
+        (dict), ``models`` (ModuleDict) and the methods ``compute_pointmap``,
+        ``run_post_optimization``, ``postprocess_slat_output`` (see the module doc).
+        """
+        import torch
+
         from backend.gpu.residency import ResidencyManager, attach_stage_hooks
 
         budget = self.budget_gb if self.budget_gb is not None else vram_budget_gb()
@@ -270,8 +283,6 @@ class Sam3DEngine:
         mgr.on_enter = self._enter_stage
         self._wrap_pipeline(pipeline, mgr)
         self._pipeline, self._mgr = pipeline, mgr
-        self.load_seconds = time.perf_counter() - t0
-        ctx.log(f"sam3d: pipeline ready in {self.load_seconds:.1f} s; sub-models on CPU: {mgr.names}")
 
     def _wrap_pipeline(self, pipeline: Any, mgr: Any) -> None:
         """Stage switches for upstream methods that use no hooked module call."""

@@ -548,6 +548,11 @@ class Batch:
             rec["timings"]["per_object_s"] = round(rec["timings"]["total_s"] / n_ok, 3)
         if outcome.error is not None and not n_ok:
             rec["error"] = {"code": outcome.error.code, "message": outcome.error.message}
+            if outcome.error.code == "cancelled" and rec["timings"]["job_s"] >= self.args.timeout:
+                rec["error"] = {
+                    "code": "timeout",
+                    "message": f"the item took longer than --timeout {self.args.timeout:g} s",
+                }
             self.drop_scene(item.id)
         else:
             rec["status"] = "done" if n_ok == len(rec["objects"]) else "partial"

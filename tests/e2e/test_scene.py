@@ -195,12 +195,24 @@ def test_masks_from_blender_images_and_panel(empty_file, fixture_dir):
     assert len(ss.masks) == 0
 
 
+def _generate_once(bpy, layout):
+    """The 4-mask scene job of the fixture, finished (answered from the backend's cache when
+    an earlier test ran it); leaves an empty file. Returns the job."""
+    result = bpy.ops.sam3d.generate_scene(
+        image_path=layout.photo, mask_dir=layout.masks_dir, blocking=True, timeout=300, **FAST
+    )
+    assert result == {"FINISHED"}
+    bpy.ops.wm.read_homefile(use_empty=True)
+    return addon("runtime").get().manager.jobs[-1]
+
+
 def test_ui_path_imports_when_the_job_ends(empty_file, fixture_dir):
     """Without blocking, the operator returns at once and the timer body imports the scene
     (timers never fire in module mode: call it as Blender would)."""
     bpy = empty_file
     layout = load_layout(fixture_dir)
     ops = addon("scene_ops")
+    _generate_once(bpy, layout)
     result = bpy.ops.sam3d.generate_scene(
         image_path=layout.photo, mask_dir=layout.masks_dir, blocking=False, **FAST
     )
@@ -223,14 +235,7 @@ def test_reimport_by_job_id_and_scene_glb(empty_file, fixture_dir):
     every object as its own node plus the camera."""
     bpy = empty_file
     layout = load_layout(fixture_dir)
-    rt = addon("runtime").get()
-    done = [
-        j
-        for j in rt.manager.jobs
-        if j.request.meta.get("kind") == "scene" and j.glb_path and len(j.request.masks) == 4
-    ]
-    assert done, "run after the generate tests"
-    job = done[-1]
+    job = _generate_once(bpy, layout)
     result = bpy.ops.sam3d.import_scene(job_id=job.backend_id, image_path=layout.photo)
     assert result == {"FINISHED"}
     meshes, cams = _scene_objects(bpy, bpy.context.scene)

@@ -25,6 +25,9 @@ Colours are sRGB floats in [0, 1] throughout; the texture is sRGB-encoded uint8 
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -234,17 +237,19 @@ class DenseColorSource:
         self._origin = vc[self.faces[:, 0]]
         self._e1 = vc[self.faces[:, 1]] - self._origin
         self._e2 = vc[self.faces[:, 2]] - self._origin
-        n = np.cross(self._e1, self._e2)
-        self._normal = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
         centroids = self._origin + (self._e1 + self._e2) / np.float32(3.0)
         self._tree = cKDTree(centroids, leafsize=16, balanced_tree=False, compact_nodes=False)
         # Search radius for the bounded (fast) nearest query: points farther than this
         # from every centroid are queried again without a bound.
         edge = np.sqrt(np.einsum("ij,ij->i", self._e1, self._e1))
-        self._radius = float(1.0 * np.median(edge)) if len(edge) else np.inf
+        self._radius = float(np.median(edge)) if len(edge) else np.inf
 
     def closest(
-        self, points: np.ndarray, normals: np.ndarray | None = None, k: int = DEFAULT_K
+        self,
+        points: np.ndarray,
+        normals: np.ndarray | None = None,
+        k: int = DEFAULT_K,
+        workers: int = -1,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For points (N, 3) metres: (face index (N,), barycentrics (N, 3) float32, distance
         (N,) metres) of the dense triangle nearest to each point, measured to the point's
@@ -253,32 +258,34 @@ class DenseColorSource:
         Fast path: the triangle with the nearest centroid. Points where that triangle faces
         away from the given ``normals`` (a thin sheet's back side) or lies unusually far are
         re-examined among the ``k`` nearest centroids, preferring triangles facing the same
-        way.
+        way. ``workers``: k-d tree query threads (-1: all CPUs).
         """
         p64 = np.asarray(points, np.float64) - self.center
         pts = p64.astype(np.float32)
-        dist0, idx = self._tree.query(p64, k=1, workers=-1, distance_upper_bound=self._radius)
+        nrm = None if normals is None else np.asarray(normals, np.float32)
+        dist0, idx = self._tree.query(p64, k=1, workers=workers, distance_upper_bound=self._radius)
         miss = ~np.isfinite(dist0)
         if miss.any():
-            _, idx[miss] = self._tree.query(p64[miss], k=1, workers=-1)
+            _, idx[miss] = self._tree.query(p64[miss], k=1, workers=workers)
         face = idx.astype(np.int64)
-        bary, dist = self._project(pts, face)
+        bary, dist, facing = self._project(pts, face, nrm)
         k = int(max(1, min(k, len(self.faces))))
         if k > 1:
             redo = dist > self._radius
-            if normals is not None:
-                nrm = np.asarray(normals, np.float32)
-                redo |= np.einsum("ij,ij->i", self._normal[face], nrm) < -0.2
+            if facing is not None:
+                redo |= facing < -0.2
             sel = np.flatnonzero(redo)
             if len(sel):
-                f2, b2, d2 = self._best_of_k(pts[sel], None if normals is None else nrm[sel], k)
+                f2, b2, d2 = self._best_of_k(
+                    pts[sel], None if nrm is None else nrm[sel], k, workers
+                )
                 face[sel], bary[sel], dist[sel] = f2, b2, d2
         return face, bary, dist
 
     def _best_of_k(
-        self, pts: np.ndarray, normals: np.ndarray | None, k: int
+        self, pts: np.ndarray, normals: np.ndarray | None, k: int, workers: int = -1
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        _, idx = self._tree.query(pts, k=k, workers=-1)
+        _, idx = self._tree.query(pts, k=k, workers=workers)
         idx = idx.reshape(len(pts), k)
         best_face = idx[:, 0].astype(np.int64)
         best_bary = np.zeros((len(pts), 3), np.float32)
@@ -286,10 +293,9 @@ class DenseColorSource:
         best_dist = np.full(len(pts), np.inf, np.float32)
         for j in range(k):
             fj = idx[:, j].astype(np.int64)
-            bary, dist = self._project(pts, fj)
+            bary, dist, facing = self._project(pts, fj, normals)
             cost = dist.astype(np.float64)
-            if normals is not None:
-                facing = np.einsum("ij,ij->i", self._normal[fj], normals)
+            if facing is not None:
                 cost = cost + np.where(facing < -0.2, 1e3, 0.0)
             better = cost < best_cost
             best_face[better] = fj[better]
@@ -298,9 +304,12 @@ class DenseColorSource:
             best_dist[better] = dist[better]
         return best_face, best_bary, best_dist
 
-    def _project(self, pts: np.ndarray, fj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _project(
+        self, pts: np.ndarray, fj: np.ndarray, normals: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Barycentrics (N, 3) of ``pts`` projected on triangles ``fj`` and clamped onto
-        them, and the distance (N,) from each point to that clamped point."""
+        them, the distance (N,) from each point to that clamped point, and (with
+        ``normals``) the cosine between each triangle's normal and the given normal."""
         o = self._origin[fj]
         e1 = self._e1[fj]
         e2 = self._e2[fj]
@@ -320,7 +329,13 @@ class DenseColorSource:
         q = bary[:, 1:2] * e1
         q += bary[:, 2:3] * e2
         q -= d
-        return bary, np.sqrt(np.einsum("ij,ij->i", q, q))
+        dist = np.sqrt(np.einsum("ij,ij->i", q, q))
+        facing = None
+        if normals is not None:
+            n = np.cross(e1, e2)
+            nn = np.sqrt(np.einsum("ij,ij->i", n, n) * np.einsum("ij,ij->i", normals, normals))
+            facing = np.einsum("ij,ij->i", n, normals) / np.maximum(nn, np.float32(1e-30))
+        return bary, dist, facing
 
     def distance(self, points: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:
         """Distance (N,) in metres from each point to the surface: the best clamped
@@ -331,10 +346,14 @@ class DenseColorSource:
         return dist.astype(np.float64)
 
     def sample(
-        self, points: np.ndarray, normals: np.ndarray | None = None, k: int = DEFAULT_K
+        self,
+        points: np.ndarray,
+        normals: np.ndarray | None = None,
+        k: int = DEFAULT_K,
+        workers: int = -1,
     ) -> np.ndarray:
         """sRGB colours (N, 3) float32 of the dense surface nearest to ``points`` (N, 3)."""
-        face, bary, _ = self.closest(points, normals, k)
+        face, bary, _ = self.closest(points, normals, k, workers)
         tri = self.faces[face]
         c = self.colors
         return (
@@ -421,32 +440,53 @@ def texel_points(
     return pts, nrm
 
 
+def _cpu_count() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def bake_base_color(
     vertices: np.ndarray,
     normals: np.ndarray,
     faces: np.ndarray,
     uv: np.ndarray,
-    source: DenseColorSource,
+    source: DenseColorSource | Callable[[], DenseColorSource],
     size: int = 1024,
     k: int = DEFAULT_K,
-    chunk: int = 1 << 19,
-    progress=None,
+    threads: int | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> BakeResult:
     """Bake the dense source's colours into a ``size``² texture of the UV'd target mesh.
 
     ``vertices`` (n, 3) metres and ``normals`` (n, 3) unit vectors of the UV-split target;
-    ``faces`` (m, 3); ``uv`` (n, 2) glTF texcoords. ``progress(fraction)`` is called between
-    chunks of texels when given.
+    ``faces`` (m, 3); ``uv`` (n, 2) glTF texcoords. ``source`` may be a callable that
+    builds the ``DenseColorSource``: it then runs in a thread while the UV rasterisation
+    runs. Texels are looked up in chunks on ``threads`` threads (numpy and the k-d tree
+    release the GIL; default: the CPUs this process may use). ``progress(fraction)`` is
+    called as chunks finish.
     """
-    samples = rasterize_uv(uv, faces, size)
-    n = len(samples.face)
-    pts, nrm = texel_points(vertices, normals, faces, samples)
-    colors = np.empty((n, 3), np.float32)
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        colors[s:e] = source.sample(pts[s:e], nrm[s:e], k)
-        if progress is not None:
-            progress(e / max(n, 1))
+    n_threads = threads or _cpu_count()
+    with ThreadPoolExecutor(max_workers=max(2, n_threads)) as pool:
+        src_future = pool.submit(source) if not isinstance(source, DenseColorSource) else None
+        samples = rasterize_uv(uv, faces, size)
+        pts, nrm = texel_points(vertices, normals, faces, samples)
+        src = src_future.result() if src_future is not None else source
+        n = len(samples.face)
+        colors = np.empty((n, 3), np.float32)
+        bounds = np.linspace(0, n, 2 * n_threads + 1).astype(np.int64)
+
+        def work(i: int) -> int:
+            s, e = int(bounds[i]), int(bounds[i + 1])
+            if e > s:
+                colors[s:e] = src.sample(pts[s:e], nrm[s:e], k, workers=1)
+            return e - s
+
+        done = 0
+        for count in pool.map(work, range(len(bounds) - 1)):
+            done += count
+            if progress is not None:
+                progress(done / max(n, 1))
     img = np.zeros((size, size, 3), np.float32)
     covered = np.zeros((size, size), bool)
     img[samples.y, samples.x] = colors

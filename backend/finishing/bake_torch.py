@@ -140,8 +140,67 @@ class _TriangleGrid:
         q = bary[:, 1:2] * e1 + bary[:, 2:3] * e2 - d
         return bary, q.norm(dim=1)
 
-    def closest(self, pts, nrm):
-        """(face (N,), bary (N, 3)) of the best dense triangle for each point."""
+    def closest(self, pts, nrm, method: str = "flat", chunk: int = 131072):
+        """(face (N,), bary (N, 3)) of the best dense triangle for each point.
+
+        ``flat``: all (point, candidate) pairs of a chunk of points evaluated at once, the
+        best per point found with two ``scatter_reduce`` calls; ``loop``: one pass per
+        (cell offset, slot), fewer bytes but many small kernels.
+        """
+        if method == "loop":
+            return self._closest_loop(pts, nrm)
+        torch = self.torch
+        n = pts.shape[0]
+        dev = pts.device
+        face_out = torch.full((n,), -1, dtype=torch.long, device=dev)
+        bary_out = torch.zeros((n, 3), device=dev)
+        dims = torch.tensor(self.dims, device=dev)
+        offsets = torch.tensor(
+            [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)], device=dev
+        )
+        for s in range(0, n, chunk):
+            p = pts[s : s + chunk]
+            q = p.shape[0]
+            base = torch.floor((p - self.origin) / self.cell).long()
+            cells = (base[:, None, :] + offsets[None]).reshape(-1, 3)  # (q * 27, 3)
+            valid = ((cells >= 0) & (cells < dims)).all(dim=1)
+            key = self._key(cells.clamp_min(0))
+            start = torch.searchsorted(self.sorted_keys, key)
+            end = torch.searchsorted(self.sorted_keys, key, right=True)
+            count = torch.where(valid, end - start, torch.zeros_like(start))
+            total = int(count.sum())
+            if total == 0:
+                continue
+            owner = torch.repeat_interleave(torch.arange(q * 27, device=dev) // 27, count)
+            first = torch.cumsum(count, 0) - count
+            slot = torch.repeat_interleave(start - first, count) + torch.arange(total, device=dev)
+            f = self.order[slot]
+            bary, dist = self.project(p[owner], f)
+            facing = (self.normal[f] * nrm[s : s + chunk][owner]).sum(1)
+            cost = dist + (facing < -0.2).float() * BACKFACE_PENALTY
+            best = torch.full((q,), float("inf"), device=dev)
+            best.scatter_reduce_(0, owner, cost, reduce="amin", include_self=True)
+            cand = torch.where(cost == best[owner], torch.arange(total, device=dev), -1)
+            pick = torch.full((q,), -1, dtype=torch.long, device=dev)
+            pick.scatter_reduce_(0, owner, cand, reduce="amax", include_self=True)
+            ok = pick >= 0
+            idx = torch.nonzero(ok).squeeze(1)
+            face_out[s + idx] = f[pick[idx]]
+            bary_out[s + idx] = bary[pick[idx]]
+        return self._fill_missing(pts, face_out, bary_out)
+
+    def _fill_missing(self, pts, best_face, best_bary):
+        torch = self.torch
+        missing = torch.nonzero(best_face < 0).squeeze(1)
+        for s in range(0, missing.numel(), 256):
+            sel = missing[s : s + 256]
+            f = torch.cdist(pts[sel], self.centroids).argmin(dim=1)
+            bary, _ = self.project(pts[sel], f)
+            best_face[sel] = f
+            best_bary[sel] = bary
+        return best_face, best_bary
+
+    def _closest_loop(self, pts, nrm):
         torch = self.torch
         n = pts.shape[0]
         dev = pts.device
@@ -176,17 +235,10 @@ class _TriangleGrid:
                         best_bary[idx] = bary[better]
                         j += 1
                         active = active[count[active] > j]
-        missing = torch.nonzero(best_face < 0).squeeze(1)
-        for s in range(0, missing.numel(), 256):
-            sel = missing[s : s + 256]
-            f = torch.cdist(pts[sel], self.centroids).argmin(dim=1)
-            bary, _ = self.project(pts[sel], f)
-            best_face[sel] = f
-            best_bary[sel] = bary
-        return best_face, best_bary
+        return self._fill_missing(pts, best_face, best_bary)
 
-    def sample(self, pts, nrm):
-        face, bary = self.closest(pts, nrm)
+    def sample(self, pts, nrm, method: str = "flat"):
+        face, bary = self.closest(pts, nrm, method)
         tri = self.faces[face]
         c = self.colors
         return (
@@ -228,10 +280,12 @@ def bake_base_color_torch(
     size: int = 1024,
     device: str = "cuda",
     margin: float = RASTER_MARGIN,
+    method: str = "flat",
 ) -> BakeResult:
     """Bake the dense source (``src_*``: (n, 3) metres, (m, 3), (n, 3) sRGB) into a ``size``²
     texture of the UV'd target (``vertices``/``normals`` (k, 3), ``faces`` (f, 3), ``uv``
-    (k, 2) glTF texcoords) on ``device``. Returns numpy arrays like the CPU bake."""
+    (k, 2) glTF texcoords) on ``device``. Returns numpy arrays like the CPU bake.
+    ``method``: nearest-triangle search variant (``"flat"`` or ``"loop"``, same result)."""
     import torch
 
     dev = torch.device(device)
@@ -258,7 +312,7 @@ def bake_base_color_torch(
             + tn[tri[:, 1]] * bary[:, 1:2]
             + tn[tri[:, 2]] * bary[:, 2:3]
         )
-        colors = grid.sample(pts, nrm)
+        colors = grid.sample(pts, nrm, method)
         img = torch.zeros((size * size, 3), device=dev)
         img[tex_ids] = colors
         covered = torch.zeros(size * size, dtype=torch.bool, device=dev)

@@ -117,7 +117,8 @@ def sanitize(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None)
             "non-finite (NaN/inf) vertices."
         )
     keep &= (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])
-    f = f[keep]
+    if not keep.all():
+        f = f[keep]
     if len(f) == 0:
         raise BackendError(
             "degenerate_mesh",
@@ -128,18 +129,23 @@ def sanitize(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None)
     used = np.zeros(len(v), bool)
     used[f.ravel()] = True
     diag = bbox_diagonal(v_safe[used])
-    areas = face_areas(v_safe, f)
+    # float32 is ample for a zero-area test at this relative threshold (and twice as fast).
+    areas = face_areas((v_safe - v_safe[used].mean(axis=0)).astype(np.float32), f)
     good = areas > max(ZERO_AREA_REL * diag * diag, 1e-30)
     if not good.all():
         warnings.append(f"Dropped {int((~good).sum())} zero-area faces.")
-    f = f[good]
+    if not good.all():
+        f = f[good]
     if len(f) == 0:
         raise BackendError(
             "degenerate_mesh",
             "Every triangle of the mesh has zero area (the surface is flat to a line or a "
             "point), so there is nothing to texture.",
         )
-    mesh = compact(v_safe, f, c)
+    if good.all() and used.all():
+        mesh = MeshData(v_safe, f, c)
+    else:
+        mesh = compact(v_safe, f, c)
     mesh.warnings = warnings
     return mesh
 
@@ -167,7 +173,7 @@ def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
     lo = directed.min(axis=1)
     hi = directed.max(axis=1)
     und = lo * n_vertices + hi
-    order = np.argsort(und, kind="stable")
+    order = np.argsort(und)
     s = und[order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
     counts = np.diff(np.r_[starts, len(s)])

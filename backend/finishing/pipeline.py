@@ -42,7 +42,7 @@ from backend.finishing.mesh_prep import (
     remove_floaters,
     sanitize,
 )
-from backend.finishing.simplify import resolve_target, simplify_mesh
+from backend.finishing.simplify import SimplifyJob, resolve_target
 from backend.finishing.uv import unwrap
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Reconstruction
@@ -154,7 +154,11 @@ def finish_to_glb(
             warnings.append(
                 f"Target of {want} faces exceeds the source's {mesh.n_faces}; kept all faces."
             )
-        verts, faces = simplify_mesh(mesh.vertices, mesh.faces, target)
+        # Decimate in a forked child while this process indexes the dense source for the
+        # colour transfer (both hold the GIL; see SimplifyJob).
+        job = SimplifyJob(mesh.vertices, mesh.faces, target)
+        source = DenseColorSource(mesh.vertices, mesh.faces, mesh.colors)
+        verts, faces = job.result()
         if len(faces) == 0:
             raise BackendError(
                 "degenerate_mesh", "Simplification left no triangles; the mesh is too degenerate."
@@ -162,7 +166,6 @@ def finish_to_glb(
         watertight = is_watertight(faces, len(verts))
         normals = vertex_normals(verts, faces)
 
-    source: DenseColorSource | None = None
     textured = False
     uv_mesh = None
     texture = None
@@ -192,7 +195,6 @@ def finish_to_glb(
                         options.texture_size,
                     )
                 else:
-                    source = DenseColorSource(mesh.vertices, mesh.faces, mesh.colors)
                     result = bake_base_color(
                         bv,
                         bn,
@@ -237,8 +239,6 @@ def finish_to_glb(
             png = _encode_png(texture)
             kwargs: dict[str, Any] = {"uv": uv_mesh.uv, "texture_png": png}
         else:
-            if source is None:
-                source = DenseColorSource(mesh.vertices, mesh.faces, mesh.colors)
             colors = source.sample(verts, normals)
             positions, out_normals, out_faces = verts, normals, faces
             kwargs = {"colors_srgb": colors}

@@ -13,8 +13,10 @@ from backend.finishing.mesh_prep import compact, face_areas
 
 # The result must land within this relative distance of the target count.
 FACE_COUNT_TOLERANCE = 0.02
-# Aggressiveness of fast-simplification's schedule (lower: slower and a little more accurate).
-DEFAULT_AGG = 5.0
+# Aggressiveness of fast-simplification's schedule. Measured on the 400k -> 20k benchmark
+# torus: agg 3 gives 0.057 mm mean / 0.34 mm max surface distance (VTK decimate: 0.05 /
+# 1.4 mm), agg 5 0.12 / 2.8 mm, agg 7 0.15 / 2.1 mm, for about the same time.
+DEFAULT_AGG = 3.0
 
 
 def resolve_target(source_faces: int, target_faces: int | None, target_ratio: float | None) -> int:
@@ -68,3 +70,97 @@ def simplify_mesh(
         ask = int(round(ask * target_faces / max(len(tris), 1)))
     assert best is not None
     return best
+
+
+class SimplifyJob:
+    """``simplify_mesh`` running in a forked child process, so that the parent can do
+    GIL-bound work meanwhile (fast-simplification holds the GIL for its whole run).
+
+    Used only where forking is safe: Linux, no other Python threads, torch not loaded
+    (its thread pools do not survive a fork), and ``SAM3D_FINISH_FORK`` not ``0``.
+    Otherwise - or if the fork fails - the work runs in ``result()`` in this process.
+    A crash of the child (e.g. a segfault in the native decimator) raises RuntimeError
+    naming the signal, instead of killing this process.
+    """
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> None:
+        self._args = (vertices, faces, int(target_faces))
+        self._pid: int | None = None
+        self._fd: int | None = None
+        if target_faces < len(faces) and _fork_allowed():
+            self._start()
+
+    def _start(self) -> None:
+        import os
+
+        r, w = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(r)
+            os.close(w)
+            return
+        if pid == 0:  # child: compute, write, never return into the caller
+            code = 1
+            try:
+                os.close(r)
+                v, f = simplify_mesh(*self._args)
+                payload = (
+                    np.array([len(v), len(f)], np.int64).tobytes()
+                    + np.ascontiguousarray(v, np.float64).tobytes()
+                    + np.ascontiguousarray(f, np.int64).tobytes()
+                )
+                view = memoryview(payload)
+                while len(view):
+                    view = view[os.write(w, view) :]
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        self._pid, self._fd = pid, r
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(vertices (n, 3) float64 metres, faces (m, 3) int64), as ``simplify_mesh``."""
+        if self._pid is None:
+            return simplify_mesh(*self._args)
+        import os
+        import signal
+
+        chunks = []
+        assert self._fd is not None
+        while True:
+            b = os.read(self._fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+        os.close(self._fd)
+        _, status = os.waitpid(self._pid, 0)
+        self._pid = None
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            raise RuntimeError(f"the decimator crashed ({signal.Signals(sig).name})")
+        data = b"".join(chunks)
+        if os.WEXITSTATUS(status) != 0 or len(data) < 16:
+            raise RuntimeError("the decimator process failed")
+        nv, nf = np.frombuffer(data[:16], np.int64)
+        v = np.frombuffer(data[16 : 16 + 24 * nv], np.float64).reshape(nv, 3).copy()
+        f = (
+            np.frombuffer(data[16 + 24 * nv : 16 + 24 * nv + 24 * nf], np.int64)
+            .reshape(nf, 3)
+            .copy()
+        )
+        return v, f
+
+
+def _fork_allowed() -> bool:
+    import os
+    import sys
+    import threading
+
+    if os.environ.get("SAM3D_FINISH_FORK", "1") == "0":
+        return False
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return False
+    if threading.active_count() > 1 or "torch" in sys.modules:
+        return False
+    return True

@@ -355,3 +355,18 @@ def test_trimesh_reads_textured_glb(smooth_torus_result):
     assert m.visual.uv is not None and m.visual.uv.shape == (len(m.vertices), 2)
     tex = m.visual.material.baseColorTexture
     assert tex is not None and tex.size == (512, 512)
+
+
+@pytest.mark.parametrize("fork", ["1", "0"])
+def test_simplify_job_matches_in_process(monkeypatch, fork):
+    """The forked decimation returns exactly what the in-process call returns."""
+    from backend.finishing.simplify import SimplifyJob, simplify_mesh
+
+    monkeypatch.setenv("SAM3D_FINISH_FORK", fork)
+    v, f = torus(120, 60)
+    job = SimplifyJob(v.astype(np.float64), f, 1000)
+    assert (job._pid is not None) == (fork == "1")
+    jv, jf = job.result()
+    ev, ef = simplify_mesh(v.astype(np.float64), f, 1000)
+    np.testing.assert_array_equal(jf, ef)
+    np.testing.assert_allclose(jv, ev)

@@ -51,6 +51,9 @@ def test_cuda_bake_matches_cpu_and_truth():
         times.append(time.perf_counter() - t0)
     t_gpu = min(times)
 
+    loop = bake_base_color_torch(*args, method="loop")  # the other search, same answer
+    loop_diff = np.abs(loop.image.astype(int) - gpu.image.astype(int)) / 255.0
+
     samples = rasterize_uv(tuv, tf, size)
     inside = samples.inside
     pts, _ = texel_points(tv, tn, tf, samples)
@@ -65,12 +68,14 @@ def test_cuda_bake_matches_cpu_and_truth():
         f"  numpy CPU : {t_cpu:7.3f} s   mean |err| {err_cpu.mean():.4f}\n"
         f"  torch CUDA: {t_gpu:7.3f} s   mean |err| {err_gpu.mean():.4f}  (best of 3, warm)\n"
         f"  speed-up {t_cpu / t_gpu:.1f}x; mean |gpu - cpu| {diff.mean():.4f}; "
-        f"coverage cpu {cpu.coverage:.4f} gpu {gpu.coverage:.4f}"
+        f"coverage cpu {cpu.coverage:.4f} gpu {gpu.coverage:.4f}; "
+        f"flat vs loop search mean |diff| {loop_diff.mean():.5f}"
     )
     # Same colour quality as the CPU path (both within quantisation of the truth).
     assert err_gpu.mean() < 0.005
     assert np.percentile(err_gpu, 99) < 0.02
     assert diff.mean() < 0.003
+    assert loop_diff.mean() < 0.001
     assert abs(gpu.coverage - cpu.coverage) < 0.01
     # No black texels anywhere (the field is >= 0.15 everywhere, gutters are filled).
     assert gpu.image.min() >= 30

@@ -106,7 +106,7 @@ def geometric_error(dense_v, dense_f, simp_v, simp_f) -> tuple[float, float]:
     dense = DenseColorSource(dense_v, dense_f, colors)
     simp = DenseColorSource(simp_v, simp_f, np.zeros((len(simp_v), 3), np.float32))
     d1 = dense.distance(surface_points(simp_v, simp_f, 200_000, rng), k=8)
-    d2 = simp.distance(np.asarray(dense_v, np.float64), k=16)
+    d2 = simp.distance(np.asarray(dense_v, np.float64), k=64)
     return 1e3 * 0.5 * (d1.mean() + d2.mean()), 1e3 * max(d1.max(), d2.max())
 
 

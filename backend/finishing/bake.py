@@ -129,7 +129,11 @@ def _rasterize_inside(uv: np.ndarray, faces: np.ndarray, size: int):
 
 
 def rasterize_uv(
-    uv: np.ndarray, faces: np.ndarray, size: int, margin: float = RASTER_MARGIN
+    uv: np.ndarray,
+    faces: np.ndarray,
+    size: int,
+    margin: float = RASTER_MARGIN,
+    pool: ThreadPoolExecutor | None = None,
 ) -> TexelSamples:
     """Conservatively rasterise triangles ``faces`` (m, 3) with texcoords ``uv`` (n, 2) in
     [0, 1] into a ``size`` x ``size`` grid.
@@ -139,10 +143,29 @@ def rasterize_uv(
     rounded up) of a covered one: each takes, among the triangles of its covered
     neighbours, the one its centre is closest to, with barycentrics EXTRAPOLATED (some
     negative, still summing to 1) so the texel's 3D point lies just past the chart edge.
+    With ``pool``, pass 1 runs on two halves of the triangles in parallel.
     """
     empty = np.zeros(0, np.int64)
     nothing = TexelSamples(empty, empty, empty, np.zeros((0, 3), np.float32), np.zeros(0, bool))
-    first = _rasterize_inside(uv, faces, size)
+    if pool is not None and len(faces) > 1000:
+        half = len(faces) // 2
+        parts = list(
+            pool.map(lambda fs: _rasterize_inside(uv, fs, size), (faces[:half], faces[half:]))
+        )
+        if parts[0] is None or parts[1] is None:
+            first = _rasterize_inside(uv, faces, size)
+        else:
+            (x0, y0, f0, b0, c0), (x1, y1, f1, b1, c1) = parts
+            coeffs = tuple(np.concatenate([a, b]) for a, b in zip(c0, c1, strict=True))
+            first = (
+                np.concatenate([x0, x1]),
+                np.concatenate([y0, y1]),
+                np.concatenate([f0, f1 + half]),
+                np.concatenate([b0, b1]),
+                coeffs,
+            )
+    else:
+        first = _rasterize_inside(uv, faces, size)
     if first is None:
         return nothing
     x, y, face, bary, (an, bn, cn, scale, ok, p) = first
@@ -423,12 +446,18 @@ class BakeResult:
 
 
 def texel_points(
-    vertices: np.ndarray, normals: np.ndarray, faces: np.ndarray, samples: TexelSamples
+    vertices: np.ndarray,
+    normals: np.ndarray,
+    faces: np.ndarray,
+    samples: TexelSamples,
+    sl: slice | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """3D points (N, 3) float32 metres and interpolated (unnormalised) normals (N, 3) of
-    rasterised texels on the mesh ``vertices``/``normals`` (n, 3), ``faces`` (m, 3)."""
-    tri = faces[samples.face]
-    b = samples.bary
+    rasterised texels (optionally the slice ``sl`` of them) on the mesh
+    ``vertices``/``normals`` (n, 3), ``faces`` (m, 3)."""
+    sl = sl if sl is not None else slice(None)
+    tri = faces[samples.face[sl]]
+    b = samples.bary[sl]
     v = np.asarray(vertices, np.float32)
     nn = np.asarray(normals, np.float32)
     pts = v[tri[:, 0]] * b[:, 0:1]
@@ -469,17 +498,19 @@ def bake_base_color(
     n_threads = threads or _cpu_count()
     with ThreadPoolExecutor(max_workers=max(2, n_threads)) as pool:
         src_future = pool.submit(source) if not isinstance(source, DenseColorSource) else None
-        samples = rasterize_uv(uv, faces, size)
-        pts, nrm = texel_points(vertices, normals, faces, samples)
+        samples = rasterize_uv(uv, faces, size, pool=pool if n_threads > 1 else None)
         src = src_future.result() if src_future is not None else source
         n = len(samples.face)
         colors = np.empty((n, 3), np.float32)
+        v32 = np.asarray(vertices, np.float32)
+        n32 = np.asarray(normals, np.float32)
         bounds = np.linspace(0, n, 2 * n_threads + 1).astype(np.int64)
 
         def work(i: int) -> int:
             s, e = int(bounds[i]), int(bounds[i + 1])
             if e > s:
-                colors[s:e] = src.sample(pts[s:e], nrm[s:e], k, workers=1)
+                pts, nrm = texel_points(v32, n32, faces, samples, slice(s, e))
+                colors[s:e] = src.sample(pts, nrm, k, workers=1)
             return e - s
 
         done = 0

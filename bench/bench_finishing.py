@@ -216,15 +216,59 @@ def colour_error(image: np.ndarray, samples, pts: np.ndarray) -> tuple[float, fl
     return float(err.mean()), float(np.percentile(err, 99))
 
 
+def gpu_pipeline(repeats: int) -> None:
+    """finish_to_glb with the numpy bake vs the torch/CUDA bake (GPU machine)."""
+    import torch
+
+    from backend.finishing import finish_to_glb
+    from backend.finishing.bake_torch import bake_base_color_torch
+    from backend.options import FinishOptions
+    from backend.reconstruction import Reconstruction
+
+    v, f, c = make_source()
+    recon = Reconstruction(v, f, c)
+    opts = FinishOptions(target_faces=TARGET, texture_size=SIZE)
+    print(f"finish_to_glb on {torch.cuda.get_device_name()}, {os.cpu_count()} CPU threads")
+    print(f"{'bake on':<8}{'simplify':>10}{'uv':>8}{'bake':>8}{'export':>8}{'total':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for dev in ("cpu", "cuda"):
+            os.environ["SAM3D_BAKE_DEVICE"] = dev
+            finish_to_glb(recon, opts, Path(tmp) / "warm.glb")  # warm-up (CUDA context)
+            runs = [finish_to_glb(recon, opts, Path(tmp) / f"{dev}{i}.glb") for i in range(repeats)]
+            best = min(runs, key=lambda r: r["total_seconds"])
+            st = best["stage_seconds"]
+            assert best["bake_device"] == dev, best["bake_device"]
+            print(
+                f"{dev:<8}{st['simplify']:>10.3f}{st['uv']:>8.3f}{st['bake']:>8.3f}"
+                f"{st['export']:>8.3f}{best['total_seconds']:>8.3f}"
+            )
+    sv, sf = simplify_mesh(v, f, TARGET)
+    uvm = unwrap(sv, sf, SIZE, 4)
+    tv, tn = sv[uvm.vmap], vertex_normals(sv, sf)[uvm.vmap]
+    for method in ("flat", "loop"):
+        times = []
+        for _ in range(repeats + 1):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            bake_base_color_torch(tv, tn, uvm.faces, uvm.uv, v, f, c, SIZE, method=method)
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        print(f"torch bake, {method} search: {min(times[1:]):.3f} s (best of {repeats}, warm)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--skip-cycles", action="store_true")
     ap.add_argument("--skip-pyvista", action="store_true")
+    ap.add_argument("--gpu-pipeline", action="store_true", help="numpy vs CUDA bake end to end")
     ap.add_argument("--child-ours", metavar="OUT_GLB")
     args = ap.parse_args()
     if args.child_ours:
         child_ours(args.child_ours)
+        return
+    if args.gpu_pipeline:
+        gpu_pipeline(args.repeats)
         return
 
     v, f, c = make_source()

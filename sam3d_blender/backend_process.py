@@ -136,6 +136,39 @@ def tail_lines(path: Path | None, n: int = 20) -> list[str]:
     return [ln for ln in data.splitlines() if ln.strip()][-n:]
 
 
+class CompatibilityCheck:
+    """``client.check_compatible()`` (health, API version, token, ``/info``) in a daemon
+    thread, so a slow first ``/info`` (GPU probing) or a remote host that does not answer
+    never stalls Blender's main thread. The thread touches no bpy; read ``done``,
+    ``info`` and ``error`` from the main thread."""
+
+    def __init__(self, client: BackendClient) -> None:
+        self.info: dict[str, Any] | None = None
+        self.error: BackendClientError | None = None
+        self.started = time.monotonic()
+        self._done = threading.Event()
+        threading.Thread(
+            target=self._run, args=(client,), daemon=True, name="sam3d-backend-check"
+        ).start()
+
+    def _run(self, client: BackendClient) -> None:
+        try:
+            self.info = client.check_compatible()
+        except BackendClientError as exc:
+            self.error = exc
+        except Exception as exc:  # never let the thread die silently
+            self.error = BackendClientError("bad_response", str(exc))
+        finally:
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
+
+
 def pid_alive(pid: int) -> bool:
     """True when a process with this pid exists (and is not a zombie on Linux)."""
     if pid <= 0:
@@ -288,7 +321,7 @@ class ManagedBackend:
         self._log_fh: IO[str] | None = None
         self._client: BackendClient | None = None
         self._started_at = 0.0
-        self._last_alive_check = 0.0
+        self._check: CompatibilityCheck | None = None
 
     # -- queries --------------------------------------------------------------------------
 
@@ -359,6 +392,7 @@ class ManagedBackend:
         self._cleanup_process(kill=True)
         self.info = {}
         self.port = None
+        self._check = None
         if not self._installed():
             self.state = BackendState.NOT_INSTALLED
             self.error = ErrorInfo(
@@ -436,18 +470,24 @@ class ManagedBackend:
                     f"no ready line after {self.config.startup_timeout_s:.0f} s",
                 )
             return
-        client = BackendClient(f"http://127.0.0.1:{self.port}", self.token)
-        try:
-            self.info = client.check_compatible()
-        except BackendClientError as exc:
+        if self._check is None:
+            self._check = CompatibilityCheck(BackendClient(self.url or "", self.token))
+        if not self._check.done:
+            if time.monotonic() - self._started_at > self.config.startup_timeout_s:
+                self._fail("backend_start_timeout", "the backend does not answer /health")
+            return
+        check, self._check = self._check, None
+        if check.error is not None:
+            exc = check.error
             if exc.code in ("backend_unreachable", "timeout") and self.proc.poll() is None:
                 if time.monotonic() - self._started_at < self.config.startup_timeout_s:
-                    return  # listening socket not up yet: try again next poll
+                    return  # listening socket not up yet: check again next poll
             self._fail(
                 exc.code if exc.code == "api_mismatch" else "backend_start_failed", exc.message
             )
             return
-        self._client = client
+        self.info = check.info or {}
+        self._client = BackendClient(self.url or "", self.token)
         self.state = BackendState.READY
 
     def wait_ready(self, timeout: float | None = None, interval: float = 0.05) -> BackendState:
@@ -550,7 +590,8 @@ def _parse_event(line: str) -> dict[str, Any] | None:
 
 
 class RemoteBackend:
-    """A backend at ``url`` that someone else runs; "starting" means checking it answers.
+    """A backend at ``url`` that someone else runs; "starting" means checking it answers
+    (in a :class:`CompatibilityCheck` thread, so an unresponsive host never stalls the UI).
 
     A failed check is retried on the next ``ensure_started`` (the next request), at most
     every ``retry_s`` seconds.
@@ -558,39 +599,64 @@ class RemoteBackend:
 
     kind = "remote"
 
-    def __init__(self, url: str, token: str, retry_s: float = 2.0) -> None:
+    def __init__(
+        self, url: str, token: str, retry_s: float = 2.0, check_timeout_s: float = 15.0
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.state = BackendState.STOPPED
         self.error: ErrorInfo | None = None
         self.info: dict[str, Any] = {}
         self.retry_s = retry_s
+        self.check_timeout_s = check_timeout_s
         self._client = BackendClient(self.url, token)
-        self._last_check = 0.0
+        self._check: CompatibilityCheck | None = None
+        self._last_check = -1e9
 
     def key(self) -> tuple:
         return ("remote", self.url, self.token)
 
     def ensure_started(self) -> None:
-        if self.state == BackendState.READY:
+        if self.state in (BackendState.READY, BackendState.STARTING):
             return
         if self.state == BackendState.ERROR and time.monotonic() - self._last_check < self.retry_s:
             return
+        if not self.url:
+            self.state = BackendState.ERROR
+            self.error = ErrorInfo("backend_unreachable", "no remote URL is set")
+            return
         self.state = BackendState.STARTING
+        self._last_check = time.monotonic()
+        self._check = CompatibilityCheck(self._client)
         self.poll()
 
     def poll(self) -> BackendState:
-        if self.state != BackendState.STARTING:
+        if self.state != BackendState.STARTING or self._check is None:
             return self.state
+        check = self._check
+        if not check.done:
+            if time.monotonic() - check.started > self.check_timeout_s:
+                self._check = None
+                self.state = BackendState.ERROR
+                self.error = ErrorInfo("timeout", f"{self.url}: no answer in time")
+            return self.state
+        self._check = None
         self._last_check = time.monotonic()
-        try:
-            self.info = self._client.check_compatible()
-        except BackendClientError as exc:
+        if check.error is not None:
             self.state = BackendState.ERROR
-            self.error = ErrorInfo(exc.code, f"{self.url}: {exc.message}")
+            self.error = ErrorInfo(check.error.code, f"{self.url}: {check.error.message}")
             return self.state
+        self.info = check.info or {}
         self.state = BackendState.READY
         self.error = None
+        return self.state
+
+    def wait_ready(self, timeout: float = 30.0, interval: float = 0.05) -> BackendState:
+        """Blocking: check the remote backend (for scripts and tests)."""
+        self.ensure_started()
+        deadline = time.monotonic() + timeout
+        while self.poll() == BackendState.STARTING and time.monotonic() < deadline:
+            time.sleep(interval)
         return self.state
 
     def connection_lost(self, exc: BackendClientError) -> None:
@@ -604,6 +670,7 @@ class RemoteBackend:
 
     def stop(self) -> None:
         self.state = BackendState.STOPPED
+        self._check = None
         self.info = {}
 
     def describe(self) -> str:

@@ -169,18 +169,20 @@ def test_stale_backend_from_crashed_blender_is_reaped(tmp_path):
 def test_remote_wrong_token_and_unreachable(backend):
     assert backend.wait_ready(60) == BackendState.READY
     remote = RemoteBackend(backend.url, "wrong-token")
-    remote.ensure_started()
+    remote.wait_ready(10)
     assert remote.state == BackendState.ERROR
     assert remote.error.code == "unauthorized"
     assert "token" in remote.error.sentence()
     good = RemoteBackend(backend.url, backend.token)
     good.ensure_started()
+    assert good.state == BackendState.STARTING  # checked in a thread, never blocking
+    good.wait_ready(10)
     assert good.state == BackendState.READY, good.error
     assert good.client().info()["api_version"] == 1
     # Nothing listens on port 9 (discard) on loopback: refused at once, clear message.
     t0 = time.monotonic()
     gone = RemoteBackend("http://127.0.0.1:9", "x")
-    gone.ensure_started()
+    gone.wait_ready(10)
     assert time.monotonic() - t0 < 3.0
     assert gone.state == BackendState.ERROR
     assert gone.error.code == "backend_unreachable"

@@ -1,0 +1,158 @@
+"""The add-on's bpy-free modules: messages, backend choice, installer runner, frame math.
+Run in a subprocess where needed to prove bpy is never imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.errors import ERROR_STATUS
+from backend.reconstruction import Intrinsics, Pose
+from sam3d_blender import messages, placement
+from sam3d_blender.installer import InstallerRun, InstallProgress, InstallState
+from sam3d_blender.settings import PreferenceValues, resolve
+from tests.addon.helpers import REPO
+
+BPY_FREE = [
+    "client",
+    "backend_process",
+    "job_manager",
+    "installer",
+    "settings",
+    "placement",
+    "messages",
+]
+
+
+def test_bpy_free_modules_do_not_import_bpy():
+    code = (
+        "import sys\n"
+        + "".join(f"import sam3d_blender.{m}\n" for m in BPY_FREE)
+        + "assert 'bpy' not in sys.modules, 'bpy imported'\n"
+        + "assert 'torch' not in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_every_backend_error_code_has_a_sentence():
+    missing = sorted(set(ERROR_STATUS) - set(messages.MESSAGES))
+    assert missing == []
+    for code in [*ERROR_STATUS, "backend_not_installed", "backend_unreachable", "backend_died"]:
+        text = messages.describe(code)
+        assert text.endswith((".", ")")) and len(text) > 20, code
+
+
+def test_describe_never_shows_a_traceback():
+    msg = 'boom\nTraceback (most recent call last):\n  File "x.py", line 1\nValueError: x'
+    text = messages.describe("internal_error", msg)
+    assert "Traceback" not in text and "x.py" not in text
+    assert text.endswith("(boom)")
+    assert messages.describe("weird_new_code", "Something specific.") == "Something specific."
+
+
+def test_backend_choice_env_overrides_preferences(tmp_path):
+    user = tmp_path / "user"
+    prefs = PreferenceValues(backend_python="/opt/py", idle_unload_min=5, cache_dir="")
+    s = resolve(prefs, {}, user)
+    assert s.mode == "LOCAL" and s.python == Path("/opt/py") and s.idle_unload_s == 300
+    assert s.data_dir == user / "cache" / "jobs" and s.results_dir == user / "cache" / "results"
+    s = resolve(prefs, {"SAM3D_BACKEND_PYTHON": "/env/py"}, user)
+    assert s.python == Path("/env/py") and s.source == "SAM3D_BACKEND_PYTHON"
+    s = resolve(prefs, {"SAM3D_BACKEND_URL": "http://gpu:8765", "SAM3D_BACKEND_TOKEN": "t"}, user)
+    assert (s.mode, s.url, s.token) == ("REMOTE", "http://gpu:8765", "t")
+    s = resolve(
+        PreferenceValues(mode="REMOTE", remote_url="http://a:1 ", remote_token="k"), {}, user
+    )
+    assert (s.mode, s.url, s.token) == ("REMOTE", "http://a:1", "k")
+    # nothing set and no venv yet: not installed; once the installer made the venv: found
+    s = resolve(PreferenceValues(idle_unload_min=0), {}, user)
+    assert s.python is None and s.idle_unload_s is None
+    venv_py = user / "venv" / "bin" / "python"
+    venv_py.parent.mkdir(parents=True)
+    venv_py.write_text("")
+    assert resolve(PreferenceValues(), {}, user).python == venv_py
+    assert resolve(PreferenceValues(cache_dir=str(tmp_path / "c")), {}, user).data_dir == (
+        tmp_path / "c" / "jobs"
+    )
+
+
+def test_installer_progress_lines():
+    p = InstallProgress()
+    for line in [
+        "creating venv",
+        "STEP 1/3 venv",
+        "OK venv",
+        "STEP 2/3 torch (cuda 12.1)",
+        "FAIL torch: no matching wheel",
+    ]:
+        p.feed(line)
+    assert (p.step, p.total, p.name) == (2, 3, "torch (cuda 12.1)")
+    assert p.fraction == pytest.approx(1 / 3)
+    assert p.failures == ["FAIL torch: no matching wheel"]
+
+
+def test_install_button_runs_whatever_installer_exists(tmp_path):
+    """Runs the real ``python -m backend install`` (with --help, so nothing is
+    downloaded): whether the installer has landed or not, the run ends, its output is
+    captured for the UI and the state matches the exit code."""
+    run = InstallerRun(
+        sys.executable,
+        REPO,
+        tmp_path / "venv",
+        "cpu",
+        tmp_path / "install.log",
+        extra_args=["--help"],
+    )
+    run.start()
+    assert run.wait(timeout=120) in (InstallState.SUCCEEDED, InstallState.FAILED)
+    assert run.progress.lines, "no output captured"
+    assert (run.returncode == 0) == (run.state == InstallState.SUCCEEDED)
+    assert (tmp_path / "install.log").read_text().strip()
+    if run.state == InstallState.FAILED:
+        assert "Install failed" in run.summary() and str(run.returncode) in run.summary()
+
+
+def test_installer_with_a_missing_python(tmp_path):
+    run = InstallerRun(tmp_path / "nope", REPO, tmp_path / "v", "cpu", tmp_path / "i.log")
+    run.start()
+    assert run.state == InstallState.FAILED
+    assert "cannot run" in run.summary()
+
+
+def test_pose_matrix_matches_the_backend():
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=4)
+    pose = {
+        "rotation_wxyz": list(q / np.linalg.norm(q)),
+        "translation": [0.2, -0.1, -3.0],
+        "scale": [0.7, 0.9, 1.1],
+    }
+    pts = rng.normal(size=(20, 3))
+    ours = pts @ placement.pose_matrix(pose)[:3, :3].T + placement.pose_matrix(pose)[:3, 3]
+    assert np.allclose(ours, Pose.from_dict(pose).apply(pts))
+
+
+def test_gltf_to_blender_axes():
+    up_gltf = np.array([0, 1, 0, 0])
+    front_gltf = np.array([0, 0, 1, 0])
+    assert np.allclose(placement.GLTF_TO_BLENDER @ up_gltf, [0, 0, 1, 0])  # Y-up -> Z-up
+    assert np.allclose(placement.GLTF_TO_BLENDER @ front_gltf, [0, -1, 0, 0])  # front -> -Y
+
+
+def test_camera_params_reproduce_the_intrinsics():
+    """Blender's projection with the returned lens/shift (AUTO fit, square pixels) gives the
+    pixel the backend's pinhole model gives."""
+    intr = {"fx": 500.0, "fy": 500.0, "cx": 310.0, "cy": 250.0, "width": 640, "height": 480}
+    p = placement.camera_params_from_intrinsics(intr)
+    pts = np.array([[0.3, 0.2, -4.0], [-0.5, -0.1, -2.0], [0.0, 0.0, -1.0]])
+    want = Intrinsics.from_dict(intr).project(pts)
+    big = max(intr["width"], intr["height"])
+    f = p["lens"] / p["sensor_width"] * big  # pixels
+    u = intr["width"] / 2 + f * pts[:, 0] / -pts[:, 2] - p["shift_x"] * big
+    v = intr["height"] / 2 - (f * pts[:, 1] / -pts[:, 2] - p["shift_y"] * big)
+    assert np.allclose(np.stack([u, v], 1), want)

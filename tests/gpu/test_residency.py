@@ -169,7 +169,7 @@ def test_drop_eviction_rebuilds_with_the_loader(models):
         built.append(1)
         return make_synthetic(int(0.1 * GB))
 
-    mgr = ResidencyManager(budget_gb=8.0)
+    mgr = ResidencyManager(budget_gb=8.0, exclusive=True)  # LRU would keep it: it fits
     mgr.register("dropped", loader=loader, evict="drop")
     mgr.register("other", models["ss_decoder"])
     with mgr.stage("a", ["dropped"]):

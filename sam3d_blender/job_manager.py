@@ -142,6 +142,11 @@ class JobManager:
         self._auto_start = auto_start if callable(auto_start) else (lambda: bool(auto_start))
         self.jobs: list[Job] = []
         self._ids = itertools.count(1)
+        # Backend job ids we gave up on because the backend died or vanished. A restarted
+        # backend re-queues jobs that were running when it died; the artist was already
+        # told this one failed, so it is cancelled as soon as the backend answers again
+        # (otherwise it would hold the queue in front of the next job).
+        self.orphans: set[str] = set()
 
     # -- public API -----------------------------------------------------------------------
 
@@ -187,6 +192,8 @@ class JobManager:
         """Advance every active job a little. Returns seconds until the next call, or None
         when no job is active."""
         waits: list[float] = []
+        if self.orphans:
+            self._cancel_orphans()
         for job in self.active():
             try:
                 self._step_job(job)
@@ -327,7 +334,24 @@ class JobManager:
 
     def _backend_gone(self, job: Job, backend: Backend) -> None:
         err = backend.error or ErrorInfo("backend_unreachable")
+        if job.backend_id is not None:
+            self.orphans.add(job.backend_id)
         self._fail(job, ErrorInfo(err.code, err.message, log_tail=list(err.log_tail)))
+
+    def _cancel_orphans(self) -> None:
+        client = self._backend().client()
+        if client is None:
+            return
+        for backend_id in list(self.orphans):
+            if any(j.backend_id == backend_id for j in self.active()):
+                self.orphans.discard(backend_id)  # asked for again meanwhile: keep it
+                continue
+            try:
+                client.cancel(backend_id)
+            except BackendClientError as exc:
+                if exc.code in ("backend_unreachable", "timeout"):
+                    return  # try again on a later step
+            self.orphans.discard(backend_id)
 
     def _fail(self, job: Job, error: ErrorInfo) -> None:
         job.error = error

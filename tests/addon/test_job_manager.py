@@ -130,6 +130,10 @@ def test_backend_killed_mid_job_then_restarted(backend, tmp_path, photo):
     ok = run_to_completion(manager, manager.submit(_request(photo, seed=6)), timeout=120)
     assert ok.phase == Phase.DONE, ok.error
     assert backend.pid != old_pid
+    # The restarted backend re-queued the job it was running; the add-on, which already
+    # reported it failed, cancelled it so it does not hold the queue.
+    assert backend.client().job(job.backend_id)["state"] == "cancelled"
+    assert manager.orphans == set()
 
 
 def test_bad_input_maps_to_a_sentence(backend, tmp_path, photo):

@@ -40,7 +40,7 @@ def ensure_collection(scene: bpy.types.Scene, name: str = COLLECTION_NAME) -> bp
     return coll
 
 
-def _override(context: bpy.types.Context) -> dict[str, Any]:
+def window_override(context: bpy.types.Context) -> dict[str, Any]:
     """A context override with a window, for operators run from timers (no window there)."""
     if context.window is not None:
         return {}
@@ -64,7 +64,7 @@ def import_glb(
     if not path.is_file():
         raise FileNotFoundError(str(path))
     before = set(bpy.data.objects)
-    with context.temp_override(**_override(context)):
+    with context.temp_override(**window_override(context)):
         if context.object is not None and context.object.mode != "OBJECT":
             bpy.ops.object.mode_set(mode="OBJECT")
         result = bpy.ops.import_scene.gltf(filepath=str(path))
@@ -208,7 +208,7 @@ def import_generated(
     obj.name = label
     if obj.type == "MESH" and obj.data.users == 1:
         obj.data.name = label
-    extras = _extras_of(obj)
+    extras = extras_of(obj)
     pose = (result or {}).get("pose") or extras.get("pose")
     intrinsics = (result or {}).get("intrinsics") or extras.get("intrinsics")
     placed = "cursor"
@@ -237,8 +237,9 @@ def import_generated(
     return obj
 
 
-def _extras_of(obj: bpy.types.Object) -> dict[str, Any]:
-    """The ``sam3d`` node extras the glTF importer stored as a custom property."""
+def extras_of(obj: bpy.types.Object) -> dict[str, Any]:
+    """The ``sam3d`` node extras (pose, intrinsics, stats, engine) that Blender's glTF
+    importer stored on the object as a custom property; {} when absent."""
     value = obj.get("sam3d")
     if value is None:
         return {}
@@ -250,3 +251,6 @@ def _extras_of(obj: bpy.types.Object) -> dict[str, Any]:
         except ValueError:
             return {}
     return dict(value) if isinstance(value, Mapping) else {}
+
+
+_extras_of = extras_of  # older name, used by scene_import

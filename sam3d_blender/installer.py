@@ -175,6 +175,33 @@ class InstallerRun:
         return ""
 
 
+def stage_source(extension_root: Path, dest: Path) -> Path | None:
+    """Copy what ``pip install <source>`` needs (pyproject.toml, README.md, backend/) from
+    the extension folder to ``dest`` (in the add-on's user folder) and return ``dest``.
+
+    pip builds a local project in place (``build/``, ``*.egg-info``); pointing the
+    installer at this copy keeps the extension's own folder untouched (it may be
+    read-only, and Blender replaces it on update). None when the extension folder has no
+    pyproject.toml (then the installer's own default source is used).
+    """
+    import shutil
+
+    if not (extension_root / "pyproject.toml").is_file():
+        return None
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (extension_root / name).is_file():
+            shutil.copy2(extension_root / name, dest / name)
+    shutil.copytree(
+        extension_root / "backend",
+        dest / "backend",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"),
+    )
+    return dest
+
+
 def venv_python(venv_dir: Path) -> Path:
     """The interpreter inside a virtual environment created by the installer."""
     if sys.platform == "win32":

@@ -19,7 +19,7 @@ from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 from . import image_io, importer, paths, runtime
 from .backend_process import BackendState, ManagedBackend
 from .client import BackendClientError
-from .installer import InstallerRun, InstallState
+from .installer import InstallerRun, InstallState, stage_source
 from .job_manager import Job, JobRequest, Phase, run_to_completion
 from .messages import ErrorInfo, describe
 from .settings import default_venv_dir
@@ -467,6 +467,9 @@ class SAM3D_OT_backend_install(bpy.types.Operator):
     profile: StringProperty(name="Profile", description="cuda or cpu", options=SKIP)
     venv: StringProperty(name="Venv folder", subtype="DIR_PATH", options=SKIP)
     blocking: BoolProperty(name="Wait", options=SKIP)
+    dry_run: BoolProperty(
+        name="Dry run", description="Only print the checks and commands", options=SKIP
+    )
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         from .prefs import get_preferences
@@ -479,14 +482,21 @@ class SAM3D_OT_backend_install(bpy.types.Operator):
         profile = self.profile or (prefs.install_profile if prefs else "cuda")
         venv = Path(self.venv) if self.venv else default_venv_dir(paths.user_dir())
         s = runtime.settings()
-        if isinstance(rt.backend, ManagedBackend):
+        if isinstance(rt.backend, ManagedBackend) and not self.dry_run:
             rt.backend.stop()  # the venv is about to change under it
+        # The installer runs from (and pip-installs) a copy in the user folder, never
+        # from the extension folder itself.
+        staged = stage_source(paths.extension_root(), paths.user_dir("installer_source"))
+        extra = ["--source", str(staged)] if staged is not None else []
+        if self.dry_run:
+            extra.append("--dry-run")
         run = InstallerRun(
             sys.executable,
-            paths.extension_root(),
+            staged or paths.extension_root(),
             venv,
             profile,
             s.cache_dir / "logs" / "install.log",
+            extra_args=extra,
         )
         rt.installer = run
         run.start()

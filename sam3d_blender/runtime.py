@@ -18,7 +18,7 @@ from pathlib import Path
 
 import bpy
 
-from . import paths
+from . import importer, paths
 from .backend_process import (
     Backend,
     BackendState,
@@ -207,9 +207,8 @@ def _installer_finished(rt: Runtime) -> None:
     run = rt.installer
     assert run is not None
     if run.state == InstallState.SUCCEEDED:
+        # current_backend() notices the new venv's Python (its key changes) on next use.
         rt.notify("INFO", "Backend installed.")
-        rt.backend = None  # pick up the new venv on the next use
-        rt._backend_key = None
     else:
         rt.notify("ERROR", run.summary())
 
@@ -227,7 +226,7 @@ def handle_finished(job: Job, context: bpy.types.Context) -> bpy.types.Object | 
     job.handled = True
     if job.phase == Phase.DONE:
         try:
-            with context.temp_override(**_window_override(context)):
+            with context.temp_override(**importer.window_override(context)):
                 result = bpy.ops.sam3d.import_result("EXEC_DEFAULT", True, local_job=job.local_id)
         except RuntimeError as exc:  # the operator reported an error
             get().notify("ERROR", str(exc).removeprefix("Error: ").strip())
@@ -261,16 +260,6 @@ def _record(job: Job, state: str, message: str) -> None:
     item.created = time.time()
     item.state = state
     item.message = message[:500]
-
-
-def _window_override(context: bpy.types.Context) -> dict:
-    if context.window is not None:
-        return {}
-    wm = context.window_manager
-    if wm is not None and wm.windows:
-        win = wm.windows[0]
-        return {"window": win, "screen": win.screen}
-    return {}
 
 
 def results_folder(job_id: str) -> Path:

@@ -49,9 +49,16 @@ def test_zip_validates(built_zip):
 def test_zip_contents(built_zip):
     names = zipfile.ZipFile(built_zip).namelist()
     tops = {n.split("/")[0] for n in names}
-    assert tops == {"__init__.py", "blender_manifest.toml", "sam3d_blender", "backend"} | (
-        {"LICENSE"} & tops
-    ), sorted(tops)
+    # pyproject.toml + README.md: what the Install button needs to pip-install the backend
+    shipped = {
+        "__init__.py",
+        "blender_manifest.toml",
+        "sam3d_blender",
+        "backend",
+        "pyproject.toml",
+        "README.md",
+    }
+    assert tops == shipped | ({"LICENSE"} & tops), sorted(tops)
     for required in (
         "sam3d_blender/__init__.py",
         "sam3d_blender/operators.py",
@@ -87,6 +94,16 @@ INSTALL_SCRIPT = textwrap.dedent(
     assert bpy.ops.sam3d.backend_start(blocking=True) == {{"FINISHED"}}
     rt = sys.modules[name + ".sam3d_blender.runtime"].get()
     print("READY", rt.backend.describe(), flush=True)
+    # The Install button, dry run: the real installer runs from a staged copy in the user
+    # folder and would pip-install that copy, not the extension folder.
+    venv = os.path.join({cache!r}, "venv")
+    assert bpy.ops.sam3d.backend_install(profile="cpu", venv=venv, dry_run=True,
+                                         blocking=True) == {{"FINISHED"}}
+    staged = str(paths.user_dir("installer_source"))
+    lines = rt.installer.progress.lines
+    assert any("pip install" in ln and staged in ln for ln in lines), lines
+    assert not any("pip install" in ln and str(root) + " " in ln + " " for ln in lines), lines
+    print("INSTALL-DRY-RUN-OK", flush=True)
     addon_utils.disable(name, default_set=True)
     os._exit(0)
     """
@@ -104,3 +121,4 @@ def test_installed_zip_enables_and_starts_its_backend(built_zip, tmp_path):
         env={**__import__("os").environ, "SAM3D_BACKEND_PYTHON": sys.executable},
     )
     assert "READY" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "INSTALL-DRY-RUN-OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]

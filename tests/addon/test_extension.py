@@ -52,13 +52,9 @@ def test_enable_disable_twice():
         assert ADDON_MODULE not in bpy.context.preferences.addons
         assert _ops_present() == []
         assert not hasattr(bpy.types.Scene, "sam3d")
-        assert not any(
-            k.startswith(f"{ADDON_MODULE}.")
-            for k in sys.modules
-            if k.endswith("runtime")
-            and sys.modules[k] is not None
-            and getattr(sys.modules[k], "_runtime", None) is not None
-        )
+        # the session state (backend, jobs) was shut down with it
+        rt_mod = sys.modules.get(f"{ADDON_MODULE}.sam3d_blender.runtime")
+        assert rt_mod is None or rt_mod._runtime is None
     enable_addon()
 
 
@@ -222,3 +218,32 @@ def test_new_mask_operator_makes_a_paintable_mask(scene_ready):
     # Generate refuses an empty mask with a sentence, before any backend work.
     with pytest.raises(RuntimeError, match="mask is empty"):
         bpy.ops.sam3d.generate()
+
+
+def test_install_button_runs_the_real_installer(tmp_path):
+    """The Install button in the UI path (timer steps), against the real installer in
+    --dry-run mode (checks + the exact commands, nothing downloaded)."""
+    enable_addon()
+    preferences().cache_dir = str(tmp_path / "cache")
+    rt_mod = addon("runtime")
+    rt = rt_mod.get()
+    venv = tmp_path / "venv"
+    assert bpy.ops.sam3d.backend_install(
+        profile="cpu", venv=str(venv), dry_run=True, blocking=False
+    ) == {"FINISHED"}
+    run = rt.installer
+    assert run.state.value == "running"
+    rec = RecordingLayout()
+    prefs = preferences()
+    type(prefs).draw(_with_layout(prefs, rec), bpy.context)  # progress shown while running
+    assert rt_mod.wait_for(lambda: run.state.value != "running", timeout=120)
+    assert run.state.value == "succeeded", run.progress.lines
+    p = run.progress
+    assert p.total >= 1 and p.step == p.total, p.lines
+    assert any(line.startswith("STEP 1/") for line in p.lines)
+    staged = addon("paths").user_dir("installer_source")
+    assert (staged / "pyproject.toml").is_file() and (staged / "backend" / "server.py").is_file()
+    assert "installed" in rt.notice.text
+    rec = RecordingLayout()
+    type(prefs).draw(_with_layout(prefs, rec), bpy.context)
+    assert any("installed" in label for label in rec.labels)

@@ -180,24 +180,25 @@ def rasterize_uv(
     reach = int(np.ceil(margin))
     border = ndimage.binary_dilation(covered, np.ones((3, 3), bool), iterations=reach) & ~covered
     by, bx = np.nonzero(border)
-    best = np.full(len(bx), np.inf)
+    best = np.full(len(bx), np.inf, np.float32)
     best_face = np.full(len(bx), -1, np.int64)
-    owner_face_img = owner_face.reshape(size, size)
-    fx = bx.astype(np.float64)
-    fy = by.astype(np.float64)
+    owner_face_img = np.pad(owner_face.reshape(size, size), reach, constant_values=-1)
     for dy in range(-reach, reach + 1):
         for dx in range(-reach, reach + 1):
             if dx == 0 and dy == 0:
                 continue
-            ny = np.clip(by + dy, 0, size - 1)
-            nx = np.clip(bx + dx, 0, size - 1)
-            cand = owner_face_img[ny, nx]
-            has = cand >= 0
-            c = np.maximum(cand, 0)
-            dist = np.max(-(an[c] * fx[:, None] + bn[c] * fy[:, None] + cn[c]), axis=1)
-            better = has & (dist < best)
-            best[better] = dist[better]
-            best_face[better] = cand[better]
+            cand = owner_face_img[by + dy + reach, bx + dx + reach]
+            sel_c = np.flatnonzero(cand >= 0)
+            c = cand[sel_c]
+            # Distance (texels) of this border texel's centre outside each edge line.
+            px = bx[sel_c].astype(np.float64)
+            py = by[sel_c].astype(np.float64)
+            d_edges = an[c] * px[:, None] + bn[c] * py[:, None] + cn[c]
+            dist = np.max(-d_edges, axis=1).astype(np.float32)
+            better = dist < best[sel_c]
+            upd = sel_c[better]
+            best[upd] = dist[better]
+            best_face[upd] = c[better]
     sel = (best_face >= 0) & (best <= margin)
     cand_t = by[sel] * size + bx[sel]
     cand_f = best_face[sel]

@@ -32,6 +32,8 @@ def draw_backend_status(
     """State line (+ engine/GPU when ready, reason + log tail on error) and buttons."""
     rt = runtime.get()
     backend = rt.current_backend()
+    if backend.state == BackendState.READY:
+        backend.poll()  # cheap (no I/O): notices a backend that died while idle
     state = backend.state
     text, icon = _STATE_TEXT[state]
     col = layout.column(align=True)

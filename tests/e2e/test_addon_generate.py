@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from types import SimpleNamespace
 
 import bpy
 import numpy as np
@@ -19,7 +20,14 @@ import pytest
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
-from tests.addon.helpers import REPO, addon, enable_addon, make_photo, preferences
+from tests.addon.helpers import (
+    REPO,
+    RecordingLayout,
+    addon,
+    enable_addon,
+    make_photo,
+    preferences,
+)
 
 
 @pytest.fixture
@@ -150,6 +158,13 @@ def test_generate_ui_path_with_packed_image_painted_mask_and_camera(blender):
             inside += 1
     assert inside / len(verts) > 0.95, inside / len(verts)
     assert ctx.scene.sam3d.history[-1].seconds > 0
+    # With the new object active, the panel offers its Decimate ratio.
+    rec = RecordingLayout()
+    for cls in addon("panels").classes:
+        cls.draw(SimpleNamespace(layout=rec), ctx)
+    assert "Object.modifiers" not in rec.props  # drawn through the modifier itself
+    assert "DecimateModifier.ratio" in rec.props
+    assert "Sam3DSettings.engine" in rec.props
 
 
 def _start_and_wait_running(engine_seed=3):

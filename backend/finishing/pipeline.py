@@ -84,6 +84,8 @@ def _stage(name: str, ctx: JobContext | None, times: dict[str, float]) -> Iterat
     t0 = time.perf_counter()
     try:
         yield
+        if ctx is not None:
+            ctx.progress(1.0)
     except (Cancelled, KeyboardInterrupt):
         raise
     except BackendError as e:
@@ -105,8 +107,6 @@ def _stage(name: str, ctx: JobContext | None, times: dict[str, float]) -> Iterat
         ) from e
     finally:
         times[name] = round(time.perf_counter() - t0, 4)
-        if ctx is not None:
-            ctx.progress(1.0)
 
 
 def _encode_png(image: np.ndarray) -> bytes:
@@ -181,20 +181,27 @@ def finish_to_glb(
                 progress = ctx.progress if ctx is not None else None
                 bv = verts[uv_mesh.vmap]
                 bn = normals[uv_mesh.vmap]
+                result = None
                 if bake_device == "cuda":
-                    from backend.finishing.bake_torch import bake_base_color_torch
+                    try:
+                        from backend.finishing.bake_torch import bake_base_color_torch
 
-                    result = bake_base_color_torch(
-                        bv,
-                        bn,
-                        uv_mesh.faces,
-                        uv_mesh.uv,
-                        mesh.vertices,
-                        mesh.faces,
-                        mesh.colors,
-                        options.texture_size,
-                    )
-                else:
+                        result = bake_base_color_torch(
+                            bv,
+                            bn,
+                            uv_mesh.faces,
+                            uv_mesh.uv,
+                            mesh.vertices,
+                            mesh.faces,
+                            mesh.colors,
+                            options.texture_size,
+                        )
+                    except Exception as e:  # e.g. CUDA out of memory: the CPU bake still works
+                        warnings.append(
+                            f"The CUDA bake failed ({type(e).__name__}: {e}); baked on the CPU."
+                        )
+                        bake_device = "cpu"
+                if result is None:
                     result = bake_base_color(
                         bv,
                         bn,

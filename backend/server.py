@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import threading
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -97,18 +98,26 @@ def recover_jobs(store: JobStore, pool: WorkerPool) -> dict[str, int]:
 def create_app(settings: ServerSettings) -> FastAPI:
     store = JobStore(settings.data_dir)
     pool = WorkerPool(store, size=settings.workers, cancel_grace_s=settings.cancel_grace_s)
-    engines_cache: dict[str, Any] = {}
+    probe_cache: dict[str, Any] = {}
+    probe_lock = threading.Lock()
+
+    def probe() -> dict[str, Any]:
+        """Engine availability and GPUs: cheap but not free (file checks, nvidia-smi), so
+        refreshed at most every 30 s; warmed in the background at start-up."""
+        with probe_lock:
+            if not probe_cache or time.monotonic() - probe_cache["t"] > 30:
+                probe_cache["engines"] = engine_report()
+                probe_cache["gpu"] = gpu_summary()
+                probe_cache["t"] = time.monotonic()
+            return probe_cache
 
     def engines() -> dict[str, Any]:
-        # availability is cheap but not free (file checks, nvidia-smi): refresh every 30 s
-        if not engines_cache or time.monotonic() - engines_cache["t"] > 30:
-            engines_cache["report"] = engine_report()
-            engines_cache["t"] = time.monotonic()
-        return engines_cache["report"]
+        return probe()["engines"]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         pool.start()
+        threading.Thread(target=probe, daemon=True, name="probe-warmup").start()
         app.state.recovered = recover_jobs(store, pool)
         if settings.on_ready:
             settings.on_ready()
@@ -181,7 +190,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             "engines": {
                 k: {"available": v.available, "reason": v.reason} for k, v in report.items()
             },
-            "gpu": gpu_summary(),
+            "gpu": probe()["gpu"],
             "workers": pool.size,
             "worker_pids": pool.worker_pids(),
             "worker_restarts": pool.restarts,

@@ -50,9 +50,14 @@ class MeshData:
 
 
 def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Triangle areas (m,) in square metres."""
-    tri = vertices[faces]
-    return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    """Triangle areas (m,) in square metres (in the vertices' dtype)."""
+    v0 = vertices[faces[:, 0]]
+    e1 = vertices[faces[:, 1]] - v0
+    e2 = vertices[faces[:, 2]] - v0
+    cx = e1[:, 1] * e2[:, 2] - e1[:, 2] * e2[:, 1]
+    cy = e1[:, 2] * e2[:, 0] - e1[:, 0] * e2[:, 2]
+    cz = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    return 0.5 * np.sqrt(cx * cx + cy * cy + cz * cz)
 
 
 def bbox_diagonal(vertices: np.ndarray) -> float:
@@ -128,9 +133,10 @@ def sanitize(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None)
     v_safe = np.where(finite[:, None], v, 0.0) if not finite.all() else v
     used = np.zeros(len(v), bool)
     used[f.ravel()] = True
-    diag = bbox_diagonal(v_safe[used])
+    v_used = v_safe if used.all() else v_safe[used]
+    diag = bbox_diagonal(v_used)
     # float32 is ample for a zero-area test at this relative threshold (and twice as fast).
-    areas = face_areas((v_safe - v_safe[used].mean(axis=0)).astype(np.float32), f)
+    areas = face_areas((v_safe - v_used.mean(axis=0)).astype(np.float32), f)
     good = areas > max(ZERO_AREA_REL * diag * diag, 1e-30)
     if not good.all():
         warnings.append(f"Dropped {int((~good).sum())} zero-area faces.")
@@ -170,9 +176,8 @@ def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
     """Edge counts and boundary edges of ``faces`` (m, 3) over ``n_vertices`` vertices."""
     f = np.asarray(faces, np.int64)
     directed = f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    lo = directed.min(axis=1)
-    hi = directed.max(axis=1)
-    und = lo * n_vertices + hi
+    a, b = directed[:, 0], directed[:, 1]
+    und = np.minimum(a, b) * n_vertices + np.maximum(a, b)
     order = np.argsort(und)
     s = und[order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
@@ -180,9 +185,10 @@ def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
     keys = s[starts]
     boundary = directed[order[starts[counts == 1]]]
     pairs = starts[counts == 2]
-    first = directed[order[pairs]]
-    second = directed[order[pairs + 1]]
-    consistent = bool(np.all(first[:, 0] == second[:, 1])) and not bool(np.any(counts > 2))
+    # Consistent winding: the two uses of an interior edge run in opposite directions.
+    consistent = bool(np.all(a[order[pairs]] == b[order[pairs + 1]])) and not bool(
+        np.any(counts > 2)
+    )
     return EdgeTopology(keys, counts, boundary, consistent)
 
 

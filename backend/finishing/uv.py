@@ -81,7 +81,9 @@ def face_neighbours(faces: np.ndarray, n_vertices: int) -> np.ndarray:
     """(m, 3) int64: up to three faces sharing an edge with each face, -1 where none."""
     m = len(faces)
     directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    key = directed.min(1) * n_vertices + directed.max(1)
+    key = np.minimum(directed[:, 0], directed[:, 1]) * n_vertices + np.maximum(
+        directed[:, 0], directed[:, 1]
+    )
     face_of = np.repeat(np.arange(m), 3)
     order = np.argsort(key)
     ks = key[order]

@@ -419,7 +419,7 @@ def fill_gutter(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
         idx = ndimage.distance_transform_edt(~covered, return_distances=False, return_indices=True)
         return image[idx[0], idx[1]]
     w = covered.astype(np.float32)
-    img = image * w[..., None]
+    img = np.where(covered[..., None], image, np.float32(0.0))
     levels = []
     while img.shape[0] > 1:
         s_img = img[0::2, 0::2] + img[1::2, 0::2] + img[0::2, 1::2] + img[1::2, 1::2]
@@ -431,9 +431,8 @@ def fill_gutter(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
         up = filled.repeat(2, axis=0).repeat(2, axis=1)
         avg = s_img / np.maximum(s_w, 1e-12)[..., None]
         filled = np.where((s_w > 0)[..., None], avg, up)
-    out = filled.repeat(2, axis=0).repeat(2, axis=1).astype(np.float32)
-    out[covered] = image[covered]
-    return out
+    up = filled.repeat(2, axis=0).repeat(2, axis=1)
+    return np.where(covered[..., None], image, up).astype(np.float32, copy=False)
 
 
 @dataclass

@@ -27,8 +27,12 @@ FLOATER_AREA_FRACTION = 0.01
 HOLE_MAX_EDGES = 64
 # ... and its perimeter is at most this fraction of the bounding-box diagonal.
 HOLE_MAX_PERIMETER_FRACTION = 0.15
-# Faces with area below (this * bbox diagonal)^2 count as zero-area.
-ZERO_AREA_REL = 1e-7
+# Faces with area below this * (bbox diagonal)^2 are degenerate (numerically a line).
+ZERO_AREA_REL = 1e-14
+# Vertices closer than this * bbox diagonal are welded first: an edge collapse, which turns
+# iso-surface slivers (several vertices next to one grid corner) into nothing while keeping
+# a closed surface closed. Deleting such slivers instead would open a hole for each one.
+WELD_REL = 1e-5
 
 
 @dataclass
@@ -135,6 +139,15 @@ def sanitize(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None)
     used[f.ravel()] = True
     v_used = v_safe if used.all() else v_safe[used]
     diag = bbox_diagonal(v_used)
+    f, n_collapsed = weld_close_vertices(v_safe, f, WELD_REL * diag)
+    if n_collapsed:
+        used = np.zeros(len(v), bool)
+        used[f.ravel()] = True
+    if len(f) == 0:
+        raise BackendError(
+            "degenerate_mesh",
+            "The mesh collapses to a point: all its vertices lie within a hair of each other.",
+        )
     # float32 is ample for a zero-area test at this relative threshold (and twice as fast).
     areas = face_areas((v_safe - v_used.mean(axis=0)).astype(np.float32), f)
     good = areas > max(ZERO_AREA_REL * diag * diag, 1e-30)
@@ -154,6 +167,25 @@ def sanitize(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None)
         mesh = compact(v_safe, f, c)
     mesh.warnings = warnings
     return mesh
+
+
+def weld_close_vertices(vertices: np.ndarray, faces: np.ndarray, eps: float) -> tuple[np.ndarray, int]:
+    """Merge vertices within ``eps`` metres (grid-snapped) and drop faces that collapse.
+
+    Returns (faces (m', 3) int64 re-pointed at the surviving vertex of each group, number of
+    faces removed). Colours and positions of survivors are untouched; ``compact`` later drops
+    the merged-away vertices.
+    """
+    if eps <= 0 or len(faces) == 0:
+        return faces, 0
+    keys = np.floor(vertices / eps).astype(np.int64)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    rep = first[inverse.reshape(-1)]
+    if (rep == np.arange(len(vertices))).all():
+        return faces, 0
+    f = rep[faces]
+    ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 2] != f[:, 0])
+    return f[ok], int((~ok).sum())
 
 
 @dataclass

@@ -58,16 +58,22 @@ def simplify_mesh(
         return np.asarray(vertices, np.float64), f
     ask = int(target_faces)
     best: tuple[np.ndarray, np.ndarray] | None = None
-    for _ in range(3):
+    # The decimator runs a fixed schedule: at low aggressiveness and a large reduction it can
+    # stop short of any target. When it overshoots, the next try is more aggressive.
+    schedule = [agg, max(agg, 5.0), max(agg, 7.0), max(agg, 7.0)]
+    for agg_try in schedule:
         ask = int(min(max(ask, 1), len(f) - 1))
-        pts, tris = fast_simplification.simplify(v, f, target_count=ask, agg=agg)
+        pts, tris = fast_simplification.simplify(v, f, target_count=ask, agg=agg_try)
         pts, tris = _clean(np.asarray(pts, np.float64), np.asarray(tris, np.int64))
         if best is None or abs(len(tris) - target_faces) < abs(len(best[1]) - target_faces):
             best = (pts, tris)
         if abs(len(tris) - target_faces) <= FACE_COUNT_TOLERANCE * target_faces:
             break
-        # The decimator may stop early (or clean-up may remove faces): ask again, corrected.
-        ask = int(round(ask * target_faces / max(len(tris), 1)))
+        if len(tris) > target_faces * (1 + FACE_COUNT_TOLERANCE):
+            ask = int(target_faces)  # stalled above the target: same ask, more aggressive
+        else:
+            # clean-up removed faces below the target: ask again, corrected
+            ask = int(round(ask * target_faces / max(len(tris), 1)))
     assert best is not None
     return best
 

@@ -27,7 +27,9 @@ from backend.gpu.synthetic import SAM3D_SIZES_GB, SAM3D_STAGES, make_synthetic  
 GB = 10**9
 
 
-def run_staged(models: dict, budget_gb: float, tokens: int, exclusive: bool = False, jobs: int = 1) -> None:
+def run_staged(
+    models: dict, budget_gb: float, tokens: int, exclusive: bool = False, jobs: int = 1
+) -> None:
     mgr = ResidencyManager(budget_gb=budget_gb, exclusive=exclusive)
     for name, m in models.items():
         mgr.register(name, m)
@@ -54,12 +56,18 @@ def run_staged(models: dict, budget_gb: float, tokens: int, exclusive: bool = Fa
     total = time.perf_counter() - t0
     rep = mgr.report()
     policy = "exclusive" if exclusive else "lru"
-    print(f"\nbudget {budget_gb:.1f} GiB ({budget_gb * 1024:.0f} MiB), policy {policy}, job {jobs} of {jobs}; "
-          f"CUDA context outside the allocator: {rep['vram']['cuda_context_mb']} MiB")
-    print(f"{'stage':<18}{'weights MiB':>12}{'load s':>9}{'stage s':>9}{'peak alloc':>12}{'peak resv':>11}")
+    print(
+        f"\nbudget {budget_gb:.1f} GiB ({budget_gb * 1024:.0f} MiB), policy {policy}, job {jobs} of {jobs}; "
+        f"CUDA context outside the allocator: {rep['vram']['cuda_context_mb']} MiB"
+    )
+    print(
+        f"{'stage':<18}{'weights MiB':>12}{'load s':>9}{'stage s':>9}{'peak alloc':>12}{'peak resv':>11}"
+    )
     for name, st in mgr.stats.items():
-        print(f"{name:<18}{st.weights_mb:>12.0f}{st.load_s:>9.2f}{st.seconds:>9.2f}"
-              f"{st.peak_allocated_mb:>12.0f}{st.peak_reserved_mb:>11.0f}")
+        print(
+            f"{name:<18}{st.weights_mb:>12.0f}{st.load_s:>9.2f}{st.seconds:>9.2f}"
+            f"{st.peak_allocated_mb:>12.0f}{st.peak_reserved_mb:>11.0f}"
+        )
     print(f"{'total':<18}{'':>12}{'':>9}{total:>9.2f}{'':>12}{rep['peak_vram_mb']:>11.0f}")
     mgr.offload_all()
 
@@ -79,7 +87,9 @@ def run_all_resident(models: dict, tokens: int) -> None:
     torch.cuda.synchronize()
     total = time.perf_counter() - t0
     peak = torch.cuda.max_memory_reserved() / MIB
-    print(f"\nall resident (upstream default): load {load:.2f} s, total {total:.2f} s, peak reserved {peak:.0f} MiB")
+    print(
+        f"\nall resident (upstream default): load {load:.2f} s, total {total:.2f} s, peak reserved {peak:.0f} MiB"
+    )
     for m in models.values():
         m.to("cpu")
     torch.cuda.empty_cache()
@@ -96,7 +106,9 @@ def main() -> int:
     print(f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     t0 = time.perf_counter()
     models = {name: make_synthetic(int(gb * GB)) for name, gb in SAM3D_SIZES_GB.items()}
-    print(f"built {sum(SAM3D_SIZES_GB.values()):.2f} GB of synthetic bf16 weights in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"built {sum(SAM3D_SIZES_GB.values()):.2f} GB of synthetic bf16 weights in {time.perf_counter() - t0:.1f} s"
+    )
     for budget in args.budgets:
         run_staged(models, budget, args.tokens, exclusive=True)
     run_staged(models, args.budgets[0], args.tokens, exclusive=False, jobs=2)

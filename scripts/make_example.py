@@ -44,13 +44,25 @@ def make_example(width: int = 960, height: int = 720) -> tuple[np.ndarray, list[
     base = palette[band] * (0.85 + 0.15 * np.cos(lon * 8))[..., None]
     spec = (np.clip(lam, 0, 1) ** 40)[..., None]
     ball = base * (0.25 + 0.75 * lam)[..., None] + 0.6 * spec
-    shadow = np.exp(-(((xx - cx - 0.3 * r) / (1.1 * r)) ** 2 + ((yy - cy - 0.95 * r) / (0.18 * r)) ** 2))
+    shadow = np.exp(
+        -(((xx - cx - 0.3 * r) / (1.1 * r)) ** 2 + ((yy - cy - 0.95 * r) / (0.18 * r)) ** 2)
+    )
     img *= (1 - 0.5 * shadow)[..., None]
     # box: a cuboid seen from the front-left, right of the ball
     bx0, bx1, by0, by1 = width * 0.62, width * 0.84, height * 0.48, height * 0.80
     front = (xx >= bx0) & (xx <= bx1) & (yy >= by0) & (yy <= by1)
-    top = (yy < by0) & (yy >= by0 - 40) & (xx >= bx0 + (by0 - yy) * 0.8) & (xx <= bx1 + (by0 - yy) * 0.8)
-    side = (xx > bx1) & (xx <= bx1 + 32) & (yy >= by0 - (xx - bx1) * 1.25) & (yy <= by1 - (xx - bx1) * 0.3)
+    top = (
+        (yy < by0)
+        & (yy >= by0 - 40)
+        & (xx >= bx0 + (by0 - yy) * 0.8)
+        & (xx <= bx1 + (by0 - yy) * 0.8)
+    )
+    side = (
+        (xx > bx1)
+        & (xx <= bx1 + 32)
+        & (yy >= by0 - (xx - bx1) * 1.25)
+        & (yy <= by1 - (xx - bx1) * 0.3)
+    )
     stripes = 0.8 + 0.2 * (np.floor((xx - bx0) / 18) % 2)
     img[front] = (np.array([0.20, 0.55, 0.30]) * stripes[..., None])[front]
     img[top] = [0.35, 0.75, 0.45]

@@ -66,7 +66,9 @@ def glb_has_texture(path: Path) -> bool:
     length = struct.unpack_from("<I", data, 12)[0]
     doc = json.loads(data[20 : 20 + length])
     mats = doc.get("materials", [])
-    return bool(doc.get("images")) and any("baseColorTexture" in m.get("pbrMetallicRoughness", {}) for m in mats)
+    return bool(doc.get("images")) and any(
+        "baseColorTexture" in m.get("pbrMetallicRoughness", {}) for m in mats
+    )
 
 
 def check_object(rec: Reconstruction, mask: np.ndarray) -> dict[str, tuple[bool, str]]:
@@ -90,7 +92,12 @@ def check_object(rec: Reconstruction, mask: np.ndarray) -> dict[str, tuple[bool,
         ys, xs = np.nonzero(mask)
         x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
         gx, gy = 0.25 * (x1 - x0), 0.25 * (y1 - y0)
-        inside = (uv[:, 0] >= x0 - gx) & (uv[:, 0] <= x1 + gx) & (uv[:, 1] >= y0 - gy) & (uv[:, 1] <= y1 + gy)
+        inside = (
+            (uv[:, 0] >= x0 - gx)
+            & (uv[:, 0] <= x1 + gx)
+            & (uv[:, 1] >= y0 - gy)
+            & (uv[:, 1] <= y1 + gy)
+        )
         frac = float(inside.mean()) if len(uv) else 0.0
         h, w = mask.shape
         px = np.clip(uv.round().astype(int), [0, 0], [w - 1, h - 1])
@@ -104,18 +111,28 @@ def check_object(rec: Reconstruction, mask: np.ndarray) -> dict[str, tuple[bool,
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--image")
     ap.add_argument("--mask")
     ap.add_argument("--checkpoints", help="default: SAM3D_CHECKPOINTS")
     ap.add_argument("--quality", default="fast", choices=("fast", "balanced", "high"))
-    ap.add_argument("--budget", type=float, help="VRAM budget in GiB (default: SAM3D_VRAM_BUDGET_GB or the card)")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        help="VRAM budget in GiB (default: SAM3D_VRAM_BUDGET_GB or the card)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="verify_sam3d_out")
-    ap.add_argument("--scene", action="store_true", help="also run two masks of one photo (shared depth)")
+    ap.add_argument(
+        "--scene", action="store_true", help="also run two masks of one photo (shared depth)"
+    )
     args = ap.parse_args()
 
-    engine = Sam3DEngine(checkpoints=Path(args.checkpoints) if args.checkpoints else None, budget_gb=args.budget)
+    engine = Sam3DEngine(
+        checkpoints=Path(args.checkpoints) if args.checkpoints else None, budget_gb=args.budget
+    )
     av = engine.availability()
     print(f"sam3d availability: {'available' if av.available else 'UNAVAILABLE'}\n  {av.reason}")
     if not av.available:
@@ -124,8 +141,10 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     image, masks = load_inputs(args)
     options = JobOptions(engine="sam3d", quality=args.quality, seed=args.seed)
-    ctx = JobContext(on_update=lambda stage, frac: print(f"  [{100 * frac:5.1f}%] {stage}", flush=True),
-                     log=lambda msg: print(f"  log: {msg}", flush=True))
+    ctx = JobContext(
+        on_update=lambda stage, frac: print(f"  [{100 * frac:5.1f}%] {stage}", flush=True),
+        log=lambda msg: print(f"  log: {msg}", flush=True),
+    )
     t0 = time.perf_counter()
     try:
         rec = engine.reconstruct(image, masks[0], args.seed, options, ctx)
@@ -141,32 +160,53 @@ def main() -> int:
 
     glb = out / "result.glb"
     stats = finish_to_glb(rec, options, glb, JobContext())
-    checks["texture"] = (glb_has_texture(glb), f"GLB {glb.stat().st_size / 1e6:.1f} MB, textured={stats.get('textured')}")
+    checks["texture"] = (
+        glb_has_texture(glb),
+        f"GLB {glb.stat().st_size / 1e6:.1f} MB, textured={stats.get('textured')}",
+    )
 
     if args.scene and len(masks) >= 2:
         parts = engine.reconstruct_many(image, masks[:2], args.seed, options, ctx)
         good = [p for p in parts if isinstance(p, Reconstruction)]
-        same_cam = len(good) == 2 and good[0].intrinsics is not None and good[0].intrinsics == good[1].intrinsics
-        checks["scene"] = (same_cam, f"{len(good)}/2 objects, shared camera: {same_cam}; "
-                           f"timings {json.dumps(good[0].meta.get('timings') if good else {})}")
+        same_cam = (
+            len(good) == 2
+            and good[0].intrinsics is not None
+            and good[0].intrinsics == good[1].intrinsics
+        )
+        checks["scene"] = (
+            same_cam,
+            f"{len(good)}/2 objects, shared camera: {same_cam}; "
+            f"timings {json.dumps(good[0].meta.get('timings') if good else {})}",
+        )
 
     meta = rec.meta
     budget = meta.get("vram", {}).get("budget_mb")
-    print(f"\njob wall time {wall:.1f} s (model loading {meta.get('load_models_s', 0):.1f} s of it)")
+    print(
+        f"\njob wall time {wall:.1f} s (model loading {meta.get('load_models_s', 0):.1f} s of it)"
+    )
     print(f"{'stage':<18}{'seconds':>9}{'load s':>8}{'peak MiB':>10}")
     for name, st in meta.get("vram", {}).get("stages", {}).items():
         print(f"{name:<18}{st['seconds']:>9.2f}{st['load_s']:>8.2f}{st['peak_reserved_mb']:>10.0f}")
-    print(f"peak VRAM {meta.get('peak_vram_mb', 0):.0f} MiB (allocator) + CUDA context "
-          f"{meta.get('vram', {}).get('cuda_context_mb')} MiB; budget {budget or 'whole card'} MiB\n")
+    print(
+        f"peak VRAM {meta.get('peak_vram_mb', 0):.0f} MiB (allocator) + CUDA context "
+        f"{meta.get('vram', {}).get('cuda_context_mb')} MiB; budget {budget or 'whole card'} MiB\n"
+    )
     failed = 0
     for name, (ok, msg) in checks.items():
         print(f"[{'ok' if ok else 'FAIL'}] {name}: {msg}")
         failed += not ok
-    report = {"checks": {k: {"ok": ok, "detail": m} for k, (ok, m) in checks.items()}, "meta": meta,
-              "pose": rec.pose.to_dict(), "intrinsics": rec.intrinsics.to_dict() if rec.intrinsics else None,
-              "finish": stats, "wall_s": wall}
+    report = {
+        "checks": {k: {"ok": ok, "detail": m} for k, (ok, m) in checks.items()},
+        "meta": meta,
+        "pose": rec.pose.to_dict(),
+        "intrinsics": rec.intrinsics.to_dict() if rec.intrinsics else None,
+        "finish": stats,
+        "wall_s": wall,
+    }
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    print(f"\n{'all checks passed' if not failed else f'{failed} check(s) failed'}; wrote {glb} and {out / 'report.json'}")
+    print(
+        f"\n{'all checks passed' if not failed else f'{failed} check(s) failed'}; wrote {glb} and {out / 'report.json'}"
+    )
     return 1 if failed else 0
 
 

@@ -58,10 +58,34 @@ from backend.reconstruction import Intrinsics, Reconstruction
 
 #: Top-level modules the engine imports in the worker (checked with find_spec, not imported).
 REQUIRED_MODULES: tuple[str, ...] = (
-    "torch", "torchvision", "sam3d_objects", "pytorch3d", "spconv", "hydra", "omegaconf",
-    "loguru", "easydict", "optree", "astor", "safetensors", "lightning", "timm", "trimesh",
-    "open3d", "xatlas", "pyvista", "pymeshfix", "igraph", "kaolin", "gsplat", "utils3d",
-    "moge", "cv2", "plyfile", "matplotlib", "yaml",
+    "torch",
+    "torchvision",
+    "sam3d_objects",
+    "pytorch3d",
+    "spconv",
+    "hydra",
+    "omegaconf",
+    "loguru",
+    "easydict",
+    "optree",
+    "astor",
+    "safetensors",
+    "lightning",
+    "timm",
+    "trimesh",
+    "open3d",
+    "xatlas",
+    "pyvista",
+    "pymeshfix",
+    "igraph",
+    "kaolin",
+    "gsplat",
+    "utils3d",
+    "moge",
+    "cv2",
+    "plyfile",
+    "matplotlib",
+    "yaml",
 )
 #: bf16 tensor cores and flash-attention need Ampere or newer.
 MIN_COMPUTE_CAPABILITY = (8, 0)
@@ -91,7 +115,9 @@ def _missing_modules(names: tuple[str, ...] = REQUIRED_MODULES) -> list[str]:
     return missing
 
 
-def choose_attention_backend(compute_capability: tuple[int, int] | None, have_flash: bool, have_xformers: bool) -> str:
+def choose_attention_backend(
+    compute_capability: tuple[int, int] | None, have_flash: bool, have_xformers: bool
+) -> str:
     """Attention kernel for upstream's ``ATTN_BACKEND``/``SPARSE_ATTN_BACKEND``."""
     if have_flash and compute_capability is not None and compute_capability >= (8, 0):
         return "flash_attn"
@@ -106,9 +132,17 @@ class Sam3DEngine:
     name = "sam3d"
     #: Progress weights of this engine's stages (the worker adds finishing's).
     stages: dict[str, float] = {
-        "load": 0.01, "load_models": 0.08, "depth": 0.04, "condition_ss": 0.01,
-        "sparse_structure": 0.2, "condition_slat": 0.01, "latent": 0.25, "decode": 0.04,
-        "postprocess": 0.02, "layout": 0.04, "convert": 0.01,
+        "load": 0.01,
+        "load_models": 0.08,
+        "depth": 0.04,
+        "condition_ss": 0.01,
+        "sparse_structure": 0.2,
+        "condition_slat": 0.01,
+        "latent": 0.25,
+        "decode": 0.04,
+        "postprocess": 0.02,
+        "layout": 0.04,
+        "convert": 0.01,
     }
 
     def __init__(
@@ -150,7 +184,9 @@ class Sam3DEngine:
         if not probe.ok:
             reasons.append(probe.error)
         else:
-            best = max(probe.gpus, key=lambda g: (g.compute_capability or (0, 0), g.memory_total_mb))
+            best = max(
+                probe.gpus, key=lambda g: (g.compute_capability or (0, 0), g.memory_total_mb)
+            )
             cc = best.compute_capability
             if cc is not None and cc < MIN_COMPUTE_CAPABILITY:
                 reasons.append(
@@ -172,7 +208,9 @@ class Sam3DEngine:
         elif status.missing:
             shown = ", ".join(str(p) for p in status.missing[:3])
             more = f" and {len(status.missing) - 3} more" if len(status.missing) > 3 else ""
-            reasons.append(f"weights incomplete in {status.checkpoints}: missing {shown}{more} ({fix})")
+            reasons.append(
+                f"weights incomplete in {status.checkpoints}: missing {shown}{more} ({fix})"
+            )
         for problem in status.problems:
             reasons.append(f"weights unreadable: {problem} ({fix})")
         if reasons:
@@ -193,7 +231,12 @@ class Sam3DEngine:
         have_xf = importlib.util.find_spec("xformers") is not None
         backend = choose_attention_backend(cc, have_flash, have_xf)
         os.environ.setdefault("ATTN_BACKEND", backend)
-        os.environ.setdefault("SPARSE_ATTN_BACKEND", os.environ["ATTN_BACKEND"] if os.environ["ATTN_BACKEND"] in ("xformers", "flash_attn", "sdpa") else "sdpa")
+        os.environ.setdefault(
+            "SPARSE_ATTN_BACKEND",
+            os.environ["ATTN_BACKEND"]
+            if os.environ["ATTN_BACKEND"] in ("xformers", "flash_attn", "sdpa")
+            else "sdpa",
+        )
         os.environ.setdefault("SPARSE_BACKEND", "spconv")
 
     def _enter_stage(self, name: str) -> None:
@@ -227,11 +270,15 @@ class Sam3DEngine:
         import torch
 
         if not torch.cuda.is_available():
-            raise BackendError("no_gpu", "SAM 3D needs an NVIDIA GPU with CUDA; this worker sees none.")
+            raise BackendError(
+                "no_gpu", "SAM 3D needs an NVIDIA GPU with CUDA; this worker sees none."
+            )
         cc = torch.cuda.get_device_capability(0)
         self._set_env(ckpt, cc)
         try:
-            cfg_path = prepare_pipeline_config(ckpt, user_data_root() / "sam3d_config", build_device="cpu")
+            cfg_path = prepare_pipeline_config(
+                ckpt, user_data_root() / "sam3d_config", build_device="cpu"
+            )
         except ConfigError as exc:
             raise BackendError("weights_missing", str(exc), checkpoints=str(ckpt)) from exc
 
@@ -244,7 +291,9 @@ class Sam3DEngine:
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
 
-        ctx.log(f"sam3d: building the pipeline from {cfg_path} (attention {os.environ.get('ATTN_BACKEND')})")
+        ctx.log(
+            f"sam3d: building the pipeline from {cfg_path} (attention {os.environ.get('ATTN_BACKEND')})"
+        )
         pipeline = instantiate(OmegaConf.load(cfg_path))
         cuda = torch.device("cuda")
         pipeline.device = cuda
@@ -252,7 +301,9 @@ class Sam3DEngine:
 
         self._attach(pipeline, ctx)
         self.load_seconds = time.perf_counter() - t0
-        ctx.log(f"sam3d: pipeline ready in {self.load_seconds:.1f} s; sub-models on CPU: {self._mgr.names}")
+        ctx.log(
+            f"sam3d: pipeline ready in {self.load_seconds:.1f} s; sub-models on CPU: {self._mgr.names}"
+        )
 
     def _attach(self, pipeline: Any, ctx: JobContext) -> None:
         """Register an instantiated upstream pipeline's sub-models for staged residency.
@@ -274,10 +325,18 @@ class Sam3DEngine:
         for key in ("ss_condition_embedder", "slat_condition_embedder"):
             if embedders.get(key) is not None:
                 mgr.register(key, embedders[key])
-        for key in ("ss_generator", "ss_decoder", "slat_generator", "slat_decoder_mesh", "slat_decoder_gs"):
+        for key in (
+            "ss_generator",
+            "ss_decoder",
+            "slat_generator",
+            "slat_decoder_mesh",
+            "slat_decoder_gs",
+        ):
             module = pipeline.models[key]
             if module is not None:
-                mgr.register(key, module, dtype=torch.bfloat16 if (cast and key in BF16_MODULES) else None)
+                mgr.register(
+                    key, module, dtype=torch.bfloat16 if (cast and key in BF16_MODULES) else None
+                )
         stages = {k: [n for n in v if n in mgr.names] for k, v in STAGES.items()}
         self._hooks = attach_stage_hooks(mgr, {k: v for k, v in stages.items() if v})
         mgr.on_enter = self._enter_stage
@@ -326,17 +385,24 @@ class Sam3DEngine:
     @staticmethod
     def _rgba(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if image.ndim != 3 or image.shape[2] < 3:
-            raise BackendError("bad_image", f"expected an RGB image (H, W, 3), got shape {image.shape}")
+            raise BackendError(
+                "bad_image", f"expected an RGB image (H, W, 3), got shape {image.shape}"
+            )
         if mask.shape != image.shape[:2]:
             raise BackendError(
-                "mask_size_mismatch", f"mask is {mask.shape[1]}x{mask.shape[0]}, image {image.shape[1]}x{image.shape[0]}"
+                "mask_size_mismatch",
+                f"mask is {mask.shape[1]}x{mask.shape[0]}, image {image.shape[1]}x{image.shape[0]}",
             )
         if not mask.any():
             raise BackendError("empty_mask", "the mask selects no pixel")
         alpha = (mask.astype(np.uint8) * 255)[..., None]
-        return np.ascontiguousarray(np.concatenate([image[..., :3].astype(np.uint8), alpha], axis=-1))
+        return np.ascontiguousarray(
+            np.concatenate([image[..., :3].astype(np.uint8), alpha], axis=-1)
+        )
 
-    def _run_one(self, rgba: np.ndarray, seed: int, options: JobOptions, pointmap: Any = None) -> dict[str, Any]:
+    def _run_one(
+        self, rgba: np.ndarray, seed: int, options: JobOptions, pointmap: Any = None
+    ) -> dict[str, Any]:
         s1, s2 = PRESET_STEPS[options.quality]
         return self._pipeline.run(
             rgba,
@@ -353,7 +419,9 @@ class Sam3DEngine:
             decode_formats=["mesh", "gaussian"],
         )
 
-    def _finish_meta(self, rec: Reconstruction, options: JobOptions, extra: dict[str, Any] | None = None) -> None:
+    def _finish_meta(
+        self, rec: Reconstruction, options: JobOptions, extra: dict[str, Any] | None = None
+    ) -> None:
         report = self._mgr.report()
         rec.meta["timings"] = report["timings"]
         rec.meta["peak_vram_mb"] = report["peak_vram_mb"]
@@ -397,7 +465,12 @@ class Sam3DEngine:
 
         pipeline = self._pipeline
         self._mgr.enter("depth", ["depth_model"])
-        rgb = torch.from_numpy(np.ascontiguousarray(image[..., :3])).float().div(255.0).permute(2, 0, 1)
+        rgb = (
+            torch.from_numpy(np.ascontiguousarray(image[..., :3]))
+            .float()
+            .div(255.0)
+            .permute(2, 0, 1)
+        )
         with torch.no_grad(), torch.autocast(device_type="cuda", dtype=pipeline.dtype):
             out = pipeline.depth_model(rgb)
         points = out["pointmaps"]  # (H, W, 3) OpenCV camera: X right, Y down, Z forward
@@ -423,7 +496,9 @@ class Sam3DEngine:
                 with self._mgr.guard():
                     pointmap = self._shared_pointmap(image)
                 depth = self._mgr.report()
-                shared = intrinsics_from_pointmap(pointmap.float().cpu().numpy(), image.shape[1], image.shape[0])
+                shared = intrinsics_from_pointmap(
+                    pointmap.float().cpu().numpy(), image.shape[1], image.shape[0]
+                )
                 for i, mask in enumerate(masks):
                     try:
                         rgba = self._rgba(image, mask)
@@ -433,14 +508,18 @@ class Sam3DEngine:
                         rec = convert_output(out, image.shape[1], image.shape[0], shared)
                         self._finish_meta(rec, options, {"shared_pointmap": True, "part": i})
                         rec.meta["timings"] = {**depth["timings"], **rec.meta["timings"]}
-                        rec.meta["peak_vram_mb"] = max(rec.meta["peak_vram_mb"], depth["peak_vram_mb"])
+                        rec.meta["peak_vram_mb"] = max(
+                            rec.meta["peak_vram_mb"], depth["peak_vram_mb"]
+                        )
                         results.append(rec)
                     except Cancelled:
                         raise
                     except BackendError as exc:
                         results.append(exc)
                     except Exception as exc:  # one object's failure never costs the others
-                        results.append(BackendError("stage_failed", f"object {i}: {type(exc).__name__}: {exc}"))
+                        results.append(
+                            BackendError("stage_failed", f"object {i}: {type(exc).__name__}: {exc}")
+                        )
             finally:
                 self._ctx = None
         return results

@@ -135,7 +135,9 @@ def check_targets(cfg: dict[str, Any], source: str = "pipeline.yaml") -> None:
         if target is None:
             continue
         if not isinstance(target, str) or target.split(".", 1)[0] not in ALLOWED_TARGET_ROOTS:
-            raise ConfigError(f"{source}: refusing to instantiate {target!r} (only {', '.join(ALLOWED_TARGET_ROOTS)})")
+            raise ConfigError(
+                f"{source}: refusing to instantiate {target!r} (only {', '.join(ALLOWED_TARGET_ROOTS)})"
+            )
 
 
 def referenced_paths(cfg: dict[str, Any]) -> dict[str, str]:
@@ -206,7 +208,10 @@ def inspect_checkpoints(checkpoints: Path) -> AssetStatus:
                 status.problems.append(str(exc))
     status.moge_repo = moge_repo(cfg)
     status.dino_models = dino_models(sub_cfgs) or [DEFAULT_DINO_MODEL]
-    locals_needed = [moge_local_path(checkpoints, status.moge_repo), dinov2_code_dir(checkpoints) / "hubconf.py"]
+    locals_needed = [
+        moge_local_path(checkpoints, status.moge_repo),
+        dinov2_code_dir(checkpoints) / "hubconf.py",
+    ]
     locals_needed += [dinov2_weight_path(checkpoints, m) for m in status.dino_models]
     for path in locals_needed:
         status.referenced.append(path)
@@ -244,9 +249,10 @@ def patch_pipeline_config(
         target = str(node.get("_target_", ""))
         if target.endswith("depth_models.moge.MoGe") or "depth_models" in target:
             node["device"] = build_device
-        if isinstance(node.get("pretrained_model_name_or_path"), str) and not Path(
-            node["pretrained_model_name_or_path"]
-        ).is_absolute():
+        if (
+            isinstance(node.get("pretrained_model_name_or_path"), str)
+            and not Path(node["pretrained_model_name_or_path"]).is_absolute()
+        ):
             if not local_moge.is_file():
                 raise ConfigError(
                     f"the MoGe depth model is missing at {local_moge} "

@@ -95,7 +95,9 @@ def quat_multiply_wxyz(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 Q_Z_UP_TO_Y_UP = matrix_to_quat_wxyz(Z_UP_TO_Y_UP)
 
 
-def upstream_pose_parts(rotation: Any, translation: Any, scale: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def upstream_pose_parts(
+    rotation: Any, translation: Any, scale: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Upstream pose tensors ((1,4)/(4,), (1,3)/(3,), (1,3)/(3,)/scalar) -> flat float64 arrays."""
     q = to_numpy(rotation).reshape(-1)[:4]
     t = to_numpy(translation).reshape(-1)[:3]
@@ -104,7 +106,9 @@ def upstream_pose_parts(rotation: Any, translation: Any, scale: Any) -> tuple[np
     return q, t, s
 
 
-def upstream_point_to_p3d_camera(points_local: np.ndarray, rotation: Any, translation: Any, scale: Any) -> np.ndarray:
+def upstream_point_to_p3d_camera(
+    points_local: np.ndarray, rotation: Any, translation: Any, scale: Any
+) -> np.ndarray:
     """Upstream's own mapping L -> P, written the PyTorch3D way (row vectors): ``(s*p) @ R + t``."""
     q, t, s = upstream_pose_parts(rotation, translation, scale)
     r = quat_wxyz_to_matrix(q)
@@ -142,7 +146,9 @@ def _orient_outward(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray
     return faces, False
 
 
-def mesh_from_upstream(mesh: Any, scale_obj: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+def mesh_from_upstream(
+    mesh: Any, scale_obj: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Upstream ``MeshExtractResult`` (or a dict with vertices/faces/vertex_attrs) -> O frame.
 
     Returns vertices (n, 3) float32, faces (m, 3) int64 (outward), vertex colours (n, 3)
@@ -169,6 +175,7 @@ def gaussians_from_upstream(gs: Any, scale_obj: np.ndarray) -> Gaussians:
     Scales: upstream's activated per-axis standard deviations times the isotropic pose scale
     (the geometric mean when a scale is anisotropic, which upstream never produces).
     """
+
     def get(key: str) -> Any:
         return gs[key] if isinstance(gs, dict) else getattr(gs, key)
 
@@ -260,7 +267,9 @@ def convert_output(
     verts, faces, colors, flipped = mesh_from_upstream(mesh, s_obj)
     gs_src = out.get("gs")
     if gs_src is None and out.get("gaussian") is not None:
-        gs_src = out["gaussian"][0] if isinstance(out["gaussian"], (list, tuple)) else out["gaussian"]
+        gs_src = (
+            out["gaussian"][0] if isinstance(out["gaussian"], (list, tuple)) else out["gaussian"]
+        )
     gaussians = gaussians_from_upstream(gs_src, s_obj) if gs_src is not None else None
     if intrinsics is None and out.get("pointmap") is not None:
         intrinsics = intrinsics_from_pointmap(out["pointmap"], width, height)
@@ -293,10 +302,14 @@ def convert_output(
     return rec
 
 
-def pose_to_upstream(pose: Pose, scale_obj: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pose_to_upstream(
+    pose: Pose, scale_obj: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inverse of ``pose_from_upstream``: our pose + baked scale -> upstream (q wxyz, t, s)."""
     r_obj = quat_wxyz_to_matrix(pose.rotation)
     r = (P3D_TO_GL.T @ r_obj @ Z_UP_TO_Y_UP).T
     t = P3D_TO_GL.T @ np.asarray(pose.translation, float).reshape(3)
-    s = np.abs(Z_UP_TO_Y_UP).T @ (np.asarray(scale_obj, float).reshape(3) * np.asarray(pose.scale, float).reshape(3))
+    s = np.abs(Z_UP_TO_Y_UP).T @ (
+        np.asarray(scale_obj, float).reshape(3) * np.asarray(pose.scale, float).reshape(3)
+    )
     return matrix_to_quat_wxyz(r), t, s

@@ -169,7 +169,9 @@ def sanitize(vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None)
     return mesh
 
 
-def weld_close_vertices(vertices: np.ndarray, faces: np.ndarray, eps: float) -> tuple[np.ndarray, int]:
+def weld_close_vertices(
+    vertices: np.ndarray, faces: np.ndarray, eps: float
+) -> tuple[np.ndarray, int]:
     """Merge vertices within ``eps`` metres (grid-snapped) and drop faces that collapse.
 
     Returns (faces (m', 3) int64 re-pointed at the surviving vertex of each group, number of

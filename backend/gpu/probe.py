@@ -130,7 +130,9 @@ def find_nvidia_smi() -> str | None:
                 cand = os.path.join(base, "NVIDIA Corporation", "NVSMI", "nvidia-smi.exe")
                 if os.path.isfile(cand):
                     return cand
-        cand = os.path.join(os.environ.get("SystemRoot", r"C:\Windows"), "System32", "nvidia-smi.exe")
+        cand = os.path.join(
+            os.environ.get("SystemRoot", r"C:\Windows"), "System32", "nvidia-smi.exe"
+        )
         if os.path.isfile(cand):
             return cand
     return None
@@ -167,7 +169,9 @@ def probe_gpus(timeout: float = 10.0, use_cache: bool = True) -> GpuProbe:
 def _probe_uncached(timeout: float) -> GpuProbe:
     exe = find_nvidia_smi()
     if exe is None:
-        return GpuProbe(error="no NVIDIA GPU found (nvidia-smi not on PATH: no NVIDIA driver installed)")
+        return GpuProbe(
+            error="no NVIDIA GPU found (nvidia-smi not on PATH: no NVIDIA driver installed)"
+        )
     try:
         proc = _run(exe, _FIELDS, timeout)
         with_cc = True
@@ -179,9 +183,11 @@ def _probe_uncached(timeout: float) -> GpuProbe:
     except OSError as exc:
         return GpuProbe(error=f"nvidia-smi could not run: {exc}", nvidia_smi=exe)
     if proc.returncode != 0:
-        msg = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}")
+        msg = proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}"
         msg = msg.splitlines()[-1] if msg else msg
-        return GpuProbe(error=f"nvidia-smi failed ({msg}): the NVIDIA driver is not working", nvidia_smi=exe)
+        return GpuProbe(
+            error=f"nvidia-smi failed ({msg}): the NVIDIA driver is not working", nvidia_smi=exe
+        )
     gpus = parse_nvidia_smi_csv(proc.stdout, with_cc=with_cc)
     if not gpus:
         return GpuProbe(error="nvidia-smi lists no GPU", nvidia_smi=exe)

@@ -84,12 +84,19 @@ def _module_device_type(module: Any) -> str:
 def _is_oom(exc: BaseException) -> bool:
     torch = _torch()
     oom_types = tuple(
-        t for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)) if t
+        t
+        for t in (
+            getattr(torch, "OutOfMemoryError", None),
+            getattr(torch.cuda, "OutOfMemoryError", None),
+        )
+        if t
     )
     if oom_types and isinstance(exc, oom_types):
         return True
     text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text.lower() or "CUDA_ERROR_OUT_OF_MEMORY" in text)
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text.lower() or "CUDA_ERROR_OUT_OF_MEMORY" in text
+    )
 
 
 @dataclass
@@ -242,7 +249,9 @@ class ResidencyManager:
             return
         torch = _torch()
         if not torch.cuda.is_available():
-            raise BackendError("no_gpu", "CUDA is not available to this worker (no NVIDIA GPU or driver).")
+            raise BackendError(
+                "no_gpu", "CUDA is not available to this worker (no NVIDIA GPU or driver)."
+            )
         idx = self._device_index()
         free, total = torch.cuda.mem_get_info(idx)
         reserved = torch.cuda.memory_reserved(idx)
@@ -350,9 +359,15 @@ class ResidencyManager:
             on_gpu.sort(key=lambda s: s.last_used)
             resident = sum(s.nbytes for s in on_gpu)
             cap = self.budget_bytes()
-            free = torch.cuda.mem_get_info(idx)[0] + torch.cuda.memory_reserved(idx) - torch.cuda.memory_allocated(idx)
+            free = (
+                torch.cuda.mem_get_info(idx)[0]
+                + torch.cuda.memory_reserved(idx)
+                - torch.cuda.memory_allocated(idx)
+            )
             incoming = sum(self._slots[n].nbytes for n in names if self.where(n) != "cuda")
-            while on_gpu and (resident + need > cap or incoming + int(self.headroom_mb * MIB) > free):
+            while on_gpu and (
+                resident + need > cap or incoming + int(self.headroom_mb * MIB) > free
+            ):
                 slot = on_gpu.pop(0)
                 self._evict(slot)
                 resident -= slot.nbytes
@@ -373,7 +388,11 @@ class ResidencyManager:
                 f"{self.headroom_mb / 1024:.1f} GiB) but the VRAM budget is {budget / GIB:.1f} GiB",
             )
         free, _total = torch.cuda.mem_get_info(idx)
-        on_gpu = sum(s.nbytes for s in self._slots.values() if s.name in names and self.where(s.name) == "cuda")
+        on_gpu = sum(
+            s.nbytes
+            for s in self._slots.values()
+            if s.name in names and self.where(s.name) == "cuda"
+        )
         usable = free + torch.cuda.memory_reserved(idx) - torch.cuda.memory_allocated(idx) + on_gpu
         if need > usable:
             raise self._oom_error(
@@ -543,7 +562,9 @@ class ResidencyManager:
             "timings": {k: round(v.seconds, 3) for k, v in self._stats.items()},
             "peak_vram_mb": round(self.peak_vram_mb(), 1),
             "vram": {
-                "budget_mb": None if self.budget_gb is None else round(self.budget_gb * GIB / MIB, 1),
+                "budget_mb": None
+                if self.budget_gb is None
+                else round(self.budget_gb * GIB / MIB, 1),
                 "device_total_mb": total_mb,
                 "cuda_context_mb": None if self.context_mb is None else round(self.context_mb, 1),
                 "headroom_mb": self.headroom_mb,
@@ -564,7 +585,9 @@ def attach_stage_hooks(manager: ResidencyManager, stages: dict[str, list[str]]) 
         for n in names:
             module = manager.module(n)
 
-            def hook(_module: Any, _args: Any, _stage: str = stage_name, _names: list[str] = names) -> None:
+            def hook(
+                _module: Any, _args: Any, _stage: str = stage_name, _names: list[str] = names
+            ) -> None:
                 manager.enter(_stage, _names)
 
             handles.append(module.register_forward_pre_hook(hook))

@@ -51,7 +51,11 @@ def make_synthetic(nbytes: int, width: int = WIDTH) -> Any:
             slabs = []
             while rows_total > 0:
                 r = min(slab_rows, rows_total)
-                slabs.append(torch.nn.Parameter(torch.zeros(r, width, dtype=torch.bfloat16), requires_grad=False))
+                slabs.append(
+                    torch.nn.Parameter(
+                        torch.zeros(r, width, dtype=torch.bfloat16), requires_grad=False
+                    )
+                )
                 rows_total -= r
             self.slabs = torch.nn.ParameterList(slabs)
 

@@ -15,8 +15,14 @@ def cmd_install(args: argparse.Namespace) -> int:
 
     out = default_out
     venv = Path(args.venv).expanduser().absolute()
-    weights = Path(args.weights_dest).expanduser() if args.weights_dest else (checkpoints_dir() if args.profile == "cuda" else None)
-    rep = check_platform(args.profile, venv, weights_dest=weights, tool=args.tool, cuda_arch=args.cuda_arch)
+    weights = (
+        Path(args.weights_dest).expanduser()
+        if args.weights_dest
+        else (checkpoints_dir() if args.profile == "cuda" else None)
+    )
+    rep = check_platform(
+        args.profile, venv, weights_dest=weights, tool=args.tool, cuda_arch=args.cuda_arch
+    )
     out(f"install profile {args.profile} into {venv} with {rep.tool}")
     for c in rep.checks:
         out("  " + c.line())
@@ -27,7 +33,9 @@ def cmd_install(args: argparse.Namespace) -> int:
             out(f"  - {c.name}: {c.message}")
         if not args.dry_run:
             if args.profile == "cuda":
-                out("The preview engine still works here: python -m backend install --profile cpu --venv DIR")
+                out(
+                    "The preview engine still works here: python -m backend install --profile cpu --venv DIR"
+                )
             return 3
     plan = build_plan(
         venv,
@@ -42,7 +50,9 @@ def cmd_install(args: argparse.Namespace) -> int:
     if args.redo:
         unknown = set(args.redo) - {s.name for s in plan.steps}
         if unknown:
-            out(f"--redo: no step named {', '.join(sorted(unknown))} (steps: {', '.join(s.name for s in plan.steps)})")
+            out(
+                f"--redo: no step named {', '.join(sorted(unknown))} (steps: {', '.join(s.name for s in plan.steps)})"
+            )
             return 2
         for step in plan.steps:
             if step.name in args.redo:
@@ -57,15 +67,42 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``install`` to the backend CLI."""
-    p = subparsers.add_parser("install", help="create the backend venv (profile cuda: SAM 3D; cpu: preview only)")
+    p = subparsers.add_parser(
+        "install", help="create the backend venv (profile cuda: SAM 3D; cpu: preview only)"
+    )
     p.add_argument("--venv", required=True, help="folder of the venv to create or complete")
     p.add_argument("--profile", choices=("cuda", "cpu"), required=True)
-    p.add_argument("--dry-run", action="store_true", help="print the checks and the exact commands, run nothing")
-    p.add_argument("--tool", choices=("auto", "uv", "pip"), default="auto", help="auto: uv when on PATH, else pip")
-    p.add_argument("--cuda-arch", help="TORCH_CUDA_ARCH_LIST for source builds (default: from nvidia-smi), e.g. 8.6")
-    p.add_argument("--weights-dest", help="where the weights will go, for the disk check (default: SAM3D_CHECKPOINTS)")
-    p.add_argument("--source", help="project folder to install the backend from (default: this checkout)")
-    p.add_argument("--max-jobs", type=int, help="parallel compile jobs for source builds (MAX_JOBS)")
-    p.add_argument("--redo", action="append", default=[], metavar="STEP", help="run STEP even if satisfied (repeatable)")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the checks and the exact commands, run nothing",
+    )
+    p.add_argument(
+        "--tool",
+        choices=("auto", "uv", "pip"),
+        default="auto",
+        help="auto: uv when on PATH, else pip",
+    )
+    p.add_argument(
+        "--cuda-arch",
+        help="TORCH_CUDA_ARCH_LIST for source builds (default: from nvidia-smi), e.g. 8.6",
+    )
+    p.add_argument(
+        "--weights-dest",
+        help="where the weights will go, for the disk check (default: SAM3D_CHECKPOINTS)",
+    )
+    p.add_argument(
+        "--source", help="project folder to install the backend from (default: this checkout)"
+    )
+    p.add_argument(
+        "--max-jobs", type=int, help="parallel compile jobs for source builds (MAX_JOBS)"
+    )
+    p.add_argument(
+        "--redo",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="run STEP even if satisfied (repeatable)",
+    )
     p.set_defaults(func=cmd_install)
     return p

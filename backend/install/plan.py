@@ -60,13 +60,13 @@ GSPLAT_COMMIT = "2323de5905d5e90e035f792fe65bad0fedd413e7"
 SAM3D_COMMIT = "cf066761706cd02b07e2fc6274570ec8cdafb683"
 MOGE_COMMIT = "a8c37341bc0325ca99b9d57981cc3bb2bd3e255b"
 UTILS3D_COMMIT = "3913c65d81e05e47b9f367250cf8c0f7462a0900"
-HYDRA_PATCH_URL = (
-    "https://raw.githubusercontent.com/gleize/hydra/78f00766b5f37672aa7232ebbf01bdd74246bd60/hydra/core/utils.py"
-)
+HYDRA_PATCH_URL = "https://raw.githubusercontent.com/gleize/hydra/78f00766b5f37672aa7232ebbf01bdd74246bd60/hydra/core/utils.py"
 
 PYTORCH3D = f"pytorch3d @ git+https://github.com/facebookresearch/pytorch3d.git@{PYTORCH3D_COMMIT}"
 GSPLAT = f"gsplat @ git+https://github.com/nerfstudio-project/gsplat.git@{GSPLAT_COMMIT}"
-SAM3D_OBJECTS = f"sam3d_objects @ git+https://github.com/facebookresearch/sam-3d-objects.git@{SAM3D_COMMIT}"
+SAM3D_OBJECTS = (
+    f"sam3d_objects @ git+https://github.com/facebookresearch/sam-3d-objects.git@{SAM3D_COMMIT}"
+)
 MOGE = f"moge @ git+https://github.com/microsoft/MoGe.git@{MOGE_COMMIT}"
 UTILS3D = f"utils3d @ git+https://github.com/EasternJournalist/utils3d.git@{UTILS3D_COMMIT}"
 
@@ -102,14 +102,51 @@ RUNTIME_DEPS: tuple[str, ...] = (
 
 #: Modules imported after installing, per profile.
 IMPORT_CHECK_CPU: tuple[str, ...] = (
-    "backend", "backend.server", "backend.engines.preview", "numpy", "scipy", "PIL", "trimesh",
-    "fast_simplification", "xatlas", "fastapi", "uvicorn", "pydantic", "huggingface_hub", "yaml", "requests",
+    "backend",
+    "backend.server",
+    "backend.engines.preview",
+    "numpy",
+    "scipy",
+    "PIL",
+    "trimesh",
+    "fast_simplification",
+    "xatlas",
+    "fastapi",
+    "uvicorn",
+    "pydantic",
+    "huggingface_hub",
+    "yaml",
+    "requests",
 )
 IMPORT_CHECK_CUDA: tuple[str, ...] = (
-    "torch", "torchvision", "xformers", "spconv.pytorch", "kaolin", "pytorch3d.renderer", "gsplat",
-    "hydra", "omegaconf", "loguru", "easydict", "optree", "astor", "lightning", "timm", "open3d",
-    "xatlas", "pyvista", "pymeshfix", "igraph", "cv2", "plyfile", "matplotlib", "safetensors",
-    "utils3d", "moge.model.v1", "sam3d_objects", "yaml",
+    "torch",
+    "torchvision",
+    "xformers",
+    "spconv.pytorch",
+    "kaolin",
+    "pytorch3d.renderer",
+    "gsplat",
+    "hydra",
+    "omegaconf",
+    "loguru",
+    "easydict",
+    "optree",
+    "astor",
+    "lightning",
+    "timm",
+    "open3d",
+    "xatlas",
+    "pyvista",
+    "pymeshfix",
+    "igraph",
+    "cv2",
+    "plyfile",
+    "matplotlib",
+    "safetensors",
+    "utils3d",
+    "moge.model.v1",
+    "sam3d_objects",
+    "yaml",
 ) + IMPORT_CHECK_CPU
 
 #: Rough sizes for the disk check (GB, 10**9 bytes).
@@ -129,7 +166,13 @@ class Requirement:
     marker: str | None = None
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"dist": self.dist, "version": self.version, "commit": self.commit, "source": self.source, "marker": self.marker}
+        return {
+            "dist": self.dist,
+            "version": self.version,
+            "commit": self.commit,
+            "source": self.source,
+            "marker": self.marker,
+        }
 
 
 @dataclass
@@ -158,7 +201,10 @@ class Plan:
         """Every command of the plan, in order, as a shell would show it."""
         lines = []
         for i, step in enumerate(self.steps, 1):
-            lines.append(f"STEP {i}/{len(self.steps)} {step.name}" + (f"  # {step.note}" if step.note else ""))
+            lines.append(
+                f"STEP {i}/{len(self.steps)} {step.name}"
+                + (f"  # {step.note}" if step.note else "")
+            )
             for cmd in step.commands:
                 env = " ".join(f"{k}={shlex.quote(v)}" for k, v in step.env.items())
                 lines.append("  $ " + (env + " " if env else "") + shlex.join(cmd))
@@ -219,17 +265,35 @@ def build_plan(
     else:
         create = [base_python or sys.executable, "-m", "venv", str(venv)]
     steps = [
-        Step("venv", [create], satisfied_by=[Requirement(marker="pyvenv.cfg")],
-             note=f"Python {PYTHON_VERSION}"),
+        Step(
+            "venv",
+            [create],
+            satisfied_by=[Requirement(marker="pyvenv.cfg")],
+            note=f"Python {PYTHON_VERSION}",
+        ),
     ]
     if profile == "cpu":
-        steps.append(Step("backend", [install(str(src))], satisfied_by=[Requirement(dist="sam3d-blender", source=str(src))]))
+        steps.append(
+            Step(
+                "backend",
+                [install(str(src))],
+                satisfied_by=[Requirement(dist="sam3d-blender", source=str(src))],
+            )
+        )
         return Plan(profile, tool, venv, py, steps, IMPORT_CHECK_CPU)
 
-    build_env = {"TORCH_CUDA_ARCH_LIST": cuda_arch_list, "FORCE_CUDA": "1", "MAX_JOBS": str(max_jobs or max(1, (os.cpu_count() or 2) // 2))}
+    build_env = {
+        "TORCH_CUDA_ARCH_LIST": cuda_arch_list,
+        "FORCE_CUDA": "1",
+        "MAX_JOBS": str(max_jobs or max(1, (os.cpu_count() or 2) // 2)),
+    }
     if not cuda_arch_list:
         build_env.pop("TORCH_CUDA_ARCH_LIST")
-    torch_specs = [f"torch=={TORCH_VERSION}", f"torchvision=={TORCHVISION_VERSION}", f"torchaudio=={TORCHAUDIO_VERSION}"]
+    torch_specs = [
+        f"torch=={TORCH_VERSION}",
+        f"torchvision=={TORCHVISION_VERSION}",
+        f"torchaudio=={TORCHAUDIO_VERSION}",
+    ]
     flash = compute_capability is not None and compute_capability >= (8, 0)
     builds = [install("--no-build-isolation", PYTORCH3D), install("--no-build-isolation", GSPLAT)]
     build_reqs = [_vcs(PYTORCH3D, PYTORCH3D_COMMIT), _vcs(GSPLAT, GSPLAT_COMMIT)]
@@ -237,39 +301,76 @@ def build_plan(
         builds.append(install("--no-build-isolation", FLASH_ATTN))
         build_reqs.append(_pin(FLASH_ATTN))
     hydra_patch = (
-        'import hashlib, os, sys, urllib.request, hydra; '
+        "import hashlib, os, sys, urllib.request, hydra; "
         'assert hydra.__version__ == "1.3.2", "hydra-core 1.3.2 expected, found " + hydra.__version__; '
         'p = os.path.join(os.path.dirname(hydra.__file__), "core", "utils.py"); '
         f'd = urllib.request.urlopen("{HYDRA_PATCH_URL}", timeout=60).read(); '
         'open(p, "wb").write(d); '
         'm = os.path.join(sys.prefix, ".sam3d-install", "hydra-patch"); '
-        'os.makedirs(os.path.dirname(m), exist_ok=True); '
+        "os.makedirs(os.path.dirname(m), exist_ok=True); "
         'open(m, "w").write(hashlib.sha256(d).hexdigest())'
     )
     steps += [
-        Step("build-tools", [install("setuptools>=69,<76", "wheel", "ninja", "packaging", "psutil")],
-             satisfied_by=[Requirement(dist=d) for d in ("setuptools", "wheel", "ninja", "packaging", "psutil")]),
-        Step("torch", [install(*torch_specs, "--index-url", TORCH_INDEX)],
-             satisfied_by=[Requirement(dist="torch", version=f"{TORCH_VERSION}+{CUDA_TAG}"),
-                           Requirement(dist="torchvision", version=f"{TORCHVISION_VERSION}+{CUDA_TAG}"),
-                           Requirement(dist="torchaudio", version=f"{TORCHAUDIO_VERSION}+{CUDA_TAG}")],
-             note=f"CUDA wheels from {TORCH_INDEX}"),
-        Step("cuda-wheels", [
-            install("--no-deps", XFORMERS, "--index-url", TORCH_INDEX),
-            install(SPCONV),
-            install(KAOLIN, "--find-links", KAOLIN_FIND_LINKS),
-        ], satisfied_by=[_pin(XFORMERS), _pin(SPCONV), _pin(KAOLIN)]),
-        Step("cuda-builds", builds, env=build_env, satisfied_by=build_reqs,
-             note="source builds: needs nvcc (CUDA 12.x) and a C++ compiler"),
-        Step("runtime-deps", [install(*RUNTIME_DEPS)],
-             satisfied_by=[_pin(s) for s in RUNTIME_DEPS if "==" in s]),
-        Step("sam3d-objects", [install("--no-deps", SAM3D_OBJECTS)],
-             satisfied_by=[_vcs(SAM3D_OBJECTS, SAM3D_COMMIT)], note="upstream, pinned, no dependencies"),
-        Step("moge-utils3d", [install("--no-deps", UTILS3D), install("--no-deps", MOGE)],
-             satisfied_by=[_vcs(UTILS3D, UTILS3D_COMMIT), _vcs(MOGE, MOGE_COMMIT)]),
-        Step("hydra-patch", [[str(py), "-c", hydra_patch]],
-             satisfied_by=[Requirement(marker=".sam3d-install/hydra-patch")], note="hydra PR 2863, as upstream requires"),
-        Step("backend", [install(str(src))], satisfied_by=[Requirement(dist="sam3d-blender", source=str(src))]),
+        Step(
+            "build-tools",
+            [install("setuptools>=69,<76", "wheel", "ninja", "packaging", "psutil")],
+            satisfied_by=[
+                Requirement(dist=d) for d in ("setuptools", "wheel", "ninja", "packaging", "psutil")
+            ],
+        ),
+        Step(
+            "torch",
+            [install(*torch_specs, "--index-url", TORCH_INDEX)],
+            satisfied_by=[
+                Requirement(dist="torch", version=f"{TORCH_VERSION}+{CUDA_TAG}"),
+                Requirement(dist="torchvision", version=f"{TORCHVISION_VERSION}+{CUDA_TAG}"),
+                Requirement(dist="torchaudio", version=f"{TORCHAUDIO_VERSION}+{CUDA_TAG}"),
+            ],
+            note=f"CUDA wheels from {TORCH_INDEX}",
+        ),
+        Step(
+            "cuda-wheels",
+            [
+                install("--no-deps", XFORMERS, "--index-url", TORCH_INDEX),
+                install(SPCONV),
+                install(KAOLIN, "--find-links", KAOLIN_FIND_LINKS),
+            ],
+            satisfied_by=[_pin(XFORMERS), _pin(SPCONV), _pin(KAOLIN)],
+        ),
+        Step(
+            "cuda-builds",
+            builds,
+            env=build_env,
+            satisfied_by=build_reqs,
+            note="source builds: needs nvcc (CUDA 12.x) and a C++ compiler",
+        ),
+        Step(
+            "runtime-deps",
+            [install(*RUNTIME_DEPS)],
+            satisfied_by=[_pin(s) for s in RUNTIME_DEPS if "==" in s],
+        ),
+        Step(
+            "sam3d-objects",
+            [install("--no-deps", SAM3D_OBJECTS)],
+            satisfied_by=[_vcs(SAM3D_OBJECTS, SAM3D_COMMIT)],
+            note="upstream, pinned, no dependencies",
+        ),
+        Step(
+            "moge-utils3d",
+            [install("--no-deps", UTILS3D), install("--no-deps", MOGE)],
+            satisfied_by=[_vcs(UTILS3D, UTILS3D_COMMIT), _vcs(MOGE, MOGE_COMMIT)],
+        ),
+        Step(
+            "hydra-patch",
+            [[str(py), "-c", hydra_patch]],
+            satisfied_by=[Requirement(marker=".sam3d-install/hydra-patch")],
+            note="hydra PR 2863, as upstream requires",
+        ),
+        Step(
+            "backend",
+            [install(str(src))],
+            satisfied_by=[Requirement(dist="sam3d-blender", source=str(src))],
+        ),
     ]
     checks = tuple(dict.fromkeys(IMPORT_CHECK_CUDA + (("flash_attn",) if flash else ())))
     return Plan(profile, tool, venv, py, steps, checks, cuda_arch_list)

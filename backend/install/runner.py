@@ -97,8 +97,12 @@ class Runner:
         if not self.plan.python.exists():
             return False
         try:
-            out = subprocess.run([str(self.plan.python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                 capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                [str(self.plan.python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
         except (OSError, subprocess.TimeoutExpired):
             return False
         return out.stdout.strip() == "3.11"
@@ -106,8 +110,19 @@ class Runner:
     def query(self, reqs: list[Requirement]) -> list[bool]:
         try:
             # -I: isolated (no cwd / PYTHONPATH on sys.path), so only the venv's packages count
-            proc = subprocess.run([str(self.plan.python), "-I", "-c", _CHECK_SCRIPT, json.dumps([r.to_dict() for r in reqs])],
-                                  capture_output=True, text=True, timeout=120, cwd=str(self.plan.venv))
+            proc = subprocess.run(
+                [
+                    str(self.plan.python),
+                    "-I",
+                    "-c",
+                    _CHECK_SCRIPT,
+                    json.dumps([r.to_dict() for r in reqs]),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                cwd=str(self.plan.venv),
+            )
             return json.loads(proc.stdout.strip().splitlines()[-1])
         except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
             return [False] * len(reqs)
@@ -124,8 +139,16 @@ class Runner:
             log.write(f"\n$ {shlex.join(cmd)}\n")
             log.flush()
             try:
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=full_env, text=True,
-                                        encoding="utf-8", errors="replace", bufsize=1)
+                proc = subprocess.Popen(
+                    cmd,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    env=full_env,
+                    text=True,
+                    encoding="utf-8",
+                    errors="replace",
+                    bufsize=1,
+                )
             except OSError as exc:
                 msg = f"cannot start {cmd[0]}: {exc}"
                 log.write(msg + "\n")
@@ -137,7 +160,9 @@ class Runner:
                 tail.append(line.rstrip("\n"))
                 now = time.monotonic()
                 if now - last > HEARTBEAT_S:
-                    self.out(f"  ... still running ({now - t0:.0f} s): {tail[-1][:100] if tail else ''}")
+                    self.out(
+                        f"  ... still running ({now - t0:.0f} s): {tail[-1][:100] if tail else ''}"
+                    )
                     last = now
             rc = proc.wait()
             log.write(f"[exit {rc}]\n")
@@ -170,7 +195,9 @@ class Runner:
                     return 1
             self.out(f"OK {step.name} ({time.monotonic() - t0:.0f} s)")
         if dry_run:
-            self.out(f"IMPORT-CHECK {len(self.plan.import_check)} modules: {' '.join(self.plan.import_check)}")
+            self.out(
+                f"IMPORT-CHECK {len(self.plan.import_check)} modules: {' '.join(self.plan.import_check)}"
+            )
             return 0
         return self.import_check()
 
@@ -179,8 +206,14 @@ class Runner:
         self.out(f"IMPORT-CHECK {len(mods)} modules with {self.plan.python}")
         env = dict(os.environ, LIDRA_SKIP_INIT="true")
         try:
-            proc = subprocess.run([str(self.plan.python), "-I", "-c", _IMPORT_SCRIPT, json.dumps(mods)], capture_output=True,
-                                  text=True, timeout=900, env=env, cwd=str(self.plan.venv))
+            proc = subprocess.run(
+                [str(self.plan.python), "-I", "-c", _IMPORT_SCRIPT, json.dumps(mods)],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                env=env,
+                cwd=str(self.plan.venv),
+            )
             failed = json.loads(proc.stdout.strip().splitlines()[-1])
         except (OSError, subprocess.TimeoutExpired, ValueError, IndexError) as exc:
             self.out(f"FAIL import-check: the venv's Python could not run the check ({exc})")
@@ -188,7 +221,9 @@ class Runner:
         for name, err in failed.items():
             self.out(f"FAIL import {name}: {err}")
         if failed:
-            self.out(f"IMPORT-CHECK FAILED: {len(failed)} of {len(mods)} modules ({', '.join(failed)})")
+            self.out(
+                f"IMPORT-CHECK FAILED: {len(failed)} of {len(mods)} modules ({', '.join(failed)})"
+            )
             return 2
         self.out(f"IMPORT-CHECK OK ({len(mods)} modules)")
         return 0

@@ -20,7 +20,14 @@ def cmd_download(args: argparse.Namespace) -> int:
     dest = Path(args.dest).expanduser().resolve()
     token = resolve_token(args.token)
     try:
-        download_repo(dest, repo_id=args.repo, revision=args.revision, token=token, subfolder=args.subfolder, log=_print)
+        download_repo(
+            dest,
+            repo_id=args.repo,
+            revision=args.revision,
+            token=token,
+            subfolder=args.subfolder,
+            log=_print,
+        )
         if not args.no_extras:
             fetch_extras(dest, token, log=_print)
     except WeightsError as err:
@@ -31,10 +38,14 @@ def cmd_download(args: argparse.Namespace) -> int:
         return 130
     rc = _verify(dest, check_hash=False, extras=not args.no_extras)
     if rc == 0:
-        _print(f"SAM 3D weights ready in {dest} ({args.repo}{'' if args.repo == REPO_ID else ', not the default repo'}).")
+        _print(
+            f"SAM 3D weights ready in {dest} ({args.repo}{'' if args.repo == REPO_ID else ', not the default repo'})."
+        )
         if dest != checkpoints_dir().expanduser().resolve():
-            _print(f"The backend looks in {checkpoints_dir()}: set SAM3D_CHECKPOINTS={dest} (the add-on's "
-                   "preferences do this for you) before starting it.")
+            _print(
+                f"The backend looks in {checkpoints_dir()}: set SAM3D_CHECKPOINTS={dest} (the add-on's "
+                "preferences do this for you) before starting it."
+            )
     return rc
 
 
@@ -46,7 +57,9 @@ def _verify(dest: Path, *, check_hash: bool, extras: bool = True) -> int:
     status = inspect_checkpoints(dest)
     if not extras:
         local = ("moge", "dinov2", "torch")
-        status.missing = [p for p in status.missing if p.relative_to(status.checkpoints).parts[0] not in local]
+        status.missing = [
+            p for p in status.missing if p.relative_to(status.checkpoints).parts[0] not in local
+        ]
     problems += [f"missing {p}" for p in status.missing if f"missing {p}" not in problems]
     problems += status.problems
     manifest_missing = problems and problems[0].endswith("only pipeline.yaml's files are checked)")
@@ -71,10 +84,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``weights download|verify`` to the backend CLI."""
     from backend.weights.hub import REPO_ID, SUBFOLDER
 
-    w = subparsers.add_parser("weights", help="download or verify the SAM 3D weights (gated, ~13 GB)")
+    w = subparsers.add_parser(
+        "weights", help="download or verify the SAM 3D weights (gated, ~13 GB)"
+    )
     wsub = w.add_subparsers(dest="weights_cmd", required=True)
-    d = wsub.add_parser("download", help="fetch facebook/sam-3d-objects + MoGe + DINOv2 (resumable)")
-    d.add_argument("--dest", default=str(checkpoints_dir()), help="checkpoint folder (default: SAM3D_CHECKPOINTS)")
+    d = wsub.add_parser(
+        "download", help="fetch facebook/sam-3d-objects + MoGe + DINOv2 (resumable)"
+    )
+    d.add_argument(
+        "--dest",
+        default=str(checkpoints_dir()),
+        help="checkpoint folder (default: SAM3D_CHECKPOINTS)",
+    )
     d.add_argument("--token", help="Hugging Face token (default: HF_TOKEN or `hf auth login`)")
     d.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
     d.add_argument("--repo", default=REPO_ID, help=argparse.SUPPRESS)
@@ -82,7 +103,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d.add_argument("--no-extras", action="store_true", help="skip MoGe and DINOv2")
     d.set_defaults(func=cmd_download)
     v = wsub.add_parser("verify", help="check files and sizes (and --hash: SHA-256)")
-    v.add_argument("--dest", default=str(checkpoints_dir()), help="checkpoint folder (default: SAM3D_CHECKPOINTS)")
+    v.add_argument(
+        "--dest",
+        default=str(checkpoints_dir()),
+        help="checkpoint folder (default: SAM3D_CHECKPOINTS)",
+    )
     v.add_argument("--hash", action="store_true", help="also compare SHA-256 (reads ~13 GB)")
     v.set_defaults(func=cmd_verify)
     return w

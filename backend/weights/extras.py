@@ -40,7 +40,9 @@ def http_download(url: str, dest: Path, *, log: Callable[[str], None] = print) -
         raise explain(exc, repo_id=url, token=None, dest=dest.parent, what=url) from exc
 
 
-def fetch_moge(checkpoints: Path, repo_id: str, token: str | None, log: Callable[[str], None] = print) -> Path:
+def fetch_moge(
+    checkpoints: Path, repo_id: str, token: str | None, log: Callable[[str], None] = print
+) -> Path:
     """``<ckpt>/moge/<owner>--<name>/model.pt`` from the Hub (skipped when present)."""
     final = moge_local_path(checkpoints, repo_id)
     if final.is_file():
@@ -52,7 +54,9 @@ def fetch_moge(checkpoints: Path, repo_id: str, token: str | None, log: Callable
         raise explain(exc, repo_id=repo_id, token=token, dest=checkpoints) from exc
     rf = next((f for f in files if f.path == "model.pt"), None)
     if rf is None:
-        raise WeightsError("not_found", f"{repo_id} has no model.pt (the MoGe repo named in pipeline.yaml).")
+        raise WeightsError(
+            "not_found", f"{repo_id} has no model.pt (the MoGe repo named in pipeline.yaml)."
+        )
     log(f"MoGe {repo_id}: model.pt ({(rf.size or 0) / 1e6:.1f} MB)")
     fetch_hub_file(repo_id, rf, commit, final, final.parent / ".download", token, log)
     shutil.rmtree(final.parent / ".download", ignore_errors=True)
@@ -73,14 +77,21 @@ def fetch_dinov2_code(checkpoints: Path, log: Callable[[str], None] = print) -> 
         with zipfile.ZipFile(archive) as zf:
             for member in zf.infolist():
                 parts = Path(member.filename).parts
-                if len(parts) < 2 or member.is_dir() or ".." in parts or Path(member.filename).is_absolute():
+                if (
+                    len(parts) < 2
+                    or member.is_dir()
+                    or ".." in parts
+                    or Path(member.filename).is_absolute()
+                ):
                     continue  # drop the archive's top folder; refuse path tricks
                 target = tmp.joinpath(*parts[1:])
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(member) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
         if not (tmp / "hubconf.py").is_file():
-            raise WeightsError("verify", f"{url} holds no hubconf.py: not the DINOv2 torch.hub code.")
+            raise WeightsError(
+                "verify", f"{url} holds no hubconf.py: not the DINOv2 torch.hub code."
+            )
         if code.exists():
             shutil.rmtree(code)
         os.replace(tmp, code)
@@ -90,7 +101,9 @@ def fetch_dinov2_code(checkpoints: Path, log: Callable[[str], None] = print) -> 
     return code
 
 
-def fetch_dinov2_weights(checkpoints: Path, models: list[str], log: Callable[[str], None] = print) -> list[Path]:
+def fetch_dinov2_weights(
+    checkpoints: Path, models: list[str], log: Callable[[str], None] = print
+) -> list[Path]:
     """Each model's ``*_pretrain.pth`` into ``<ckpt>/torch/hub/checkpoints`` (torch.hub's cache)."""
     base = os.environ.get("SAM3D_DINOV2_WEIGHTS_URL", DINOV2_WEIGHTS_BASE_URL)
     out = []

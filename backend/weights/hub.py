@@ -42,7 +42,15 @@ DISK_MARGIN_MB = 512
 class WeightsError(Exception):
     """A download/verify failure with a ``kind`` and a sentence that says what to do."""
 
-    EXIT = {"no_token": 3, "no_access": 3, "not_found": 4, "network": 5, "disk_full": 6, "incomplete": 7, "verify": 7}
+    EXIT = {
+        "no_token": 3,
+        "no_access": 3,
+        "not_found": 4,
+        "network": 5,
+        "disk_full": 6,
+        "incomplete": 7,
+        "verify": 7,
+    }
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -100,7 +108,9 @@ def _status(exc: BaseException) -> int | None:
     return None
 
 
-def explain(exc: BaseException, *, repo_id: str, token: str | None, dest: Path, what: str = "") -> WeightsError:
+def explain(
+    exc: BaseException, *, repo_id: str, token: str | None, dest: Path, what: str = ""
+) -> WeightsError:
     """Map any exception from huggingface_hub / the network / the disk to a ``WeightsError``."""
     if isinstance(exc, WeightsError):
         return exc
@@ -110,20 +120,30 @@ def explain(exc: BaseException, *, repo_id: str, token: str | None, dest: Path, 
     for e in chain:
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
             free = shutil.disk_usage(_existing(dest)).free / 1e9
-            return WeightsError("disk_full", f"The disk holding {dest} is full ({free:.1f} GB free): free some space and re-run; finished files are kept.")
+            return WeightsError(
+                "disk_full",
+                f"The disk holding {dest} is full ({free:.1f} GB free): free some space and re-run; finished files are kept.",
+            )
     status = _status(exc)
     if repo_id.startswith(("http://", "https://")) and status is not None:
         kind = "not_found" if status == 404 else ("network" if status >= 500 else "error")
-        return WeightsError(kind, f"{repo_id} answered HTTP {status}; check the URL (or its SAM3D_DINOV2_* override) and re-run.")
+        return WeightsError(
+            kind,
+            f"{repo_id} answered HTTP {status}; check the URL (or its SAM3D_DINOV2_* override) and re-run.",
+        )
     if status == 401:
         if token:
-            msg = (f"Hugging Face rejected the token (401) for {repo_id}: it is invalid or expired. "
-                   "Create a read token at https://huggingface.co/settings/tokens, then run `hf auth login` "
-                   "(or set HF_TOKEN, or pass --token).")
+            msg = (
+                f"Hugging Face rejected the token (401) for {repo_id}: it is invalid or expired. "
+                "Create a read token at https://huggingface.co/settings/tokens, then run `hf auth login` "
+                "(or set HF_TOKEN, or pass --token)."
+            )
         else:
-            msg = (f"{repo_id} needs a Hugging Face login (401, no token given). Run `hf auth login` "
-                   "(or `huggingface-cli login`), set HF_TOKEN, or pass --token; your account must also "
-                   f"have been granted access at {ACCESS_URL}.")
+            msg = (
+                f"{repo_id} needs a Hugging Face login (401, no token given). Run `hf auth login` "
+                "(or `huggingface-cli login`), set HF_TOKEN, or pass --token; your account must also "
+                f"have been granted access at {ACCESS_URL}."
+            )
         return WeightsError("no_token", msg)
     if status == 403:
         return WeightsError(
@@ -133,7 +153,12 @@ def explain(exc: BaseException, *, repo_id: str, token: str | None, dest: Path, 
             "jurisdictions), then re-run this command.",
         )
     if status == 404 or "NotFound" in names:
-        return WeightsError("not_found", f"Not found on {host}: {repo_id} {what} (404). Check the repo name and --revision.".replace("  ", " "))
+        return WeightsError(
+            "not_found",
+            f"Not found on {host}: {repo_id} {what} (404). Check the repo name and --revision.".replace(
+                "  ", " "
+            ),
+        )
     if status is not None and status >= 500:
         return WeightsError(
             "network",
@@ -141,9 +166,22 @@ def explain(exc: BaseException, *, repo_id: str, token: str | None, dest: Path, 
             "re-run the same command and it resumes from where it stopped.",
         )
     if "GatedRepo" in names:
-        return WeightsError("no_access", f"{repo_id} is gated: request access at {ACCESS_URL} and log in (`hf auth login`).")
-    network_markers = ("ConnectError", "ConnectTimeout", "Timeout", "LocalEntryNotFound", "OfflineModeIsEnabled", "NetworkError", "ConnectionError")
-    if any(m in names for m in network_markers) or any(isinstance(e, ConnectionError) for e in chain):
+        return WeightsError(
+            "no_access",
+            f"{repo_id} is gated: request access at {ACCESS_URL} and log in (`hf auth login`).",
+        )
+    network_markers = (
+        "ConnectError",
+        "ConnectTimeout",
+        "Timeout",
+        "LocalEntryNotFound",
+        "OfflineModeIsEnabled",
+        "NetworkError",
+        "ConnectionError",
+    )
+    if any(m in names for m in network_markers) or any(
+        isinstance(e, ConnectionError) for e in chain
+    ):
         return WeightsError(
             "network",
             f"Cannot reach {host} ({type(chain[-1]).__name__}: {chain[-1]}). Check the internet connection "
@@ -155,7 +193,9 @@ def explain(exc: BaseException, *, repo_id: str, token: str | None, dest: Path, 
             f"The download of {what or repo_id} was cut off ({type(exc).__name__}). Re-run the same command: "
             "it resumes from where it stopped.",
         )
-    return WeightsError("error", f"Download of {what or repo_id} failed: {type(exc).__name__}: {exc}")
+    return WeightsError(
+        "error", f"Download of {what or repo_id} failed: {type(exc).__name__}: {exc}"
+    )
 
 
 def _existing(path: Path) -> Path:
@@ -169,11 +209,15 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(_existing(path)).free
 
 
-def list_remote(repo_id: str, revision: str | None, token: str | None, subfolder: str) -> tuple[str, list[RemoteFile]]:
+def list_remote(
+    repo_id: str, revision: str | None, token: str | None, subfolder: str
+) -> tuple[str, list[RemoteFile]]:
     """(commit, files) of ``repo_id`` under ``subfolder`` (the whole repo when it has none)."""
     from huggingface_hub import HfApi
 
-    info = HfApi(endpoint=endpoint(), token=token).model_info(repo_id, revision=revision, files_metadata=True, token=token)
+    info = HfApi(endpoint=endpoint(), token=token).model_info(
+        repo_id, revision=revision, files_metadata=True, token=token
+    )
     files: list[RemoteFile] = []
     siblings = list(info.siblings or [])
     prefix = subfolder.strip("/") + "/" if subfolder else ""
@@ -183,7 +227,7 @@ def list_remote(repo_id: str, revision: str | None, token: str | None, subfolder
         if has_sub:
             if not name.startswith(prefix):
                 continue
-            local = name[len(prefix):]
+            local = name[len(prefix) :]
         else:
             local = name
         if name.startswith(".") or name.endswith(".gitattributes"):
@@ -194,7 +238,9 @@ def list_remote(repo_id: str, revision: str | None, token: str | None, subfolder
             sha = lfs.get("sha256")
         files.append(RemoteFile(path=name, local=local, size=s.size, sha256=sha))
     if not files:
-        raise WeightsError("not_found", f"{repo_id} at {info.sha} lists no files under {subfolder or '/'}.")
+        raise WeightsError(
+            "not_found", f"{repo_id} at {info.sha} lists no files under {subfolder or '/'}."
+        )
     return str(info.sha), files
 
 
@@ -218,10 +264,14 @@ class _HTTPStatus(Exception):
         self.response = response
 
 
-def _progress(name: str, done: int, total: int | None, t0: float, log: Callable[[str], None]) -> None:
+def _progress(
+    name: str, done: int, total: int | None, t0: float, log: Callable[[str], None]
+) -> None:
     rate = done / max(time.monotonic() - t0, 1e-6) / 1e6
     if total:
-        log(f"  {name}: {done / 1e9:.2f} / {total / 1e9:.2f} GB ({100 * done / total:.0f}%), {rate:.0f} MB/s")
+        log(
+            f"  {name}: {done / 1e9:.2f} / {total / 1e9:.2f} GB ({100 * done / total:.0f}%), {rate:.0f} MB/s"
+        )
     else:
         log(f"  {name}: {done / 1e9:.2f} GB, {rate:.0f} MB/s")
 
@@ -269,12 +319,22 @@ def resumable_get(
                 if resp.status_code >= 400:
                     raise _HTTPStatus(resp)
                 if resp.status_code == 206:
-                    total = have + int(resp.headers.get("Content-Length", 0)) if expected_size is None else expected_size
+                    total = (
+                        have + int(resp.headers.get("Content-Length", 0))
+                        if expected_size is None
+                        else expected_size
+                    )
                     mode = "ab"
                 else:  # 200: the server ignored Range - start over
                     have, mode = 0, "wb"
-                    total = expected_size or (int(resp.headers["Content-Length"]) if "Content-Length" in resp.headers else None)
-                if total is not None and total - have + DISK_MARGIN_MB * 2**20 > free_bytes(part.parent):
+                    total = expected_size or (
+                        int(resp.headers["Content-Length"])
+                        if "Content-Length" in resp.headers
+                        else None
+                    )
+                if total is not None and total - have + DISK_MARGIN_MB * 2**20 > free_bytes(
+                    part.parent
+                ):
                     raise OSError(errno.ENOSPC, f"{(total - have) / 1e9:.2f} GB needed for {name}")
                 done, next_report = have, have + report_every
                 with open(part, mode) as fh:
@@ -289,7 +349,11 @@ def resumable_get(
             if total is None or size >= total:
                 break
             raise requests.ConnectionError(f"connection closed at {size} of {total} bytes")
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
             failures += 1
             got = part.stat().st_size if part.exists() else 0
             if got > have:
@@ -299,7 +363,10 @@ def resumable_get(
             log(f"  {name}: {type(exc).__name__} at {got / 1e6:.1f} MB, retrying")
             time.sleep(min(2.0 * failures, 10.0))
     if expected_size is not None and part.stat().st_size != expected_size:
-        raise WeightsError("incomplete", f"{name} has {part.stat().st_size} bytes instead of {expected_size}; re-run to repair.")
+        raise WeightsError(
+            "incomplete",
+            f"{name} has {part.stat().st_size} bytes instead of {expected_size}; re-run to repair.",
+        )
     os.replace(part, dest)
     return dest
 
@@ -352,8 +419,10 @@ def download_repo(
     staging = dest / STAGING
     partial = sum(p.stat().st_size for p in staging.rglob("*.part")) if staging.exists() else 0
     free = free_bytes(dest)
-    log(f"{repo_id} @ {commit[:12]}: {len(files)} files, {total / 1e9:.2f} GB; "
-        f"{len(todo)} to fetch ({(need - partial) / 1e9:.2f} GB), {free / 1e9:.1f} GB free at {dest}")
+    log(
+        f"{repo_id} @ {commit[:12]}: {len(files)} files, {total / 1e9:.2f} GB; "
+        f"{len(todo)} to fetch ({(need - partial) / 1e9:.2f} GB), {free / 1e9:.1f} GB free at {dest}"
+    )
     if need - partial + DISK_MARGIN_MB * 2**20 > free:
         raise WeightsError(
             "disk_full",
@@ -380,12 +449,16 @@ def download_repo(
     return manifest
 
 
-def verify_manifest(dest: Path, *, check_hash: bool = False, log: Callable[[str], None] = print) -> list[str]:
+def verify_manifest(
+    dest: Path, *, check_hash: bool = False, log: Callable[[str], None] = print
+) -> list[str]:
     """Problems with the files ``manifest.json`` lists (missing, wrong size, wrong hash)."""
     dest = Path(dest).expanduser().resolve()
     path = dest / MANIFEST
     if not path.is_file():
-        return [f"{path} is missing (the folder was not made by `weights download`; only pipeline.yaml's files are checked)"]
+        return [
+            f"{path} is missing (the folder was not made by `weights download`; only pipeline.yaml's files are checked)"
+        ]
     manifest = json.loads(path.read_text())
     problems = []
     for rel, meta in manifest.get("files", {}).items():
@@ -395,11 +468,15 @@ def verify_manifest(dest: Path, *, check_hash: bool = False, log: Callable[[str]
             continue
         size = p.stat().st_size
         if meta.get("size") is not None and size != meta["size"]:
-            problems.append(f"{p}: {size} bytes, expected {meta['size']} (re-run download to repair)")
+            problems.append(
+                f"{p}: {size} bytes, expected {meta['size']} (re-run download to repair)"
+            )
             continue
         if check_hash and meta.get("sha256"):
             log(f"hashing {rel} ...")
             digest = sha256_file(p)
             if digest != meta["sha256"]:
-                problems.append(f"{p}: SHA-256 {digest[:12]}... differs from the Hub's {meta['sha256'][:12]}...")
+                problems.append(
+                    f"{p}: SHA-256 {digest[:12]}... differs from the Hub's {meta['sha256'][:12]}..."
+                )
     return problems

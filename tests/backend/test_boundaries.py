@@ -29,7 +29,9 @@ def test_backend_never_imports_bpy():
 
 
 def test_addon_never_imports_torch():
-    offenders = [str(p) for p, names in _imports(REPO / "sam3d_blender").items() if "torch" in names]
+    offenders = [
+        str(p) for p, names in _imports(REPO / "sam3d_blender").items() if "torch" in names
+    ]
     assert offenders == []
 
 
@@ -47,6 +49,8 @@ heavy = sorted(m for m in ("torch", "bpy", "kaolin", "pytorch3d", "gsplat", "sam
                if m in sys.modules)
 print("HEAVY", heavy)
 """
-    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stderr
     assert "HEAVY []" in r.stdout, r.stdout

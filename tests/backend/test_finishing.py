@@ -405,7 +405,9 @@ def test_iso_surface_slivers_are_welded_not_punched_out(tmp_path, target):
     yy, xx = np.mgrid[:300, :400]
     mask = (xx - 200) ** 2 + (yy - 170) ** 2 < 110**2
     rec = PreviewEngine().reconstruct(img, mask, 0, JobOptions(), JobContext())
-    stats = finish_to_glb(rec, FinishOptions(target_faces=target, texture_size=256), tmp_path / "o.glb")
+    stats = finish_to_glb(
+        rec, FinishOptions(target_faces=target, texture_size=256), tmp_path / "o.glb"
+    )
     assert stats["source_watertight"] and stats["watertight"]
     assert abs(stats["faces"] - target) <= 0.02 * target
     assert not any("hole" in w or "zero-area" in w for w in stats["warnings"])

@@ -23,12 +23,33 @@ def test_cpu_profile_installs_and_runs_a_preview_job(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("PIP_NO_CACHE_DIR", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "backend", "install", "--venv", str(venv), "--profile", "cpu", "--tool", "pip"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "backend",
+            "install",
+            "--venv",
+            str(venv),
+            "--profile",
+            "cpu",
+            "--tool",
+            "pip",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=900,
     )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    for line in ("STEP 1/2 venv", "OK venv", "STEP 2/2 backend", "OK backend", "IMPORT-CHECK OK (15 modules)"):
+    for line in (
+        "STEP 1/2 venv",
+        "OK venv",
+        "STEP 2/2 backend",
+        "OK backend",
+        "IMPORT-CHECK OK (15 modules)",
+    ):
         assert line in out, out
 
     work = tmp_path / "job"
@@ -41,21 +62,61 @@ def test_cpu_profile_installs_and_runs_a_preview_job(tmp_path):
     mask.save(work / "mask.png")
     py = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    where = subprocess.run([str(py), "-c", "import backend; print(backend.__file__)"], capture_output=True, text=True,
-                           cwd=work, env=clean, check=True)
+    where = subprocess.run(
+        [str(py), "-c", "import backend; print(backend.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=clean,
+        check=True,
+    )
     assert str(venv) in where.stdout  # the installed package, not this checkout
     job = subprocess.run(
-        [str(py), "-m", "backend", "generate", "--image", "photo.png", "--mask", "mask.png", "--engine", "preview",
-         "--out", "x.glb"],
-        capture_output=True, text=True, cwd=work, env=clean, timeout=600,
+        [
+            str(py),
+            "-m",
+            "backend",
+            "generate",
+            "--image",
+            "photo.png",
+            "--mask",
+            "mask.png",
+            "--engine",
+            "preview",
+            "--out",
+            "x.glb",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=clean,
+        timeout=600,
     )
     assert job.returncode == 0, job.stdout + job.stderr
     glb = (work / "x.glb").read_bytes()
     assert glb[:4] == b"glTF" and len(glb) > 10_000
 
     again = subprocess.run(
-        [sys.executable, "-m", "backend", "install", "--venv", str(venv), "--profile", "cpu", "--tool", "pip"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "backend",
+            "install",
+            "--venv",
+            str(venv),
+            "--profile",
+            "cpu",
+            "--tool",
+            "pip",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
     )
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "SKIP venv (already satisfied)" in again.stdout and "SKIP backend (already satisfied)" in again.stdout
+    assert (
+        "SKIP venv (already satisfied)" in again.stdout
+        and "SKIP backend (already satisfied)" in again.stdout
+    )

@@ -32,8 +32,18 @@ from backend.install.platform import check_platform
 from backend.install.runner import Runner
 
 REPO = Path(__file__).resolve().parents[2]
-CUDA_STEPS = ["venv", "build-tools", "torch", "cuda-wheels", "cuda-builds", "runtime-deps", "sam3d-objects",
-              "moge-utils3d", "hydra-patch", "backend"]
+CUDA_STEPS = [
+    "venv",
+    "build-tools",
+    "torch",
+    "cuda-wheels",
+    "cuda-builds",
+    "runtime-deps",
+    "sam3d-objects",
+    "moge-utils3d",
+    "hydra-patch",
+    "backend",
+]
 
 
 def fake_smi(tmp_path: Path, *rows: str) -> Path:
@@ -51,8 +61,14 @@ def _no_gpu_cache(monkeypatch, tmp_path):
 
 def run_backend(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "backend", *args], capture_output=True, text=True, cwd=REPO, env=full,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "backend", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=full,
+        timeout=300,
+    )
 
 
 def parse_steps(text: str) -> list[tuple[str, list[str]]]:
@@ -67,44 +83,95 @@ def parse_steps(text: str) -> list[tuple[str, list[str]]]:
 
 
 def test_cuda_dry_run_prints_the_pinned_commands_in_order(tmp_path):
-    proc = run_backend("install", "--venv", str(tmp_path / "venv"), "--profile", "cuda", "--dry-run",
-                       "--cuda-arch", "8.6", "--tool", "pip")
+    proc = run_backend(
+        "install",
+        "--venv",
+        str(tmp_path / "venv"),
+        "--profile",
+        "cuda",
+        "--dry-run",
+        "--cuda-arch",
+        "8.6",
+        "--tool",
+        "pip",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert "would refuse" in out and "nvidia-smi not on PATH" in out  # this machine, reported, not fatal
+    assert (
+        "would refuse" in out and "nvidia-smi not on PATH" in out
+    )  # this machine, reported, not fatal
     steps = parse_steps(out)
     assert [s for s, _ in steps] == CUDA_STEPS
-    assert all(f"/{len(CUDA_STEPS)} " in line for line in out.splitlines() if line.startswith("STEP"))
+    assert all(
+        f"/{len(CUDA_STEPS)} " in line for line in out.splitlines() if line.startswith("STEP")
+    )
     cmds = dict(steps)
     venv_py = str(tmp_path / "venv" / "bin" / "python")
     assert cmds["venv"][0].endswith(f"-m venv {tmp_path / 'venv'}")
     torch = cmds["torch"][0]
     assert torch.startswith(venv_py + " -m pip install")
-    for pin in ("torch==2.5.1", "torchvision==0.20.1", "torchaudio==2.5.1", "--index-url https://download.pytorch.org/whl/cu121"):
+    for pin in (
+        "torch==2.5.1",
+        "torchvision==0.20.1",
+        "torchaudio==2.5.1",
+        "--index-url https://download.pytorch.org/whl/cu121",
+    ):
         assert pin in torch
     wheels = " ".join(cmds["cuda-wheels"])
-    assert "--no-deps xformers==0.0.28.post3 --index-url https://download.pytorch.org/whl/cu121" in wheels
-    assert "spconv-cu121==2.3.8" in wheels and "kaolin==0.17.0 --find-links https://nvidia-kaolin" in wheels
+    assert (
+        "--no-deps xformers==0.0.28.post3 --index-url https://download.pytorch.org/whl/cu121"
+        in wheels
+    )
+    assert (
+        "spconv-cu121==2.3.8" in wheels
+        and "kaolin==0.17.0 --find-links https://nvidia-kaolin" in wheels
+    )
     builds = cmds["cuda-builds"]
     assert all(c.startswith("TORCH_CUDA_ARCH_LIST=8.6 FORCE_CUDA=1 ") for c in builds)
     assert f"pytorch3d.git@{PYTORCH3D_COMMIT}" in builds[0] and "--no-build-isolation" in builds[0]
     assert "flash_attn==2.8.3" in builds[-1]
     deps = cmds["runtime-deps"][0]
-    for pin in ("hydra-core==1.3.2", "timm==0.9.16", "lightning==2.3.3", "open3d==0.18.0", "xatlas==0.0.9",
-                "pymeshfix==0.17.0", "'numpy<2'"):
+    for pin in (
+        "hydra-core==1.3.2",
+        "timm==0.9.16",
+        "lightning==2.3.3",
+        "open3d==0.18.0",
+        "xatlas==0.0.9",
+        "pymeshfix==0.17.0",
+        "'numpy<2'",
+    ):
         assert pin in deps
-    assert f"--no-deps 'sam3d_objects @ git+https://github.com/facebookresearch/sam-3d-objects.git@{SAM3D_COMMIT}'" in cmds["sam3d-objects"][0]
-    assert f"--no-deps 'utils3d @ git+https://github.com/EasternJournalist/utils3d.git@{UTILS3D_COMMIT}'" in cmds["moge-utils3d"][0]
-    assert f"--no-deps 'moge @ git+https://github.com/microsoft/MoGe.git@{MOGE_COMMIT}'" in cmds["moge-utils3d"][1]
+    assert (
+        f"--no-deps 'sam3d_objects @ git+https://github.com/facebookresearch/sam-3d-objects.git@{SAM3D_COMMIT}'"
+        in cmds["sam3d-objects"][0]
+    )
+    assert (
+        f"--no-deps 'utils3d @ git+https://github.com/EasternJournalist/utils3d.git@{UTILS3D_COMMIT}'"
+        in cmds["moge-utils3d"][0]
+    )
+    assert (
+        f"--no-deps 'moge @ git+https://github.com/microsoft/MoGe.git@{MOGE_COMMIT}'"
+        in cmds["moge-utils3d"][1]
+    )
     assert 'hydra.__version__ == "1.3.2"' in cmds["hydra-patch"][0]
     assert cmds["backend"][0].endswith(f"pip install --disable-pip-version-check {REPO}")
     check = next(line for line in out.splitlines() if line.startswith("IMPORT-CHECK"))
-    for mod in ("torch", "sam3d_objects", "pytorch3d.renderer", "spconv.pytorch", "moge.model.v1", "flash_attn", "backend.server"):
+    for mod in (
+        "torch",
+        "sam3d_objects",
+        "pytorch3d.renderer",
+        "spconv.pytorch",
+        "moge.model.v1",
+        "flash_attn",
+        "backend.server",
+    ):
         assert f" {mod}" in check
 
 
 def test_cpu_dry_run(tmp_path):
-    proc = run_backend("install", "--venv", str(tmp_path / "v"), "--profile", "cpu", "--dry-run", "--tool", "pip")
+    proc = run_backend(
+        "install", "--venv", str(tmp_path / "v"), "--profile", "cpu", "--dry-run", "--tool", "pip"
+    )
     assert proc.returncode == 0
     steps = parse_steps(proc.stdout)
     assert [s for s, _ in steps] == ["venv", "backend"]
@@ -113,8 +180,17 @@ def test_cpu_dry_run(tmp_path):
 
 
 def test_uv_commands_and_flash_attn_only_on_ampere(tmp_path):
-    p = build_plan(tmp_path / "v", "cuda", tool="uv", cuda_arch_list="7.5", compute_capability=(7, 5))
-    assert p.steps[0].commands[0] == ["uv", "venv", "--python", "3.11", "--seed", str((tmp_path / "v").absolute())]
+    p = build_plan(
+        tmp_path / "v", "cuda", tool="uv", cuda_arch_list="7.5", compute_capability=(7, 5)
+    )
+    assert p.steps[0].commands[0] == [
+        "uv",
+        "venv",
+        "--python",
+        "3.11",
+        "--seed",
+        str((tmp_path / "v").absolute()),
+    ]
     torch = p.steps[2].commands[0]
     assert torch[:5] == ["uv", "pip", "install", "--python", str(p.python)]
     builds = [" ".join(c) for c in next(s for s in p.steps if s.name == "cuda-builds").commands]
@@ -125,8 +201,16 @@ def test_uv_commands_and_flash_attn_only_on_ampere(tmp_path):
 
 def test_refuses_without_a_driver_and_creates_nothing(tmp_path):
     venv = tmp_path / "venv"
-    proc = run_backend("install", "--venv", str(venv), "--profile", "cuda", "--tool", "pip",
-                       env={"SAM3D_NVIDIA_SMI": str(tmp_path / "absent")})
+    proc = run_backend(
+        "install",
+        "--venv",
+        str(venv),
+        "--profile",
+        "cuda",
+        "--tool",
+        "pip",
+        env={"SAM3D_NVIDIA_SMI": str(tmp_path / "absent")},
+    )
     assert proc.returncode == 3
     assert "refusing: this machine cannot take the cuda profile" in proc.stdout
     assert "nvidia driver: no NVIDIA GPU found" in proc.stdout
@@ -135,28 +219,57 @@ def test_refuses_without_a_driver_and_creates_nothing(tmp_path):
 
 
 def test_old_gpu_small_gpu_old_driver(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAM3D_NVIDIA_SMI", str(fake_smi(tmp_path, "0, Tesla T4, 15360, 15000, 7.5, 470.82.01")))
+    monkeypatch.setenv(
+        "SAM3D_NVIDIA_SMI", str(fake_smi(tmp_path, "0, Tesla T4, 15360, 15000, 7.5, 470.82.01"))
+    )
     rep = check_platform("cuda", tmp_path / "v", tool="pip")
     refused = {c.name: c.message for c in rep.refused}
     assert "too old" in refused["compute capability"] and "7.5" in refused["compute capability"]
     assert "CUDA 12.1 needs >= 530.30" in refused["driver"]
     assert "gpu memory" not in refused
     assert rep.cuda_arch_list == "7.5"
-    fake_smi(tmp_path, "0, NVIDIA GeForce RTX 3050, 6144, 6000, 8.6, 550.54.14")  # same path, new GPU
+    fake_smi(
+        tmp_path, "0, NVIDIA GeForce RTX 3050, 6144, 6000, 8.6, 550.54.14"
+    )  # same path, new GPU
     rep = check_platform("cuda", tmp_path / "v", tool="pip")
     refused = {c.name: c.message for c in rep.refused}
-    assert "6144 MiB" in refused["gpu memory"] and "compute capability" not in refused and "driver" not in refused
+    assert (
+        "6144 MiB" in refused["gpu memory"]
+        and "compute capability" not in refused
+        and "driver" not in refused
+    )
 
 
 def test_arch_list_and_compute_capability_from_all_gpus(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAM3D_NVIDIA_SMI", str(fake_smi(
-        tmp_path, "0, NVIDIA GeForce RTX 4090, 24564, 24000, 8.9, 550.54.14", "1, NVIDIA RTX A6000, 49140, 49000, 8.6, 550.54.14")))
+    monkeypatch.setenv(
+        "SAM3D_NVIDIA_SMI",
+        str(
+            fake_smi(
+                tmp_path,
+                "0, NVIDIA GeForce RTX 4090, 24564, 24000, 8.9, 550.54.14",
+                "1, NVIDIA RTX A6000, 49140, 49000, 8.6, 550.54.14",
+            )
+        ),
+    )
     rep = check_platform("cuda", tmp_path / "v", tool="pip")
     assert rep.cuda_arch_list == "8.6;8.9"
     assert rep.compute_capability == (8, 6)
-    assert {c.name for c in rep.checks if c.ok} >= {"gpu", "driver", "compute capability", "gpu memory", "TORCH_CUDA_ARCH_LIST"}
-    p = build_plan(tmp_path / "v", "cuda", cuda_arch_list=rep.cuda_arch_list, compute_capability=rep.compute_capability)
-    assert next(s for s in p.steps if s.name == "cuda-builds").env["TORCH_CUDA_ARCH_LIST"] == "8.6;8.9"
+    assert {c.name for c in rep.checks if c.ok} >= {
+        "gpu",
+        "driver",
+        "compute capability",
+        "gpu memory",
+        "TORCH_CUDA_ARCH_LIST",
+    }
+    p = build_plan(
+        tmp_path / "v",
+        "cuda",
+        cuda_arch_list=rep.cuda_arch_list,
+        compute_capability=rep.compute_capability,
+    )
+    assert (
+        next(s for s in p.steps if s.name == "cuda-builds").env["TORCH_CUDA_ARCH_LIST"] == "8.6;8.9"
+    )
 
 
 def test_disk_check_counts_venv_and_weights(tmp_path, monkeypatch):
@@ -197,16 +310,30 @@ def test_runner_reports_failures_with_the_last_lines(tmp_path):
 
 def test_runner_skips_satisfied_steps(tmp_path):
     py = sys.executable
-    plan = _plan(tmp_path, [
-        Step("have-numpy", [[py, "-c", "raise SystemExit(9)"]],
-             satisfied_by=[Requirement(dist="numpy", version=numpy.__version__)]),
-        Step("marker", [[py, "-c", "import pathlib; pathlib.Path('done.txt').write_text('x')"]],
-             satisfied_by=[Requirement(marker="done.txt")]),
-        Step("old-numpy", [[py, "-c", "print('would install')"]],
-             satisfied_by=[Requirement(dist="numpy", version="0.0.1")]),
-    ])
+    plan = _plan(
+        tmp_path,
+        [
+            Step(
+                "have-numpy",
+                [[py, "-c", "raise SystemExit(9)"]],
+                satisfied_by=[Requirement(dist="numpy", version=numpy.__version__)],
+            ),
+            Step(
+                "marker",
+                [[py, "-c", "import pathlib; pathlib.Path('done.txt').write_text('x')"]],
+                satisfied_by=[Requirement(marker="done.txt")],
+            ),
+            Step(
+                "old-numpy",
+                [[py, "-c", "print('would install')"]],
+                satisfied_by=[Requirement(dist="numpy", version="0.0.1")],
+            ),
+        ],
+    )
     for step in plan.steps:  # commands run in the venv folder, like the markers
-        step.commands = [[*c[:2], f"import os; os.chdir({str(plan.venv)!r}); " + c[2]] for c in step.commands]
+        step.commands = [
+            [*c[:2], f"import os; os.chdir({str(plan.venv)!r}); " + c[2]] for c in step.commands
+        ]
     lines: list[str] = []
     assert Runner(plan, lines.append).run() == 0
     text = "\n".join(lines)

@@ -23,7 +23,14 @@ from backend.engines.sam3d_config import (
     prepare_pipeline_config,
 )
 
-SUBMODELS = ["ss_generator", "slat_generator", "ss_decoder", "slat_decoder_gs", "slat_decoder_gs_4", "slat_decoder_mesh"]
+SUBMODELS = [
+    "ss_generator",
+    "slat_generator",
+    "ss_decoder",
+    "slat_decoder_gs",
+    "slat_decoder_gs_4",
+    "slat_decoder_mesh",
+]
 
 
 def pipeline_dict() -> dict:
@@ -40,7 +47,10 @@ def pipeline_dict() -> dict:
                 "pretrained_model_name_or_path": "Ruicheng/moge-vitl",
             },
         },
-        "ss_preprocessor": {"_target_": "sam3d_objects.data.dataset.tdfy.preprocessor.PreProcessor", "size": "${oc.env:SIZE,518}"},
+        "ss_preprocessor": {
+            "_target_": "sam3d_objects.data.dataset.tdfy.preprocessor.PreProcessor",
+            "size": "${oc.env:SIZE,518}",
+        },
     }
     for name in SUBMODELS:
         cfg[f"{name}_config_path"] = f"{name}.yaml"
@@ -52,7 +62,11 @@ def pipeline_dict() -> dict:
 def generator_dict(dino_model: str = "dinov2_vitl14_reg") -> dict:
     return {
         "module": {
-            "generator": {"backbone": {"_target_": "sam3d_objects.model.backbone.generator.flow_matching.model.FlowMatching"}},
+            "generator": {
+                "backbone": {
+                    "_target_": "sam3d_objects.model.backbone.generator.flow_matching.model.FlowMatching"
+                }
+            },
             "condition_embedder": {
                 "backbone": {
                     "_target_": "sam3d_objects.model.backbone.dit.embedder.embedder_fuser.EmbedderFuser",
@@ -78,7 +92,11 @@ def make_checkpoints(root: Path, *, with_assets: bool = True, skip: tuple[str, .
     root.mkdir(parents=True, exist_ok=True)
     (root / "pipeline.yaml").write_text(yaml.safe_dump(pipeline_dict(), sort_keys=False))
     for name in SUBMODELS:
-        body = generator_dict() if name.endswith("generator") else {"_target_": f"sam3d_objects.model.{name}.Model"}
+        body = (
+            generator_dict()
+            if name.endswith("generator")
+            else {"_target_": f"sam3d_objects.model.{name}.Model"}
+        )
         if f"{name}.yaml" not in skip:
             (root / f"{name}.yaml").write_text(yaml.safe_dump(body))
         if f"{name}.ckpt" not in skip:
@@ -103,14 +121,25 @@ def test_complete_folder_inspects_ok(tmp_path):
     assert st.moge_repo == "Ruicheng/moge-vitl"
     assert st.dino_models == ["dinov2_vitl14_reg"]
     names = {p.name for p in st.referenced}
-    assert {"ss_generator.ckpt", "slat_decoder_mesh.yaml", "model.pt", "hubconf.py", "dinov2_vitl14_reg4_pretrain.pth"} <= names
+    assert {
+        "ss_generator.ckpt",
+        "slat_decoder_mesh.yaml",
+        "model.pt",
+        "hubconf.py",
+        "dinov2_vitl14_reg4_pretrain.pth",
+    } <= names
 
 
 def test_missing_pieces_are_each_named(tmp_path):
     ckpt = make_checkpoints(tmp_path / "ckpt", with_assets=False, skip=("slat_generator.ckpt",))
     st = inspect_checkpoints(ckpt)
     missing = {p.name for p in st.missing}
-    assert missing == {"slat_generator.ckpt", "model.pt", "hubconf.py", "dinov2_vitl14_reg4_pretrain.pth"}
+    assert missing == {
+        "slat_generator.ckpt",
+        "model.pt",
+        "hubconf.py",
+        "dinov2_vitl14_reg4_pretrain.pth",
+    }
     empty = inspect_checkpoints(tmp_path / "nothing")
     assert [p.name for p in empty.missing] == ["pipeline.yaml"]
 
@@ -125,15 +154,22 @@ def test_patches_and_local_paths(tmp_path):
     assert cfg["dtype"] == "bfloat16"
     assert cfg["device"] == "cpu" and cfg["depth_model"]["device"] == "cpu"
     assert cfg["workspace_dir"] == str(ckpt.resolve())
-    assert cfg["depth_model"]["model"]["pretrained_model_name_or_path"] == str(moge_local_path(ckpt.resolve(), "Ruicheng/moge-vitl"))
+    assert cfg["depth_model"]["model"]["pretrained_model_name_or_path"] == str(
+        moge_local_path(ckpt.resolve(), "Ruicheng/moge-vitl")
+    )
     # interpolations survive for OmegaConf to resolve
     assert cfg["ss_preprocessor"]["size"] == "${oc.env:SIZE,518}"
     # generator configs with DINOv2 are patched copies, referenced by absolute path
     for gen in ("ss_generator", "slat_generator"):
         p = Path(cfg[f"{gen}_config_path"])
         assert p.is_absolute() and p.parent == out.resolve()
-        dino = yaml.safe_load(p.read_text())["module"]["condition_embedder"]["backbone"]["embedder_list"][0][0]
-        assert dino["repo_or_dir"] == str(dinov2_code_dir(ckpt.resolve())) and dino["source"] == "local"
+        dino = yaml.safe_load(p.read_text())["module"]["condition_embedder"]["backbone"][
+            "embedder_list"
+        ][0][0]
+        assert (
+            dino["repo_or_dir"] == str(dinov2_code_dir(ckpt.resolve()))
+            and dino["source"] == "local"
+        )
         assert cfg[f"{gen}_ckpt_path"] == f"{gen}.ckpt"  # resolved against workspace_dir
     assert cfg["ss_decoder_config_path"] == "ss_decoder.yaml"  # untouched: no DINOv2 inside
     # the originals are untouched
@@ -163,6 +199,9 @@ def test_dinov2_weight_names_match_torch_hub():
     assert dinov2_weight_url("dinov2_vitl14_reg") == (
         "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_reg4_pretrain.pth"
     )
-    assert dinov2_weight_url("dinov2_vitb14", "http://x/") == "http://x/dinov2_vitb14/dinov2_vitb14_pretrain.pth"
+    assert (
+        dinov2_weight_url("dinov2_vitb14", "http://x/")
+        == "http://x/dinov2_vitb14/dinov2_vitb14_pretrain.pth"
+    )
     with pytest.raises(ConfigError):
         dinov2_weight_url("resnet50")

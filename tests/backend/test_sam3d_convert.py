@@ -78,7 +78,9 @@ def test_known_points_land_where_the_camera_sees_them(trial):
 
     expected_uv = opencv_project(p3d_pose_apply(verts, q, t, s), fx, fy, cx, cy)
 
-    rec = convert_output(upstream_output(verts, faces, q, t, s), w, h, Intrinsics(fx, fy, cx, cy, w, h))
+    rec = convert_output(
+        upstream_output(verts, faces, q, t, s), w, h, Intrinsics(fx, fy, cx, cy, w, h)
+    )
     cam = rec.pose.apply(rec.vertices.astype(np.float64))
     assert (cam[:, 2] < 0).all(), "points in front of the camera must have negative z (OpenGL)"
     np.testing.assert_allclose(rec.intrinsics.project(cam), expected_uv, atol=2e-3)
@@ -136,7 +138,13 @@ def test_gaussians_follow_the_mesh_and_keep_their_shape():
     scaling = rng.uniform(0.001, 0.02, size=(n, 3))
     dc = rng.normal(scale=0.5, size=(n, 1, 3))
     opacity = rng.uniform(size=(n, 1))
-    gs = {"get_xyz": xyz, "get_scaling": scaling, "get_rotation": rot, "get_opacity": opacity, "_features_dc": dc}
+    gs = {
+        "get_xyz": xyz,
+        "get_scaling": scaling,
+        "get_rotation": rot,
+        "get_opacity": opacity,
+        "_features_dc": dc,
+    }
     q, t, s = random_quat(), np.array([0.1, -0.2, 3.0]), 1.7
     out = upstream_output(xyz, np.zeros((0, 3), np.int64), q, t, s)
     out["gaussian"] = [gs]
@@ -148,7 +156,9 @@ def test_gaussians_follow_the_mesh_and_keep_their_shape():
     # covariance: Sigma_O = s^2 M Sigma_L M^T
     m = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], float)
     want = s**2 * (m @ _cov(rot, scaling) @ m.T)
-    np.testing.assert_allclose(_cov(g.rotations.astype(float), g.scales.astype(float)), want, rtol=1e-4, atol=1e-10)
+    np.testing.assert_allclose(
+        _cov(g.rotations.astype(float), g.scales.astype(float)), want, rtol=1e-4, atol=1e-10
+    )
     np.testing.assert_allclose(g.colors, np.clip(0.5 + SH_C0 * dc[:, 0], 0, 1), atol=1e-6)
     np.testing.assert_allclose(g.opacities, opacity[:, 0], atol=1e-6)
     assert (g.rotations[:, 0] >= 0).all()
@@ -168,7 +178,9 @@ def test_gaussians_from_object_with_upstream_attribute_names():
     np.testing.assert_allclose(g.scales, 0.02, rtol=1e-6)
     np.testing.assert_allclose(g.colors, 0.5)
     # identity orientation in L becomes M's rotation in O: -90 degrees about X (Z up -> Y up)
-    np.testing.assert_allclose(g.rotations[0], [np.cos(np.pi / 4), -np.sin(np.pi / 4), 0, 0], atol=1e-6)
+    np.testing.assert_allclose(
+        g.rotations[0], [np.cos(np.pi / 4), -np.sin(np.pi / 4), 0, 0], atol=1e-6
+    )
 
 
 def test_intrinsics_fitted_from_an_upstream_pointmap():
@@ -210,8 +222,13 @@ def test_bf16_torch_tensors_are_accepted():
         "rotation": torch.tensor(out["rotation"]),
         "translation": torch.tensor(out["translation"], dtype=torch.bfloat16),
         "scale": torch.tensor(out["scale"]),
-        "mesh": [{"vertices": torch.tensor(verts, dtype=torch.float32), "faces": torch.tensor(faces),
-                  "vertex_attrs": torch.rand(len(verts), 6)}],
+        "mesh": [
+            {
+                "vertices": torch.tensor(verts, dtype=torch.float32),
+                "faces": torch.tensor(faces),
+                "vertex_attrs": torch.rand(len(verts), 6),
+            }
+        ],
     }
     rec = convert_output(out, 32, 32)
     assert rec.vertices.dtype == np.float32 and rec.faces.dtype == np.int64

@@ -26,7 +26,9 @@ from backend.progress import JobContext
 REPO = Path(__file__).resolve().parents[2]
 
 
-def fake_smi(tmp_path: Path, csv_with_cc: str | None, *, fail: str | None = None, old_driver: bool = False) -> Path:
+def fake_smi(
+    tmp_path: Path, csv_with_cc: str | None, *, fail: str | None = None, old_driver: bool = False
+) -> Path:
     """An nvidia-smi stand-in: prints ``csv_with_cc`` for the query with compute_cap."""
     script = tmp_path / "nvidia-smi"
     lines = ["#!/bin/sh"]
@@ -60,8 +62,14 @@ def test_this_machine_lists_every_reason(tmp_path):
     assert f"package sam3d_objects is not installed in {sys.executable}" in reason
     assert "(run: python -m backend install --profile cuda)" in reason
     assert "no NVIDIA GPU found (nvidia-smi not on PATH" in reason
-    assert f"weights missing at {ckpt / 'pipeline.yaml'} (run: python -m backend weights download --dest {ckpt})" in reason
-    assert av.details["missing_packages"][0] == "torch" or "sam3d_objects" in av.details["missing_packages"]
+    assert (
+        f"weights missing at {ckpt / 'pipeline.yaml'} (run: python -m backend weights download --dest {ckpt})"
+        in reason
+    )
+    assert (
+        av.details["missing_packages"][0] == "torch"
+        or "sam3d_objects" in av.details["missing_packages"]
+    )
 
 
 def test_old_small_gpu_is_explained(tmp_path, monkeypatch):
@@ -74,14 +82,23 @@ def test_old_small_gpu_is_explained(tmp_path, monkeypatch):
 
 
 def test_broken_driver_is_explained(tmp_path, monkeypatch):
-    smi = fake_smi(tmp_path, None, fail="NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.")
+    smi = fake_smi(
+        tmp_path,
+        None,
+        fail="NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
+    )
     monkeypatch.setenv("SAM3D_NVIDIA_SMI", str(smi))
     reason = Sam3DEngine().availability().reason
-    assert "nvidia-smi failed (NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.)" in reason
+    assert (
+        "nvidia-smi failed (NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.)"
+        in reason
+    )
 
 
 def test_good_gpu_and_weights_leave_only_the_packages(tmp_path, monkeypatch):
-    smi = fake_smi(tmp_path, "0, NVIDIA GeForce RTX 4090, 24564, 23000, 8.9, 550.54.14", old_driver=True)
+    smi = fake_smi(
+        tmp_path, "0, NVIDIA GeForce RTX 4090, 24564, 23000, 8.9, 550.54.14", old_driver=True
+    )
     monkeypatch.setenv("SAM3D_NVIDIA_SMI", str(smi))
     make_checkpoints(tmp_path / "ckpt")
     av = Sam3DEngine().availability()
@@ -95,7 +112,11 @@ def test_good_gpu_and_weights_leave_only_the_packages(tmp_path, monkeypatch):
 def test_incomplete_weights_name_the_files(tmp_path):
     make_checkpoints(tmp_path / "ckpt", skip=("slat_generator.ckpt",), with_assets=False)
     reason = Sam3DEngine().availability().reason
-    assert "weights incomplete in" in reason and "slat_generator.ckpt" in reason and "and 1 more" in reason
+    assert (
+        "weights incomplete in" in reason
+        and "slat_generator.ckpt" in reason
+        and "and 1 more" in reason
+    )
 
 
 def _job():
@@ -108,7 +129,9 @@ def _job():
 def test_reconstruct_without_weights_is_weights_missing(tmp_path):
     image, mask = _job()
     with pytest.raises(BackendError) as info:
-        Sam3DEngine(checkpoints=tmp_path / "empty").reconstruct(image, mask, 0, JobOptions(), JobContext())
+        Sam3DEngine(checkpoints=tmp_path / "empty").reconstruct(
+            image, mask, 0, JobOptions(), JobContext()
+        )
     assert info.value.code == "weights_missing"
     assert str((tmp_path / "empty" / "pipeline.yaml").resolve()) in info.value.message
     assert "weights download --dest" in info.value.message
@@ -151,14 +174,21 @@ def test_availability_imports_nothing_heavy(tmp_path):
         " if m in sys.modules)))\n"
     )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO, check=True
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
 def test_doctor_explains_why(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run(
-        [sys.executable, "-m", "backend", "doctor"], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+        [sys.executable, "-m", "backend", "doctor"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
     )
     text = out.stdout + out.stderr
     assert "sam3d" in text

@@ -52,7 +52,11 @@ def sam_files() -> dict[str, bytes]:
         "checkpoints/pipeline.yaml": yaml.safe_dump(pipeline_dict(), sort_keys=False).encode(),
     }
     for name in SUBMODELS:
-        body = generator_dict() if name.endswith("generator") else {"_target_": f"sam3d_objects.model.{name}.Model"}
+        body = (
+            generator_dict()
+            if name.endswith("generator")
+            else {"_target_": f"sam3d_objects.model.{name}.Model"}
+        )
         files[f"checkpoints/{name}.yaml"] = yaml.safe_dump(body).encode()
         files[f"checkpoints/{name}.ckpt"] = rng.bytes(4096)
     files[BIG] = rng.bytes(2 * CHUNK + 123)  # a cut at half leaves exactly one chunk written
@@ -75,7 +79,11 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos = {
             SAM: {"gated": True, "sha": "1" * 40, "files": sam_files()},
-            MOGE: {"gated": False, "sha": "2" * 40, "files": {"model.pt": rng.bytes(70_000), "README.md": b"moge"}},
+            MOGE: {
+                "gated": False,
+                "sha": "2" * 40,
+                "files": {"model.pt": rng.bytes(70_000), "README.md": b"moge"},
+            },
         }
         self.size_override: dict[str, int] = {}
         self.tokens = {"good": {SAM}, "no-access": set()}
@@ -113,7 +121,9 @@ class FakeHub:
 
     # -- protocol -------------------------------------------------------------------------
     @staticmethod
-    def _send(h, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False) -> None:
+    def _send(
+        h, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False
+    ) -> None:
         h.send_response(status)
         for k, v in (headers or {}).items():
             h.send_header(k, str(v))
@@ -138,13 +148,25 @@ class FakeHub:
         auth = h.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else None
         if token is None:
-            self._error(h, 401, "GatedRepo", f"Access to model {repo} is restricted. You must be authenticated to access it.", head)
+            self._error(
+                h,
+                401,
+                "GatedRepo",
+                f"Access to model {repo} is restricted. You must be authenticated to access it.",
+                head,
+            )
             return False
         if token not in self.tokens:
             self._error(h, 401, None, "Invalid credentials in Authorization header", head)
             return False
         if repo not in self.tokens[token]:
-            self._error(h, 403, "GatedRepo", f"Access to model {repo} is restricted and you are not in the authorized list.", head)
+            self._error(
+                h,
+                403,
+                "GatedRepo",
+                f"Access to model {repo} is restricted and you are not in the authorized list.",
+                head,
+            )
             return False
         return True
 
@@ -161,13 +183,31 @@ class FakeHub:
             info = self.repos[repo]
             siblings = []
             for name, data in info["files"].items():
-                s = {"rfilename": name, "size": self.size_override.get(name, len(data)), "blobId": hashlib.sha1(data).hexdigest()}
+                s = {
+                    "rfilename": name,
+                    "size": self.size_override.get(name, len(data)),
+                    "blobId": hashlib.sha1(data).hexdigest(),
+                }
                 if name.endswith((".ckpt", ".pt")):
-                    s["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": s["size"], "pointerSize": 134}
+                    s["lfs"] = {
+                        "sha256": hashlib.sha256(data).hexdigest(),
+                        "size": s["size"],
+                        "pointerSize": 134,
+                    }
                 siblings.append(s)
-            body = {"id": repo, "sha": info["sha"], "private": False, "gated": "manual" if info["gated"] else False,
-                    "siblings": siblings, "tags": [], "downloads": 0, "likes": 0}
-            return self._send(h, 200, json.dumps(body).encode(), {"Content-Type": "application/json"}, head)
+            body = {
+                "id": repo,
+                "sha": info["sha"],
+                "private": False,
+                "gated": "manual" if info["gated"] else False,
+                "siblings": siblings,
+                "tags": [],
+                "downloads": 0,
+                "likes": 0,
+            }
+            return self._send(
+                h, 200, json.dumps(body).encode(), {"Content-Type": "application/json"}, head
+            )
         if len(parts) >= 5 and parts[2] == "resolve":
             repo = "/".join(parts[:2])
             if not self._access(h, repo, head):
@@ -181,7 +221,9 @@ class FakeHub:
             return self._serve_bytes(h, fname, data, head, etag=etag, commit=info["sha"])
         self._error(h, 404, None, "no route", head)
 
-    def _serve_bytes(self, h, key: str, data: bytes, head: bool, etag: str | None, commit: str | None = None) -> None:
+    def _serve_bytes(
+        self, h, key: str, data: bytes, head: bool, etag: str | None, commit: str | None = None
+    ) -> None:
         headers = {"Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         if etag:
             headers["ETag"] = f'"{etag}"'
@@ -249,14 +291,19 @@ def test_full_download_is_offline_ready_and_verifies(hub, tmp_path, capsys):
     files = hub.repos[SAM]["files"]
     for name, data in files.items():
         if name.startswith("checkpoints/"):
-            assert (dest / name[len("checkpoints/"):]).read_bytes() == data
+            assert (dest / name[len("checkpoints/") :]).read_bytes() == data
     assert not (dest / "README.md").exists() and not (dest / ".download").exists()
     assert moge_local_path(dest, MOGE).read_bytes() == hub.repos[MOGE]["files"]["model.pt"]
     assert (dinov2_code_dir(dest) / "hubconf.py").is_file()
-    assert dinov2_weight_path(dest, "dinov2_vitl14_reg").read_bytes() == hub.raw["/dinov2/w/dinov2_vitl14/dinov2_vitl14_reg4_pretrain.pth"]
+    assert (
+        dinov2_weight_path(dest, "dinov2_vitl14_reg").read_bytes()
+        == hub.raw["/dinov2/w/dinov2_vitl14/dinov2_vitl14_reg4_pretrain.pth"]
+    )
     manifest = json.loads((dest / "manifest.json").read_text())
     assert manifest["revision"] == "1" * 40
-    assert manifest["files"]["ss_generator.ckpt"]["sha256"] == hashlib.sha256(files[BIG]).hexdigest()
+    assert (
+        manifest["files"]["ss_generator.ckpt"]["sha256"] == hashlib.sha256(files[BIG]).hexdigest()
+    )
     assert inspect_checkpoints(dest).ok  # exactly what the engine's availability check needs
     assert "verify: OK" in out and "[1/" in out
     # a second run fetches nothing
@@ -308,7 +355,12 @@ def test_access_not_granted_403_says_where_to_request(hub, tmp_path, capsys):
 
 
 def test_404_repo_and_file(hub, tmp_path, capsys):
-    assert run_cli("download", "--dest", str(tmp_path / "c"), "--token", "good", "--repo", "facebook/nope") == 4
+    assert (
+        run_cli(
+            "download", "--dest", str(tmp_path / "c"), "--token", "good", "--repo", "facebook/nope"
+        )
+        == 4
+    )
     assert "Not found on" in capsys.readouterr().err
     hub.hidden.add("checkpoints/ss_decoder.yaml")  # listed, but resolve answers 404
     assert run_cli("download", "--dest", str(tmp_path / "d"), "--token", "good", "--no-extras") == 4
@@ -333,7 +385,9 @@ def test_interrupted_run_resumes_on_the_next_run(hub, tmp_path, capsys):
     assert rc == 5, err
     assert "re-run" in err
     partial = list((dest / ".download").rglob("*.part"))
-    assert [p.name for p in partial] == ["ss_generator.ckpt.part"] and partial[0].stat().st_size == CHUNK
+    assert [p.name for p in partial] == ["ss_generator.ckpt.part"] and partial[
+        0
+    ].stat().st_size == CHUNK
     hub.broken.clear()
     hub.cut_then_503.clear()
     assert run_cli("download", "--dest", str(dest), "--token", "good", "--no-extras") == 0
@@ -382,12 +436,20 @@ def test_through_the_backend_cli_subprocess(hub, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_TOKEN="good")
     proc = subprocess.run(
         [sys.executable, "-m", "backend", "weights", "download", "--dest", str(dest)],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SAM 3D weights ready in" in proc.stdout
     proc = subprocess.run(
         [sys.executable, "-m", "backend", "weights", "verify", "--dest", str(dest)],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
     )
     assert proc.returncode == 0 and "verify: OK" in proc.stdout

@@ -72,7 +72,10 @@ def _run_pipeline(mgr: ResidencyManager, models) -> dict[str, list[str]]:
         assert set(SAM3D_STAGES[stage]) <= set(on_gpu), (stage, on_gpu)
         if mgr.exclusive:
             assert sorted(on_gpu) == sorted(SAM3D_STAGES[stage]), (stage, on_gpu)
-        assert sum(SAM3D_SIZES_GB[n] * GB for n in on_gpu) + mgr.headroom_mb * MIB <= budget, (stage, on_gpu)
+        assert sum(SAM3D_SIZES_GB[n] * GB for n in on_gpu) + mgr.headroom_mb * MIB <= budget, (
+            stage,
+            on_gpu,
+        )
     return seen
 
 
@@ -84,7 +87,9 @@ def test_stages_stay_under_an_8_gb_budget(models, exclusive):
     rep = mgr.report()
     assert set(rep["timings"]) == set(SAM3D_STAGES)
     peak = rep["peak_vram_mb"]
-    biggest = max(sum(SAM3D_SIZES_GB[n] for n in names) for names in SAM3D_STAGES.values()) * GB / MIB
+    biggest = (
+        max(sum(SAM3D_SIZES_GB[n] for n in names) for names in SAM3D_STAGES.values()) * GB / MIB
+    )
     assert biggest <= peak <= budget_gb * 1024, (peak, biggest)
     total_weights = sum(SAM3D_SIZES_GB.values()) * GB / MIB
     assert peak < total_weights * 0.75  # far below holding everything at once
@@ -112,8 +117,10 @@ def test_a_big_budget_keeps_everything_resident_for_the_next_job(models):
     load_second = sum(s["load_s"] for s in second["vram"]["stages"].values())
     load_first = sum(s["load_s"] for s in first["vram"]["stages"].values())
     assert load_second < 0.1 * load_first, (load_first, load_second)
-    print(f"\nbudget 40 GiB: first job moved weights in {load_first:.2f} s, second in {load_second:.3f} s; "
-          f"peaks {first['peak_vram_mb']:.0f} / {second['peak_vram_mb']:.0f} MiB")
+    print(
+        f"\nbudget 40 GiB: first job moved weights in {load_first:.2f} s, second in {load_second:.3f} s; "
+        f"peaks {first['peak_vram_mb']:.0f} / {second['peak_vram_mb']:.0f} MiB"
+    )
     mgr.offload_all()
 
 
@@ -127,7 +134,9 @@ def test_budget_smaller_than_a_stage_is_refused_before_moving_anything(models):
     assert err.code == "out_of_memory"
     assert err.details["budget_mb"] == pytest.approx(4096, abs=1)
     assert err.details["stage_weights_mb"] == pytest.approx(6.45 * GB / MIB, rel=0.01)
-    assert "budget" in err.message and "GiB" in err.message and "SAM3D_VRAM_BUDGET_GB" in err.message
+    assert (
+        "budget" in err.message and "GiB" in err.message and "SAM3D_VRAM_BUDGET_GB" in err.message
+    )
     assert all(mgr.where(n) == "cpu" for n in mgr.names)
     assert torch.cuda.memory_allocated() <= before + 64 * MIB
     print("\nrefusal:", err.message)

@@ -42,7 +42,11 @@ class FakeDepth:
         self.calls += 1
         self.model(torch.randn(TOKENS, 4096, device=self.device, dtype=torch.bfloat16))
         h, w = rgb.shape[1:]
-        v, u = torch.meshgrid(torch.arange(h, device=self.device) + 0.5, torch.arange(w, device=self.device) + 0.5, indexing="ij")
+        v, u = torch.meshgrid(
+            torch.arange(h, device=self.device) + 0.5,
+            torch.arange(w, device=self.device) + 0.5,
+            indexing="ij",
+        )
         z = torch.full((h, w), DEPTH, device=self.device)
         pts = torch.stack([(u - w / 2) / F * z, (v - h / 2) / F * z, z], dim=-1)
         return {"pointmaps": pts, "intrinsics": None}
@@ -55,17 +59,32 @@ class FakeUpstream:
         self.device = torch.device("cpu")
         self.dtype = torch.bfloat16
         self.depth_model = FakeDepth()
-        self.condition_embedders = {k: make_synthetic(int(SAM3D_SIZES_GB[k] * GB))
-                                    for k in ("ss_condition_embedder", "slat_condition_embedder")}
-        self.models = torch.nn.ModuleDict({k: make_synthetic(int(SAM3D_SIZES_GB[k] * GB)) for k in (
-            "ss_generator", "ss_decoder", "slat_generator", "slat_decoder_mesh", "slat_decoder_gs", "slat_decoder_gs_4")})
+        self.condition_embedders = {
+            k: make_synthetic(int(SAM3D_SIZES_GB[k] * GB))
+            for k in ("ss_condition_embedder", "slat_condition_embedder")
+        }
+        self.models = torch.nn.ModuleDict(
+            {
+                k: make_synthetic(int(SAM3D_SIZES_GB[k] * GB))
+                for k in (
+                    "ss_generator",
+                    "ss_decoder",
+                    "slat_generator",
+                    "slat_decoder_mesh",
+                    "slat_decoder_gs",
+                    "slat_decoder_gs_4",
+                )
+            }
+        )
         self.oom_in_latent = False
 
     def compute_pointmap(self, image, pointmap=None):
         if pointmap is None:
             rgb = torch.from_numpy(image[..., :3].copy()).float().div(255).permute(2, 0, 1)
             pts = self.depth_model(rgb)["pointmaps"]
-            pts = pts * torch.tensor([-1.0, -1.0, 1.0], device=pts.device)  # OpenCV -> PyTorch3D, as upstream
+            pts = pts * torch.tensor(
+                [-1.0, -1.0, 1.0], device=pts.device
+            )  # OpenCV -> PyTorch3D, as upstream
         else:
             pts = pointmap.to(self.device)
         return {"pointmap": pts.permute(2, 0, 1), "pts_color": None}
@@ -91,7 +110,10 @@ class FakeUpstream:
         self.models["slat_generator"](x)
         if self.oom_in_latent:
             torch.empty(40 * GB, dtype=torch.uint8, device=self.device)
-        decoded = {"mesh": self.models["slat_decoder_mesh"](x), "gaussian": self.models["slat_decoder_gs"](x)}
+        decoded = {
+            "mesh": self.models["slat_decoder_mesh"](x),
+            "gaussian": self.models["slat_decoder_gs"](x),
+        }
         decoded = self.postprocess_slat_output(decoded)
         self.run_post_optimization()
         # a sphere in upstream's Z-up local frame, stood up by the pose: R^T = Rx(-90 deg)
@@ -103,9 +125,22 @@ class FakeUpstream:
             "rotation": torch.tensor([[np.cos(np.pi / 4), np.sin(np.pi / 4), 0.0, 0.0]]),
             "translation": t.reshape(1, 3),
             "scale": torch.full((1, 3), 0.5),
-            "mesh": [{"vertices": verts.cuda(), "faces": faces.cuda(), "vertex_attrs": torch.rand(n, 6).cuda()}],
-            "gaussian": [{"get_xyz": verts, "get_scaling": torch.full((n, 3), 0.01), "get_rotation": torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
-                          "get_opacity": torch.full((n, 1), 0.9), "_features_dc": torch.zeros(n, 1, 3)}],
+            "mesh": [
+                {
+                    "vertices": verts.cuda(),
+                    "faces": faces.cuda(),
+                    "vertex_attrs": torch.rand(n, 6).cuda(),
+                }
+            ],
+            "gaussian": [
+                {
+                    "get_xyz": verts,
+                    "get_scaling": torch.full((n, 3), 0.01),
+                    "get_rotation": torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+                    "get_opacity": torch.full((n, 1), 0.9),
+                    "_features_dc": torch.zeros(n, 1, 3),
+                }
+            ],
             "pointmap": pm.permute(1, 2, 0)[::2, ::2].cpu(),
         }
 
@@ -135,10 +170,27 @@ def test_one_object_staged_under_budget_and_placed_on_its_mask(engine):
     ctx = JobContext(on_update=lambda s, f: stages.append(s))
     rec = engine.reconstruct(image, mask, 0, JobOptions(quality="fast"), ctx)
     meta = rec.meta
-    assert list(meta["timings"]) == ["depth", "condition_ss", "sparse_structure", "condition_slat", "latent",
-                                     "decode", "postprocess", "layout"]
-    assert [s for s in dict.fromkeys(stages)] == ["depth", "condition_ss", "sparse_structure", "condition_slat",
-                                                  "latent", "decode", "postprocess", "layout", "convert"]
+    assert list(meta["timings"]) == [
+        "depth",
+        "condition_ss",
+        "sparse_structure",
+        "condition_slat",
+        "latent",
+        "decode",
+        "postprocess",
+        "layout",
+    ]
+    assert [s for s in dict.fromkeys(stages)] == [
+        "depth",
+        "condition_ss",
+        "sparse_structure",
+        "condition_slat",
+        "latent",
+        "decode",
+        "postprocess",
+        "layout",
+        "convert",
+    ]
     assert 6.45 * GB / 2**20 <= meta["peak_vram_mb"] <= 8 * 1024
     assert engine._mgr.where("slat_generator") in ("cuda", "cpu")
     assert "slat_decoder_gs_4" not in engine._mgr.names  # never requested, never moved
@@ -151,7 +203,13 @@ def test_one_object_staged_under_budget_and_placed_on_its_mask(engine):
     # the object stands up: local Z (upstream's up) is camera up
     up = rec.pose.apply(np.array([[0.0, 1.0, 0.0]])) - rec.pose.apply(np.zeros((1, 3)))
     np.testing.assert_allclose(up[0] / np.linalg.norm(up[0]), [0, 1, 0], atol=1e-6)
-    print("\nengine job:", {k: round(v, 2) for k, v in meta["timings"].items()}, "peak", meta["peak_vram_mb"], "MiB")
+    print(
+        "\nengine job:",
+        {k: round(v, 2) for k, v in meta["timings"].items()},
+        "peak",
+        meta["peak_vram_mb"],
+        "MiB",
+    )
 
 
 def test_several_masks_share_one_depth_pass(engine):

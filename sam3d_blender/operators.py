@@ -45,7 +45,40 @@ def _label_for(path_or_name: str) -> str:
     return Path(path_or_name).stem or path_or_name or "SAM 3D object"
 
 
-class SAM3D_OT_generate(bpy.types.Operator):
+class JobOptionOverrides:
+    """Operator properties that override the panel's job options when a script sets them
+    (``bpy.ops.sam3d.generate(seed=3, target_faces=5000)``); unset ones keep the panel's."""
+
+    engine: StringProperty(name="Engine", description="auto, sam3d or preview", options=SKIP)
+    seed: IntProperty(name="Seed", min=0, max=2**31 - 1, options=SKIP)
+    quality: StringProperty(name="Quality", description="fast, balanced or high", options=SKIP)
+    target_faces: IntProperty(
+        name="Target faces", description="0 keeps every face", min=0, options=SKIP
+    )
+    texture_size: IntProperty(name="Texture size", min=256, max=4096, options=SKIP)
+    bake: BoolProperty(name="Bake texture", options=SKIP)
+
+    def _given(self, name: str) -> bool:
+        return self.properties.is_property_set(name)
+
+    def _options(self, context: bpy.types.Context) -> dict:
+        opts = _settings(context).job_options()
+        if self._given("engine") and self.engine:
+            opts["engine"] = self.engine.strip().lower()
+        if self._given("seed"):
+            opts["seed"] = int(self.seed)
+        if self._given("quality") and self.quality:
+            opts["quality"] = self.quality.strip().lower()
+        if self._given("target_faces"):
+            opts["target_faces"] = int(self.target_faces) or None
+        if self._given("texture_size"):
+            opts["texture_size"] = int(self.texture_size)
+        if self._given("bake"):
+            opts["bake"] = bool(self.bake)
+        return opts
+
+
+class SAM3D_OT_generate(JobOptionOverrides, bpy.types.Operator):
     """Generate a textured 3D object from the image and mask"""
 
     bl_idname = "sam3d.generate"
@@ -57,14 +90,6 @@ class SAM3D_OT_generate(bpy.types.Operator):
     mask_path: StringProperty(name="Mask file", subtype="FILE_PATH", options=SKIP)
     mask_name: StringProperty(name="Blender mask image", options=SKIP)
     use_alpha: BoolProperty(name="Mask from alpha", options=SKIP)
-    engine: StringProperty(name="Engine", description="auto, sam3d or preview", options=SKIP)
-    seed: IntProperty(name="Seed", min=0, max=2**31 - 1, options=SKIP)
-    quality: StringProperty(name="Quality", description="fast, balanced or high", options=SKIP)
-    target_faces: IntProperty(
-        name="Target faces", description="0 keeps every face", min=0, options=SKIP
-    )
-    texture_size: IntProperty(name="Texture size", min=256, max=4096, options=SKIP)
-    bake: BoolProperty(name="Bake texture", options=SKIP)
     placement: StringProperty(name="Placement", description="CURSOR or CAMERA", options=SKIP)
     label: StringProperty(name="Object name", options=SKIP)
     blocking: BoolProperty(
@@ -75,9 +100,6 @@ class SAM3D_OT_generate(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return context.scene is not None and hasattr(context.scene, "sam3d")
-
-    def _given(self, name: str) -> bool:
-        return self.properties.is_property_set(name)
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -151,22 +173,6 @@ class SAM3D_OT_generate(bpy.types.Operator):
         if not mask.any():
             raise InputError("empty_mask")
         return image_io.mask_png(mask)
-
-    def _options(self, context: bpy.types.Context) -> dict:
-        opts = _settings(context).job_options()
-        if self._given("engine") and self.engine:
-            opts["engine"] = self.engine.strip().lower()
-        if self._given("seed"):
-            opts["seed"] = int(self.seed)
-        if self._given("quality") and self.quality:
-            opts["quality"] = self.quality.strip().lower()
-        if self._given("target_faces"):
-            opts["target_faces"] = int(self.target_faces) or None
-        if self._given("texture_size"):
-            opts["texture_size"] = int(self.texture_size)
-        if self._given("bake"):
-            opts["bake"] = bool(self.bake)
-        return opts
 
     # -- run ------------------------------------------------------------------------------
 

@@ -44,8 +44,10 @@ from bpy.props import (
 
 from . import image_io, runtime, scene_import
 from .client import BackendClientError
+from .importer import window_override
 from .job_manager import Job, JobRequest, Phase, run_to_completion
 from .messages import ErrorInfo, describe
+from .operators import JobOptionOverrides
 
 SKIP = {"SKIP_SAVE"}
 #: Extensions accepted as mask files in a folder (the backend decodes them all).
@@ -364,7 +366,7 @@ def scene_tick() -> float | None:
                 continue
             _pending.pop(local_id, None)
             ctx = bpy.context
-            with ctx.temp_override(**_window_override(ctx)):
+            with ctx.temp_override(**window_override(ctx)):
                 try:
                     bpy.ops.sam3d.import_scene("EXEC_DEFAULT", True, local_job=local_id)
                 except RuntimeError as exc:  # the operator reported an error
@@ -389,16 +391,6 @@ def stop_scene_timer() -> None:
     if bpy.app.timers.is_registered(scene_tick):
         bpy.app.timers.unregister(scene_tick)
     _pending.clear()
-
-
-def _window_override(context: bpy.types.Context) -> dict[str, Any]:
-    if context.window is not None:
-        return {}
-    wm = context.window_manager
-    if wm is not None and wm.windows:
-        win = wm.windows[0]
-        return {"window": win, "screen": win.screen}
-    return {}
 
 
 # -- properties ----------------------------------------------------------------------------
@@ -459,7 +451,7 @@ class Sam3DSceneSettings(bpy.types.PropertyGroup):
 # -- operators -------------------------------------------------------------------------------
 
 
-class SAM3D_OT_generate_scene(bpy.types.Operator):
+class SAM3D_OT_generate_scene(JobOptionOverrides, bpy.types.Operator):
     """Turn every masked object of one photo into a posed 3D object under a camera that
     matches the photo"""
 
@@ -482,14 +474,6 @@ class SAM3D_OT_generate_scene(bpy.types.Operator):
         description="Names of Blender images, separated by ';'",
         options=SKIP,
     )
-    engine: StringProperty(name="Engine", description="auto, sam3d or preview", options=SKIP)
-    seed: IntProperty(name="Seed", min=0, max=2**31 - 1, options=SKIP)
-    quality: StringProperty(name="Quality", description="fast, balanced or high", options=SKIP)
-    target_faces: IntProperty(
-        name="Target faces", description="0 keeps every face", min=0, options=SKIP
-    )
-    texture_size: IntProperty(name="Texture size", min=256, max=4096, options=SKIP)
-    bake: BoolProperty(name="Bake texture", options=SKIP)
     camera_height: FloatProperty(
         name="Camera height",
         description="Metres; negative: the engine's assumption",
@@ -505,9 +489,6 @@ class SAM3D_OT_generate_scene(bpy.types.Operator):
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
         return context.scene is not None and hasattr(context.scene, "sam3d")
-
-    def _given(self, name: str) -> bool:
-        return self.properties.is_property_set(name)
 
     # inputs
     def _photo(self, context: bpy.types.Context) -> tuple[bytes, str, str, Any]:
@@ -564,22 +545,6 @@ class SAM3D_OT_generate_scene(bpy.types.Operator):
                 continue
             names.append(Path(item.label()).stem)
         return masks, names
-
-    def _options(self, context: bpy.types.Context) -> dict[str, Any]:
-        opts = context.scene.sam3d.job_options()
-        if self._given("engine") and self.engine:
-            opts["engine"] = self.engine.strip().lower()
-        if self._given("seed"):
-            opts["seed"] = int(self.seed)
-        if self._given("quality") and self.quality:
-            opts["quality"] = self.quality.strip().lower()
-        if self._given("target_faces"):
-            opts["target_faces"] = int(self.target_faces) or None
-        if self._given("texture_size"):
-            opts["texture_size"] = int(self.texture_size)
-        if self._given("bake"):
-            opts["bake"] = bool(self.bake)
-        return opts
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         ss = context.scene.sam3d_scene

@@ -180,8 +180,14 @@ def weld_close_vertices(
     """
     if eps <= 0 or len(faces) == 0:
         return faces, 0
-    keys = np.floor(vertices / eps).astype(np.int64)
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    cells = np.floor((vertices - vertices.min(axis=0)) / eps).astype(np.int64)
+    dims = cells.max(axis=0) + 1
+    if float(dims[0]) * float(dims[1]) * float(dims[2]) < 2.0**62:
+        # one int64 per cell: a 1-D unique is ~10x faster than unique over rows
+        keys = (cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(cells, axis=0, return_index=True, return_inverse=True)
     rep = first[inverse.reshape(-1)]
     if (rep == np.arange(len(vertices))).all():
         return faces, 0

@@ -63,6 +63,7 @@ class JobStatus(BaseModel):
     created: float = Field(default_factory=time.time)
     updated: float = Field(default_factory=time.time)
     attempts: int = 0
+    owner: str | None = Field(None, description="id of the backend server that runs this job")
     warnings: list[str] = Field(default_factory=list)
     parts: list[PartStatus] = Field(default_factory=list)
 

@@ -32,6 +32,7 @@ from backend.imageio import (
     encode_png,
     load_inputs,
 )
+from backend.instance import ServerInstance
 from backend.jobs import FINAL_STATES, JobStatus, JobStore, PartStatus, job_id_for
 from backend.options import JobOptions
 from backend.pool import WorkerPool
@@ -64,11 +65,17 @@ def _validation_message(exc: ValidationError | RequestValidationError) -> str:
     return "; ".join(parts)
 
 
-def recover_jobs(store: JobStore, pool: WorkerPool) -> dict[str, int]:
+def recover_jobs(store: JobStore, pool: WorkerPool, instance: ServerInstance) -> dict[str, int]:
     """After a restart: re-queue queued jobs and jobs that were running (once); a job that
-    was already running twice is marked ``interrupted`` instead of looping forever."""
-    counts = {"requeued": 0, "interrupted": 0}
+    was already running twice is marked ``interrupted`` instead of looping forever. Jobs of
+    another backend that is still running on the same data directory are left to it."""
+    counts = {"requeued": 0, "interrupted": 0, "left_to_other_server": 0}
     for st in sorted(store.list(), key=lambda s: s.created):
+        if st.state in ("queued", "running") and instance.owner_alive(st.owner):
+            counts["left_to_other_server"] += 1
+            continue
+        if st.state in ("queued", "running"):
+            st = store.update(st.id, owner=instance.id)
         if st.state == "queued":
             pool.submit(st.id)
             counts["requeued"] += 1
@@ -97,6 +104,7 @@ def recover_jobs(store: JobStore, pool: WorkerPool) -> dict[str, int]:
 
 def create_app(settings: ServerSettings) -> FastAPI:
     store = JobStore(settings.data_dir)
+    instance = ServerInstance(store.root)
     pool = WorkerPool(store, size=settings.workers, cancel_grace_s=settings.cancel_grace_s)
     probe_cache: dict[str, Any] = {}
     probe_lock = threading.Lock()
@@ -118,11 +126,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def lifespan(app: FastAPI):
         pool.start()
         threading.Thread(target=probe, daemon=True, name="probe-warmup").start()
-        app.state.recovered = recover_jobs(store, pool)
+        app.state.recovered = recover_jobs(store, pool, instance)
         if settings.on_ready:
             settings.on_ready()
         yield
         pool.shutdown()
+        instance.close()
 
     app = FastAPI(
         title="SAM 3D for Blender backend",
@@ -306,6 +315,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         }
         status = JobStatus(
             id=job_id,
+            owner=instance.id,
             kind=request["kind"],
             engine=engine,
             warnings=loaded.warnings,

@@ -262,3 +262,32 @@ def test_info_json_is_stable_for_clients(backend):
     info = backend.get("/info").json()
     json.dumps(info)
     assert {"version", "api_version", "engines", "gpu", "workers", "limits"} <= set(info)
+
+
+def test_two_live_servers_share_a_data_dir_without_stealing_jobs(tmp_path):
+    """Two Blender sessions may start two backends on one cache folder: the second must not
+    re-run the first one's job; once the first is gone, its unfinished work is recovered."""
+    a = start_backend(tmp_path, workers=1)
+    try:
+        slow = _job(a, seed=3, engine="crashtest")
+        a.wait(slow["id"], states=("running",), timeout=30)
+        b = start_backend(tmp_path, workers=1)
+        try:
+            st = b.get(f"/jobs/{slow['id']}").json()
+            assert st["state"] == "running" and not st["warnings"]  # left to server A
+            assert a.wait(slow["id"], timeout=60)["state"] == "done"
+            assert b.get(f"/jobs/{slow['id']}").json()["state"] == "done"  # B serves A's result
+            assert b.get(f"/jobs/{slow['id']}/result").content[:4] == b"glTF"
+            # A dies hard mid-job; a backend started afterwards recovers that job
+            slow2 = _job(a, seed=3, engine="crashtest", texture_size=512)
+            a.wait(slow2["id"], states=("running",), timeout=30)
+        finally:
+            b.stop()
+    finally:
+        a.stop(signal.SIGKILL)
+    c = start_backend(tmp_path, workers=1)
+    try:
+        st = c.wait(slow2["id"], timeout=120)
+        assert st["state"] == "done" and "restarted" in " ".join(st["warnings"])
+    finally:
+        c.stop()

@@ -85,7 +85,7 @@ def job_id_for(
 
 
 def validate_job_id(job_id: str) -> str:
-    if not JOB_ID_RE.match(job_id or ""):
+    if not JOB_ID_RE.fullmatch(job_id or ""):
         raise BackendError("bad_job_id", "That is not a valid job id (32 hexadecimal characters).")
     return job_id
 
@@ -165,7 +165,7 @@ class JobStore:
     def list(self) -> list[JobStatus]:
         out = []
         for p in self.root.iterdir():
-            if JOB_ID_RE.match(p.name) and (p / "status.json").is_file():
+            if JOB_ID_RE.fullmatch(p.name) and (p / "status.json").is_file():
                 try:
                     out.append(self.read_status(p.name))
                 except (BackendError, ValueError):

@@ -125,6 +125,7 @@ class WorkerPool:
         self.start_timeout_s = start_timeout_s
         self.queue: queue.Queue[str | None] = queue.Queue()
         self._running: dict[str, float | None] = {}  # job id -> time cancel was asked (or None)
+        self._queued: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._slots: list[threading.Thread] = []
@@ -138,14 +139,24 @@ class WorkerPool:
             self._slots.append(t)
             t.start()
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Stop every worker within one shared deadline (busy ones are killed). Jobs they
+        were running stay ``running`` on disk, so the next start re-queues them."""
         self._stopping.set()
         for _ in self._slots:
             self.queue.put(None)
         with self._lock:
             workers = [w for w in self._workers.values() if w is not None]
         for w in workers:
-            w.stop(timeout=1.0)
+            w.send(cmd="exit")
+        deadline = time.monotonic() + timeout
+        for w in workers:
+            try:
+                w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for w in workers:
+            w.kill()
         for t in self._slots:
             t.join(timeout=5)
 
@@ -155,34 +166,45 @@ class WorkerPool:
 
     # -- jobs -----------------------------------------------------------------------------
     def submit(self, job_id: str) -> None:
+        """Queue a job whose status.json says queued (a job already waiting is not doubled)."""
+        with self._lock:
+            if job_id in self._queued or job_id in self._running:
+                return
+            self._queued.add(job_id)
         self.queue.put(job_id)
 
     def queued_count(self) -> int:
-        return self.queue.qsize()
+        with self._lock:
+            return len(self._queued)
 
     def cancel(self, job_id: str) -> JobStatus:
-        with self._lock:
-            running = job_id in self._running
-            if running and self._running[job_id] is None:
-                self._running[job_id] = time.monotonic()
-        status = self.store.read_status(job_id)
-        if status.state in ("done", "failed", "cancelled", "interrupted"):
-            return status
-        self.store.request_cancel(job_id)
-        if not running and status.state == "queued":
-            self.store.log(job_id, "cancelled while queued")
-            return self.store.update(
-                job_id,
-                state="cancelled",
-                error=ErrorInfo(
-                    code="cancelled", message="The job was cancelled before it started."
-                ),
-            )
-        return status
+        """Cancel a queued job at once; ask a running one to stop (killed after the grace)."""
+        with self._lock:  # atomic with the queued -> running claim in ``_claim``
+            status = self.store.read_status(job_id)
+            if status.state in ("done", "failed", "cancelled", "interrupted"):
+                return status
+            self.store.request_cancel(job_id)
+            if job_id in self._running:
+                if self._running[job_id] is None:
+                    self._running[job_id] = time.monotonic()
+                return status
+            if status.state == "queued":
+                self.store.log(job_id, "cancelled while queued")
+                return self.store.update(
+                    job_id,
+                    state="cancelled",
+                    error=ErrorInfo(
+                        code="cancelled", message="The job was cancelled before it started."
+                    ),
+                )
+            return status  # running on another server sharing this data dir: it sees the file
 
     # -- slots ----------------------------------------------------------------------------
     def _spawn(self, slot: int) -> WorkerProcess | None:
-        w = WorkerProcess(self.store.root / "_workers" / f"worker-{slot}.log")
+        try:
+            w = WorkerProcess(self.store.root / "_workers" / f"worker-{slot}.log")
+        except OSError:
+            return None
         with self._lock:
             self._workers[slot] = w
         deadline = time.monotonic() + self.start_timeout_s
@@ -207,21 +229,53 @@ class WorkerPool:
             if job_id is None or self._stopping.is_set():
                 break
             try:
+                if worker is None or not worker.alive():
+                    worker = self._spawn(slot)
+                if worker is None:
+                    if self._claim(job_id) is not None:
+                        self._fail(
+                            job_id,
+                            "worker_crashed",
+                            "The worker process could not start; see the backend log "
+                            f"({self.store.root / '_workers'}).",
+                        )
+                    continue
+                status = self._claim(job_id)
+                if status is None:
+                    continue  # cancelled while queued, deleted, or already handled
+                worker = self._run(slot, worker, job_id, status)
+            except Exception as exc:  # a slot must never die: the queue would stall
+                self._internal_failure(job_id, exc)
+            finally:
+                with self._lock:
+                    self._queued.discard(job_id)
+                    self._running.pop(job_id, None)
+
+    def _claim(self, job_id: str) -> JobStatus | None:
+        """queued -> running, atomically with ``cancel``; None if the job is not queued."""
+        with self._lock:
+            self._queued.discard(job_id)
+            try:
                 status = self.store.read_status(job_id)
             except Exception:
-                continue
+                return None
             if status.state != "queued":
-                continue  # cancelled while queued, or already handled
-            if worker is None or not worker.alive():
-                worker = self._spawn(slot)
-                if worker is None:
-                    self._fail(
-                        job_id,
-                        "worker_crashed",
-                        "The worker process could not start; see the backend log.",
-                    )
-                    continue
-            worker = self._run(slot, worker, job_id, status)
+                return None
+            status.state, status.stage, status.progress = "running", "starting", 0.0
+            status.attempts += 1
+            status.error = None
+            self._running[job_id] = None
+            return self.store.write_status(status)
+
+    def _internal_failure(self, job_id: str, exc: Exception) -> None:
+        try:
+            self._fail(
+                job_id,
+                "internal_error",
+                f"The backend could not run this job: {type(exc).__name__}: {exc}",
+            )
+        except Exception:
+            pass  # the job's folder may be gone or the disk full; the slot goes on
 
     def _fail(self, job_id: str, code: str, message: str, **details: Any) -> None:
         self.store.log(job_id, f"failed [{code}]: {message}")
@@ -234,96 +288,108 @@ class WorkerPool:
     def _run(
         self, slot: int, worker: WorkerProcess, job_id: str, status: JobStatus
     ) -> WorkerProcess | None:
-        with self._lock:
-            self._running[job_id] = None
-        status.state, status.stage, status.progress = "running", "starting", 0.0
-        status.attempts += 1
-        status.error = None
-        self.store.write_status(status)
         self.store.log(job_id, f"running on worker {slot} (pid {worker.proc.pid})")
-        worker.send(cmd="run", job_id=job_id, job_dir=str(self.store.dir(job_id)))
-        try:
-            while True:
-                try:
-                    ev = worker.events.get(timeout=0.25)
-                except queue.Empty:
-                    with self._lock:
-                        asked = self._running.get(job_id)
-                    if asked is not None and time.monotonic() - asked > self.cancel_grace_s:
-                        self.store.log(job_id, "worker did not stop after cancel; killing it")
-                        worker.kill()
-                    continue
-                if ev is None:  # the worker died
-                    rc = worker.proc.wait()
-                    tail = worker.log_tail()
-                    worker.kill()
-                    self.restarts += 1
-                    if self.store.cancel_requested(job_id):
-                        self.store.update(
-                            job_id,
-                            state="cancelled",
-                            error=ErrorInfo(code="cancelled", message="The job was cancelled."),
-                        )
-                    else:
-                        stage = self.store.read_status(job_id).stage
-                        if tail:
-                            self.store.log(job_id, "worker log tail:\n" + tail)
-                        self._fail(
-                            job_id,
-                            "worker_crashed",
-                            f"The worker process stopped unexpectedly ({_signal_name(rc)}) during "
-                            f"the {stage or 'start'} stage. The backend is still running and "
-                            "has started a fresh worker; try again, and if it repeats, try "
-                            "another engine or lower settings.",
-                            stage=stage,
-                            exit=_signal_name(rc),
-                        )
-                    return self._spawn(slot) if not self._stopping.is_set() else None
-                kind = ev.get("event")
-                if kind == "progress":
-                    self.store.update(
-                        job_id, stage=ev.get("stage", ""), progress=float(ev.get("progress", 0.0))
-                    )
-                elif kind == "part":
-                    st = self.store.read_status(job_id)
-                    parts = {p.index: p for p in st.parts}
-                    err = ev.get("error")
-                    parts[int(ev["index"])] = PartStatus(
-                        index=int(ev["index"]),
-                        state=ev["state"],
-                        error=ErrorInfo(**err) if err else None,
-                    )
-                    self.store.update(job_id, parts=[parts[k] for k in sorted(parts)])
-                elif kind == "done":
-                    warnings = self._result_warnings(job_id)
-                    st = self.store.read_status(job_id)
-                    self.store.update(
-                        job_id,
-                        state="done",
-                        stage="done",
-                        progress=1.0,
-                        warnings=list(dict.fromkeys(st.warnings + warnings)),
-                    )
-                    return worker
-                elif kind == "cancelled":
-                    self.store.update(
-                        job_id,
-                        state="cancelled",
-                        error=ErrorInfo(code="cancelled", message="The job was cancelled."),
-                    )
-                    return worker
-                elif kind == "failed":
-                    self.store.update(
-                        job_id,
-                        state="failed",
-                        error=ErrorInfo(
-                            code=ev["code"], message=ev["message"], details=ev.get("details")
-                        ),
-                    )
-                    return worker
-        finally:
+        if not worker.send(cmd="run", job_id=job_id, job_dir=str(self.store.dir(job_id))):
+            worker.kill()
+        while True:
             with self._lock:
-                self._running.pop(job_id, None)
+                asked = self._running.get(job_id)
+            if (
+                asked is not None
+                and time.monotonic() - asked > self.cancel_grace_s
+                and worker.alive()
+            ):
+                self.store.log(job_id, "worker did not stop after cancel; killing it")
+                worker.kill()
+            try:
+                ev = worker.events.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            if ev is None:  # the worker died
+                return self._worker_died(slot, worker, job_id)
+            kind = ev.get("event")
+            if kind == "progress":
+                self.store.update(
+                    job_id, stage=ev.get("stage", ""), progress=float(ev.get("progress", 0.0))
+                )
+            elif kind == "part":
+                st = self.store.read_status(job_id)
+                parts = {p.index: p for p in st.parts}
+                err = ev.get("error")
+                parts[int(ev["index"])] = PartStatus(
+                    index=int(ev["index"]),
+                    state=ev["state"],
+                    error=ErrorInfo(**err) if err else None,
+                )
+                self.store.update(job_id, parts=[parts[k] for k in sorted(parts)])
+            elif kind == "done":
+                warnings = self._result_warnings(job_id)
+                st = self.store.read_status(job_id)
+                self.store.update(
+                    job_id,
+                    state="done",
+                    stage="done",
+                    progress=1.0,
+                    warnings=list(dict.fromkeys(st.warnings + warnings)),
+                )
+                return worker
+            elif kind == "cancelled":
+                self._end(
+                    job_id,
+                    "cancelled",
+                    ErrorInfo(code="cancelled", message="The job was cancelled."),
+                )
+                return worker
+            elif kind == "failed":
+                self._end(
+                    job_id,
+                    "failed",
+                    ErrorInfo(code=ev["code"], message=ev["message"], details=ev.get("details")),
+                )
+                return worker
+
+    def _end(self, job_id: str, state: str, error: ErrorInfo) -> None:
+        """Final failed/cancelled state; scene parts still waiting end the same way."""
+        st = self.store.read_status(job_id)
+        parts = [
+            p
+            if p.state in ("done", "failed")
+            else PartStatus(index=p.index, state=state, error=error)
+            for p in st.parts
+        ]
+        self.store.update(job_id, state=state, error=error, parts=parts)
+
+    def _worker_died(self, slot: int, worker: WorkerProcess, job_id: str) -> WorkerProcess | None:
+        rc = worker.proc.wait()
+        tail = worker.log_tail()
+        worker.kill()
+        if self._stopping.is_set():
+            # The server is shutting down and stopped this worker: the job is not lost, it
+            # stays "running" on disk and the next start queues it again.
+            self.store.log(job_id, "backend stopped while this job was running")
+            return None
+        self.restarts += 1
+        if self.store.cancel_requested(job_id):
+            self._end(
+                job_id, "cancelled", ErrorInfo(code="cancelled", message="The job was cancelled.")
+            )
+        else:
+            stage = self.store.read_status(job_id).stage
+            if tail:
+                self.store.log(job_id, "worker log tail:\n" + tail)
+            error = ErrorInfo(
+                code="worker_crashed",
+                message=(
+                    f"The worker process stopped unexpectedly ({_signal_name(rc)}) during "
+                    f"the {stage or 'start'} stage. The backend is still running and has "
+                    "started a fresh worker; try again, and if it repeats, try another "
+                    "engine or lower settings."
+                ),
+                details={"stage": stage, "exit": _signal_name(rc)},
+            )
+            self.store.log(job_id, f"failed [worker_crashed]: {error.message}")
+            self._end(job_id, "failed", error)
+        return self._spawn(slot)
 
     def _result_warnings(self, job_id: str) -> list[str]:
         try:

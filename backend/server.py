@@ -6,6 +6,7 @@ stores jobs, and supervises worker processes. See docs/API.md for the contract.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -33,7 +34,7 @@ from backend.imageio import (
     load_inputs,
 )
 from backend.instance import ServerInstance
-from backend.jobs import FINAL_STATES, JobStatus, JobStore, PartStatus, job_id_for
+from backend.jobs import FINAL_STATES, ErrorInfo, JobStatus, JobStore, PartStatus, job_id_for
 from backend.options import JobOptions
 from backend.pool import WorkerPool
 
@@ -84,10 +85,10 @@ def recover_jobs(store: JobStore, pool: WorkerPool, instance: ServerInstance) ->
                 store.update(
                     st.id,
                     state="interrupted",
-                    error={
-                        "code": "interrupted",
-                        "message": "The backend stopped twice while running this job; submit it again.",
-                    },
+                    error=ErrorInfo(
+                        code="interrupted",
+                        message="The backend stopped twice while running this job; submit it again.",
+                    ),
                 )
                 store.log(st.id, "marked interrupted after a second restart")
                 counts["interrupted"] += 1
@@ -106,6 +107,12 @@ def create_app(settings: ServerSettings) -> FastAPI:
     store = JobStore(settings.data_dir)
     instance = ServerInstance(store.root)
     pool = WorkerPool(store, size=settings.workers, cancel_grace_s=settings.cancel_grace_s)
+    id_locks = [threading.Lock() for _ in range(64)]
+    intake_slots = threading.BoundedSemaphore(2)
+
+    def _id_lock(job_id: str) -> threading.Lock:
+        return id_locks[int(job_id[:4], 16) % len(id_locks)]
+
     probe_cache: dict[str, Any] = {}
     probe_lock = threading.Lock()
 
@@ -138,6 +145,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="Local service that turns a photo + mask into a textured GLB.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.store, app.state.pool = store, pool
 
@@ -169,21 +179,58 @@ def create_app(settings: ServerSettings) -> FastAPI:
             )
         )
 
-    def require_token(request: Request) -> None:
+    def token_ok(request: Request, allow_query: bool = False) -> bool:
         if settings.token is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), settings.token.encode()
-        ):
-            raise BackendError(
-                "unauthorized",
-                "Missing or wrong access token. The add-on sets it when it starts the backend; "
-                "for a remote backend, copy the token the server was started with.",
-            )
+            return True
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" and allow_query:
+            given = request.query_params.get("token", "")
+        elif scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(given.strip().encode(), settings.token.encode())
+
+    unauthorized = BackendError(
+        "unauthorized",
+        "Missing or wrong access token. The add-on sets it when it starts the backend; "
+        "for a remote backend, copy the token the server was started with.",
+    )
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        """Token and size checks before any request body is read."""
+        path = request.url.path
+        if path != "/health":
+            if not token_ok(request, allow_query=path in ("/docs", "/openapi.json")):
+                return _error(unauthorized)
+            length = request.headers.get("content-length")
+            limit = settings.max_upload_bytes * 4 + 2**20
+            if length and length.isdigit() and int(length) > limit:
+                return _error(
+                    BackendError(
+                        "upload_too_large",
+                        f"The request is {int(length) / 2**20:.0f} MB; the backend accepts "
+                        f"files of up to {settings.max_upload_bytes // 2**20} MB.",
+                    )
+                )
+        return await call_next(request)
+
+    def require_token(request: Request) -> None:
+        if not token_ok(request):
+            raise unauthorized
 
     auth = [Depends(require_token)]
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request):
+        """Interactive API docs: open /docs?token=<token> in a browser."""
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        token = request.query_params.get("token", "")
+        return get_swagger_ui_html(openapi_url=f"/openapi.json?token={token}", title=app.title)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -212,8 +259,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             **settings.extra_info,
         }
 
-    async def _read(upload: UploadFile, what: str) -> bytes:
-        data = await upload.read(settings.max_upload_bytes + 1)
+    def _read(upload: UploadFile, what: str) -> bytes:
+        data = upload.file.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
             raise BackendError(
                 "upload_too_large",
@@ -222,12 +269,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return data
 
     @app.post("/jobs", status_code=202, dependencies=auth)
-    async def submit(
+    def submit(
         image: UploadFile = File(..., description="The photo"),
         mask: UploadFile | None = File(None, description="Mask (else the image's alpha)"),
         masks: list[UploadFile] | None = File(None, description="Several masks: a scene job"),
         options: str | None = Form(None, description="JobOptions as JSON"),
     ) -> JSONResponse:
+        # A plain (sync) route: FastAPI runs it in its thread pool, so decoding, hashing and
+        # writing never block the event loop that answers /health and status polls.
         try:
             opts = JobOptions.model_validate(json.loads(options) if options else {})
         except json.JSONDecodeError as exc:
@@ -237,68 +286,65 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 "bad_options", "Some options are out of range: " + _validation_message(exc)
             ) from None
         engine = resolve_engine(opts.engine, engines())
-        image_bytes = await _read(image, "image")
         if masks and mask is not None:
             raise BackendError("bad_mask", "Send either one mask or several masks, not both.")
         if masks and len(masks) > MAX_SCENE_MASKS:
             raise BackendError("bad_mask", f"A scene takes at most {MAX_SCENE_MASKS} masks.")
-        mask_list = [await _read(m, "mask") for m in masks] if masks else None
-        mask_bytes = await _read(mask, "mask") if mask is not None else None
-        return await _create(image_bytes, mask_bytes, mask_list, engine, opts)
+        image_bytes = _read(image, "image")
+        mask_list = [_read(m, "mask") for m in masks] if masks else None
+        mask_bytes = _read(mask, "mask") if mask is not None else None
+        return _create(image_bytes, mask_bytes, mask_list, engine, opts)
 
-    async def _create(image_bytes, mask_bytes, mask_list, engine, opts) -> JSONResponse:
-        from starlette.concurrency import run_in_threadpool
+    def _existing(job_id: str) -> JSONResponse | None:
+        """The answer for a request whose job already exists and is usable, else None."""
+        if not store.exists(job_id):
+            return None
+        st = store.read_status(job_id)
+        if st.state == "done" and (store.dir(job_id) / "result.glb").is_file():
+            st = store.update(job_id, cached=True)
+            body = {"id": job_id, "state": st.state, "cached": True, "warnings": st.warnings}
+            return JSONResponse(status_code=202, content=body)
+        if st.state in ("queued", "running"):
+            if store.cancel_requested(job_id):
+                raise BackendError(
+                    "not_ready",
+                    "This job is being cancelled; submit it again once its state is cancelled.",
+                )
+            body = {"id": job_id, "state": st.state, "cached": False, "warnings": st.warnings}
+            return JSONResponse(status_code=202, content=body)
+        return None  # failed / cancelled / interrupted: run it again
 
+    def _create(image_bytes, mask_bytes, mask_list, engine, opts) -> JSONResponse:
         scene = mask_list is not None
         opt_dict = opts.model_dump(mode="json")
         opt_dict["engine"] = engine
         job_id = job_id_for(
             image_bytes,
-            mask_list if scene else ([mask_bytes] if mask_bytes else []),
+            mask_list if scene else ([mask_bytes] if mask_bytes is not None else []),
             engine,
             opt_dict,
             opts.seed,
         )
-        if store.exists(job_id):
-            st = store.read_status(job_id)
-            if st.state == "done" and (store.dir(job_id) / "result.glb").is_file():
-                st = store.update(job_id, cached=True)
-                return JSONResponse(
-                    status_code=202,
-                    content={
-                        "id": job_id,
-                        "state": st.state,
-                        "cached": True,
-                        "warnings": st.warnings,
-                    },
-                )
-            if st.state in ("queued", "running"):
-                return JSONResponse(
-                    status_code=202,
-                    content={
-                        "id": job_id,
-                        "state": st.state,
-                        "cached": False,
-                        "warnings": st.warnings,
-                    },
-                )
-        loaded = await run_in_threadpool(
-            load_inputs, image_bytes, mask_list if scene else mask_bytes, settings.max_pixels
-        )
-        files = {"image.png": await run_in_threadpool(encode_png, loaded.image)}
-        coverage: list[float | None] = []
-        if scene:
-            for i, m in enumerate(loaded.masks):
-                try:
-                    coverage.append(check_mask_coverage(m, i))
-                except BackendError:
-                    coverage.append(float(m.mean()))
-                files[f"masks/{i}.png"] = encode_png(m)
-        else:
-            files["mask.png"] = encode_png(loaded.mask)
-            coverage.append(float(loaded.mask.mean()))
-        import hashlib
-
+        with _id_lock(job_id):
+            answer = _existing(job_id)
+        if answer is not None:
+            return answer
+        with intake_slots:  # decoding big photos takes memory: a few at a time
+            loaded = load_inputs(
+                image_bytes, mask_list if scene else mask_bytes, settings.max_pixels
+            )
+            files = {"image.png": encode_png(loaded.image)}
+            coverage: list[float | None] = []
+            if scene:
+                for i, m in enumerate(loaded.masks):
+                    try:
+                        coverage.append(check_mask_coverage(m, i))
+                    except BackendError:
+                        coverage.append(float(m.mean()))
+                    files[f"masks/{i}.png"] = encode_png(m)
+            else:
+                files["mask.png"] = encode_png(loaded.mask)
+                coverage.append(float(loaded.mask.mean()))
         request = {
             "id": job_id,
             "kind": "scene" if scene else "object",
@@ -321,9 +367,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
             warnings=loaded.warnings,
             parts=[PartStatus(index=i) for i in range(len(loaded.masks))] if scene else [],
         )
-        store.create(status, request, files)
-        store.log(job_id, f"queued ({request['kind']}, engine {engine})")
-        pool.submit(job_id)
+        with _id_lock(job_id):  # an identical request may have created it meanwhile
+            answer = _existing(job_id)
+            if answer is not None:
+                return answer
+            store.create(status, request, files)
+            store.log(job_id, f"queued ({request['kind']}, engine {engine})")
+            pool.submit(job_id)
         return JSONResponse(
             status_code=202,
             content={"id": job_id, "state": "queued", "cached": False, "warnings": loaded.warnings},
@@ -366,8 +416,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     @app.get("/jobs/{job_id}/parts/{index}/result", dependencies=auth)
     def get_part_result(job_id: str, index: int) -> FileResponse:
-        if index < 0 or index >= MAX_SCENE_MASKS:
-            raise BackendError("not_found", f"Scene jobs have no part {index}.")
+        st = store.read_status(job_id)
+        part = next((p for p in st.parts if p.index == index), None)
+        if part is None:
+            raise BackendError(
+                "not_found", f"Job {job_id} has no part {index} (it has {len(st.parts)})."
+            )
+        if part.state == "failed":
+            msg = part.error.message if part.error else "it failed"
+            raise BackendError("not_found", f"Part {index} of job {job_id} has no result: {msg}")
         path = _result_path(job_id, f"parts/{index}/result.glb")
         return FileResponse(path, media_type="model/gltf-binary", filename=f"{job_id}-{index}.glb")
 
@@ -386,11 +443,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
 def gpu_summary() -> list[dict[str, Any]]:
     """GPUs seen by nvidia-smi (no torch in this process); [] when none."""
+    from backend.gpu.probe import probe_gpus
+
     try:
-        from backend.gpu import probe  # written with the SAM 3D engine
-    except ImportError:
-        return []
-    try:
-        return [dict(g) if isinstance(g, dict) else g.__dict__ for g in probe.list_gpus()]
+        probe = probe_gpus()
     except Exception:
         return []
+    return [
+        {"name": g.name, "memory_total_mb": g.memory_total_mb, "memory_free_mb": g.memory_free_mb}
+        for g in probe.gpus
+    ]

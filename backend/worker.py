@@ -46,7 +46,7 @@ class Channel:
 
     def send(self, **event: Any) -> None:
         with self._lock:
-            self._stream.write(json.dumps(event) + "\n")
+            self._stream.write(json.dumps(event, default=str) + "\n")
             self._stream.flush()
 
     def progress(self, stage: str, fraction: float) -> None:
@@ -62,7 +62,9 @@ def _stdin_reader(q: queue.Queue) -> None:
         line = line.strip()
         if line:
             q.put(line)
-    q.put(None)
+    # The server is gone (its end of the pipe closed). Leave at once, even mid-job: a
+    # restarted server re-queues the job, and an orphan would hold the GPU and run it twice.
+    os._exit(0)
 
 
 def run_one(channel: Channel, job_dir: Path) -> None:
@@ -117,8 +119,6 @@ def main() -> int:
             unload_engines()
             loaded = False
             continue
-        if line is None:
-            return 0
         msg = json.loads(line)
         cmd = msg.get("cmd")
         if cmd == "exit":

@@ -258,9 +258,34 @@ def test_upload_over_the_size_limit(tmp_path):
         b.stop()
 
 
-def test_openapi_docs_are_served(backend):
+def test_openapi_docs_need_the_token(backend):
     import requests
 
-    assert requests.get(backend.url + "/docs", timeout=10).status_code == 200
-    spec = requests.get(backend.url + "/openapi.json", timeout=10).json()
+    for path in ("/docs", "/openapi.json"):
+        r = requests.get(backend.url + path, timeout=10)
+        assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+    spec = backend.get("/openapi.json").json()
     assert "/jobs/{job_id}/result" in spec["paths"]
+    page = requests.get(f"{backend.url}/docs?token={backend.token}", timeout=10)
+    assert page.status_code == 200 and f"/openapi.json?token={backend.token}" in page.text
+    r = requests.get(f"{backend.url}/openapi.json?token={backend.token}", timeout=10)
+    assert r.status_code == 200
+
+
+def test_no_token_is_refused_before_the_upload_is_read(backend):
+    import requests
+
+    big = b"x" * (3 * 2**20)
+    r = requests.post(backend.url + "/jobs", files={"image": ("i.png", big)}, timeout=30)
+    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+
+
+def test_request_over_the_body_limit_is_refused_from_its_length(tmp_path):
+    from tests.backend.conftest import start_backend
+
+    b = start_backend(tmp_path, extra_args=["--max-upload-mb", "0.05"])
+    try:
+        big = b"x" * (2 * 2**20)
+        _err(b.submit(big, MASK_PNG), 413, "upload_too_large")
+    finally:
+        b.stop()

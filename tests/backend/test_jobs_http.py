@@ -291,3 +291,104 @@ def test_two_live_servers_share_a_data_dir_without_stealing_jobs(tmp_path):
         assert st["state"] == "done" and "restarted" in " ".join(st["warnings"])
     finally:
         c.stop()
+
+
+def test_graceful_stop_mid_job_loses_nothing(tmp_path):
+    """SIGTERM (Blender closing) while a job runs: the job is not failed; the next start
+    runs it again."""
+    b = start_backend(tmp_path, workers=1)
+    sub = _job(b, seed=3, engine="crashtest")
+    b.wait(sub["id"], states=("running",), timeout=30)
+    workers = b.get("/info").json()["worker_pids"]
+    b.stop(signal.SIGTERM)
+    st = json.loads((tmp_path / sub["id"] / "status.json").read_text())
+    assert st["state"] == "running"  # not failed: it is recovered on the next start
+    time.sleep(0.5)
+    for pid in workers:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    b2 = start_backend(tmp_path, workers=1)
+    try:
+        assert b2.wait(sub["id"], timeout=120)["state"] == "done"
+    finally:
+        b2.stop()
+
+
+def test_worker_exits_when_the_server_is_killed(tmp_path):
+    b = start_backend(tmp_path, workers=1)
+    sub = _job(b, seed=2, engine="crashtest")  # a worker busy in a never-ending stage
+    b.wait(sub["id"], states=("running",), timeout=30)
+    workers = b.get("/info").json()["worker_pids"]
+    b.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    alive = list(workers)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if _pid_running(p)]
+        time.sleep(0.1)
+    assert alive == []
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_deleted_running_job_does_not_stall_the_queue(tmp_path):
+    import shutil
+
+    b = start_backend(tmp_path, workers=1)
+    try:
+        sub = _job(b, seed=3, engine="crashtest")
+        b.wait(sub["id"], states=("running",), timeout=30)
+        shutil.rmtree(tmp_path / sub["id"])  # someone cleans the cache folder mid-job
+        nxt = _job(b, seed=400)
+        assert b.wait(nxt["id"], timeout=120)["state"] == "done"
+    finally:
+        b.stop()
+
+
+def test_identical_concurrent_posts_run_one_job_once(backend):
+    with ThreadPoolExecutor(max_workers=6) as ex:
+        subs = list(ex.map(lambda _: _job(backend, seed=401), range(6)))
+    assert len({s["id"] for s in subs}) == 1
+    jid = subs[0]["id"]
+    assert backend.wait(jid)["state"] == "done"
+    log = backend.get(f"/jobs/{jid}/log").text
+    assert log.count("running on worker") == 1
+
+
+def test_resubmit_while_cancel_is_pending_is_refused_clearly(backend):
+    sub = _job(backend, seed=2, engine="crashtest")
+    backend.wait(sub["id"], states=("running",), timeout=30)
+    backend.delete(f"/jobs/{sub['id']}")
+    img, mask = disk_scene(seed=2)
+    r = backend.submit(
+        png_bytes(img), png_bytes(mask.astype(np.uint8) * 255), engine="crashtest", seed=2, **FAST
+    )
+    if r.status_code == 202:  # the kill already happened: it was simply queued again
+        assert r.json()["state"] == "queued"
+        backend.delete(f"/jobs/{sub['id']}")
+    else:
+        assert r.status_code == 409 and "being cancelled" in r.json()["message"]
+    assert backend.wait(sub["id"], timeout=20)["state"] == "cancelled"
+
+
+def test_part_results_of_failed_parts_and_object_jobs_are_404(backend):
+    img, m0 = disk_scene()
+    resp = backend.submit(
+        png_bytes(img),
+        masks=[png_bytes(m.astype(np.uint8) * 255) for m in (m0, np.zeros_like(m0))],
+        engine="preview",
+        seed=402,
+        **FAST,
+    )
+    st = backend.wait(resp.json()["id"])
+    r = backend.get(f"/jobs/{st['id']}/parts/1/result")
+    assert r.status_code == 404 and "mask 1" in r.json()["message"]
+    assert backend.get(f"/jobs/{st['id']}/parts/7/result").status_code == 404
+    obj = _job(backend, seed=403)
+    backend.wait(obj["id"])
+    assert backend.get(f"/jobs/{obj['id']}/parts/0/result").status_code == 404

@@ -24,7 +24,7 @@ MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 #: Images with more pixels than this are downscaled (and the job says so).
 MAX_WORK_PIXELS = 16_000_000
 #: Above this, decoding is refused outright (decompression-bomb guard).
-MAX_DECODE_PIXELS = 120_000_000
+MAX_DECODE_PIXELS = 100_000_000
 #: A mask covering more than this fraction of the image has no background to separate.
 FULL_MASK_FRACTION = 0.995
 #: Relative aspect-ratio difference under which a mask of another size is simply resized.
@@ -87,70 +87,112 @@ def _open(data: bytes, what: str) -> Image.Image:
     return im
 
 
-def _to_float_channels(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """Any Pillow mode -> (RGB float32 0..1 (H, W, 3), alpha float32 0..1 (H, W) or None)."""
-    mode = im.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        a = np.asarray(im, dtype=np.float32) / 65535.0
-        return np.repeat(a[..., None], 3, axis=2), None
-    if mode == "I":
-        a = np.asarray(im, dtype=np.float64)
+_HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _high_depth_to_float(im: Image.Image) -> np.ndarray:
+    """16-bit / 32-bit single-channel image -> float32 (H, W) in [0, 1]."""
+    a = np.asarray(im)
+    if im.mode.startswith("I;16"):
+        return a.astype(np.float32) / 65535.0
+    if im.mode == "I":
         peak = 65535.0 if a.max(initial=0) > 255 else 255.0
-        a = np.clip(a / peak, 0, 1).astype(np.float32)
+        return np.clip(a / peak, 0, 1).astype(np.float32)
+    return np.clip(a.astype(np.float32), 0, 1)
+
+
+def _shrink(im: Image.Image, max_pixels: int) -> Image.Image:
+    """Downscale in Pillow (before any array exists) so huge photos never cost gigabytes."""
+    w, h = im.size
+    if w * h <= max_pixels:
+        return im
+    s = (max_pixels / (w * h)) ** 0.5
+    target = (max(1, int(w * s)), max(1, int(h * s)))
+    if im.mode in ("P", "PA", "1"):
+        im = im.convert("RGBA" if im.mode != "1" else "L")
+    factor = int(1 / s)
+    if factor >= 2:
+        try:
+            im = im.reduce(factor)  # fast box reduction in native code
+        except (ValueError, NotImplementedError):
+            pass
+    return im.resize(target, Image.LANCZOS)
+
+
+def _rgb_alpha_uint8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any Pillow mode -> (RGB uint8 (H, W, 3), alpha uint8 (H, W) or None)."""
+    if im.mode in _HIGH_DEPTH:
+        a = (_high_depth_to_float(im) * 255.0 + 0.5).astype(np.uint8)
         return np.repeat(a[..., None], 3, axis=2), None
-    if mode == "F":
-        a = np.clip(np.asarray(im, dtype=np.float32), 0, 1)
-        return np.repeat(a[..., None], 3, axis=2), None
-    if mode == "P":
+    if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-        im = im.convert("RGB")
-    elif mode == "PA":
+    elif im.mode == "PA":
         im = im.convert("RGBA")
-    elif mode == "1":
+    elif im.mode == "1":
         im = im.convert("L")
-    elif mode not in ("RGB", "RGBA", "L", "LA"):
-        im = im.convert("RGBA")
-    a = np.asarray(im, dtype=np.float32) / 255.0
+    elif im.mode not in ("RGB", "RGBA", "L", "LA"):
+        im = im.convert("RGB") if im.mode in ("CMYK", "YCbCr", "LAB", "HSV") else im.convert("RGBA")
+    a = np.asarray(im)
     if a.ndim == 2:
         return np.repeat(a[..., None], 3, axis=2), None
     if a.shape[2] == 2:  # LA
         return np.repeat(a[..., :1], 3, axis=2), a[..., 1]
     if a.shape[2] == 4:
-        return a[..., :3], a[..., 3]
+        return np.ascontiguousarray(a[..., :3]), np.ascontiguousarray(a[..., 3])
     return a, None
 
 
-def decode_image(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
-    """Image bytes -> (RGB uint8 (H, W, 3), alpha uint8 (H, W) or None when fully opaque)."""
-    rgb, alpha = _to_float_channels(_open(data, "image"))
-    rgb8 = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    alpha8 = None
-    if alpha is not None and alpha.min() < 1.0:
-        alpha8 = np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return rgb8, alpha8
+def decode_image(
+    data: bytes, max_pixels: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Image bytes -> (RGB uint8 (H, W, 3), alpha uint8 (H, W) or None when fully opaque),
+    downscaled first to at most ``max_pixels`` when given."""
+    im = _open(data, "image")
+    if max_pixels:
+        im = _shrink(im, max_pixels)
+    rgb, alpha = _rgb_alpha_uint8(im)
+    if alpha is not None and alpha.min() == 255:
+        alpha = None
+    return rgb, alpha
+
+
+def _mask_channel(im: Image.Image) -> Image.Image:
+    """A mask file -> one channel whose high values mean "object": the alpha channel when
+    the file has one that is not fully opaque (upstream's example masks), else brightness."""
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode == "PA":
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA"):
+        alpha = im.getchannel("A")
+        if alpha.getextrema()[0] < 255:
+            return alpha
+        im = im.convert("L")
+    if im.mode in _HIGH_DEPTH or im.mode == "L":
+        return im
+    return im.convert("L")
+
+
+def _mask_bool(channel: Image.Image) -> np.ndarray:
+    if channel.mode in _HIGH_DEPTH:
+        return _high_depth_to_float(channel) > 0.5
+    return np.asarray(channel) > 127
 
 
 def decode_mask(data: bytes) -> np.ndarray:
-    """Mask bytes -> bool (H, W).
-
-    The mask is the alpha channel when the file has one that is not fully opaque (the layout
-    of upstream's example masks), otherwise the brightness (> 50%) - so black/white L, RGB
-    and 1-bit masks, and 16-bit masks, all work.
-    """
-    rgb, alpha = _to_float_channels(_open(data, "mask"))
-    if alpha is not None and alpha.min() < 1.0:
-        return alpha > 0.5
-    return rgb.mean(axis=2) > 0.5
+    """Mask bytes -> bool (H, W): alpha when present and not fully opaque, else brightness
+    above 50% - so alpha, L, RGB, 1-bit, palette and 16-bit masks all work."""
+    return _mask_bool(_mask_channel(_open(data, "mask")))
 
 
-def _fit_mask(
-    mask: np.ndarray, width: int, height: int, index: int | None
-) -> tuple[np.ndarray, str | None]:
-    """Resize a mask to the image size when the aspect matches; otherwise a clear error."""
-    mh, mw = mask.shape
+def _check_mask_size(
+    size: tuple[int, int], width: int, height: int, index: int | None
+) -> str | None:
+    """A mask of the image's aspect may differ in size (it is resized nearest-neighbour, and
+    the job says so); another aspect is an error."""
+    mw, mh = size
     if (mw, mh) == (width, height):
-        return mask, None
+        return None
     name = "mask" if index is None else f"mask {index}"
     if abs((mw / mh) / (width / height) - 1.0) > ASPECT_TOLERANCE:
         raise BackendError(
@@ -160,10 +202,7 @@ def _fit_mask(
             mask_size=[mw, mh],
             image_size=[width, height],
         )
-    resized = Image.fromarray(mask.astype(np.uint8) * 255).resize((width, height), Image.NEAREST)
-    return np.asarray(
-        resized
-    ) > 127, f"The {name} ({mw}x{mh}) was resized to the image size ({width}x{height})."
+    return f"The {name} ({mw}x{mh}) was resized to the image size ({width}x{height})."
 
 
 def check_mask_coverage(mask: np.ndarray, index: int | None = None) -> float:
@@ -189,12 +228,20 @@ def load_inputs(
     max_pixels: int = MAX_WORK_PIXELS,
 ) -> LoadedInput:
     """Decode and validate the photo and its mask(s) (see module doc)."""
-    rgb, alpha = decode_image(image_bytes)
-    height, width = rgb.shape[:2]
+    photo = _open(image_bytes, "image")
+    width, height = photo.size
+    rgb, alpha = _rgb_alpha_uint8(_shrink(photo, max_pixels))
+    del photo
+    work_h, work_w = rgb.shape[:2]
     notes: list[str] = []
+    if (work_w, work_h) != (width, height):
+        notes.append(
+            f"The image ({width}x{height}, {width * height / 1e6:.1f} MP) was downscaled to "
+            f"{work_w}x{work_h} to stay under {max_pixels / 1e6:.0f} MP."
+        )
     scene = isinstance(mask_bytes, list)
     if mask_bytes is None:
-        if alpha is None:
+        if alpha is None or alpha.min() == 255:
             raise BackendError(
                 "bad_mask",
                 "No mask was given and the image has no transparency; send a mask image, or an "
@@ -204,25 +251,15 @@ def load_inputs(
     else:
         masks = []
         for i, data in enumerate(mask_bytes if scene else [mask_bytes]):
-            m, note = _fit_mask(decode_mask(data), width, height, i if scene else None)
+            channel = _mask_channel(_open(data, "mask"))
+            note = _check_mask_size(channel.size, width, height, i if scene else None)
             if note:
                 notes.append(note)
-            masks.append(m)
+            if channel.size != (work_w, work_h):
+                channel = channel.resize((work_w, work_h), Image.NEAREST)
+            masks.append(_mask_bool(channel))
     if not scene:
         check_mask_coverage(masks[0])
-    if width * height > max_pixels:
-        s = (max_pixels / (width * height)) ** 0.5
-        nw, nh = max(1, int(width * s)), max(1, int(height * s))
-        rgb = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.LANCZOS))
-        masks = [
-            np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((nw, nh), Image.NEAREST))
-            > 127
-            for m in masks
-        ]
-        notes.append(
-            f"The image ({width}x{height}, {width * height / 1e6:.1f} MP) was downscaled to "
-            f"{nw}x{nh} to stay under {max_pixels / 1e6:.0f} MP."
-        )
     return LoadedInput(image=rgb, masks=masks, warnings=notes, original_size=(width, height))
 
 

@@ -289,3 +289,27 @@ def test_request_over_the_body_limit_is_refused_from_its_length(tmp_path):
         _err(b.submit(big, MASK_PNG), 413, "upload_too_large")
     finally:
         b.stop()
+
+
+def test_a_huge_photo_is_downscaled_without_huge_memory(tmp_path):
+    """A 90 MP PNG is tiny on the wire; decoding must not blow up to gigabytes of floats."""
+    import subprocess
+    import sys
+
+    code = """
+import io, resource
+from PIL import Image
+img = io.BytesIO(); Image.new("RGB", (11000, 8200), (90, 120, 30)).save(img, format="PNG")
+mask = io.BytesIO(); m = Image.new("L", (11000, 8200), 0); m.paste(255, (3000, 3000, 6000, 6000)); m.save(mask, format="PNG")
+img, mask = img.getvalue(), mask.getvalue()
+import gc; gc.collect()
+from backend.imageio import load_inputs
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+li = load_inputs(img, mask)
+print("GROWTH_MB", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024, li.image.shape[1] * li.image.shape[0])
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    line = next(x for x in r.stdout.splitlines() if x.startswith("GROWTH_MB"))
+    growth, pixels = float(line.split()[1]), int(line.split()[2])
+    assert pixels <= 16_000_000
+    assert growth < 1024, f"decoding a 90 MP photo grew memory by {growth:.0f} MiB"

@@ -111,6 +111,10 @@ def run_job_dir(job_dir: Path, ctx: JobContext, on_part: Any = None) -> dict[str
     ctx.log(f"backend {__version__}, engine {engine_name}, options {options.model_dump_json()}")
     engine = get_engine(engine_name)
     ctx.stages = _stage_weights(engine)
+    if req.get("kind", "object") == "scene":  # finishing runs once per part, inside "finish"
+        for name in FINISH_STAGES:
+            ctx.stages.pop(name)
+        ctx.stages["finish"] = sum(FINISH_STAGES.values())
     ctx.stage("load")
     image = _read_png(job_dir / "image.png", "RGB")
     seed = int(req.get("seed", options.seed))
@@ -141,6 +145,7 @@ def _run_scene(job_dir, req, engine, image, seed, options, ctx, on_part) -> dict
     n = int(req["parts"])
     masks = [_read_png(job_dir / "masks" / f"{i}.png", "L") > 127 for i in range(n)]
     recons = engine.reconstruct_many(image, masks, seed, options, ctx)
+    ctx.stage("finish")
     parts: list[dict[str, Any]] = []
     finished: list[tuple[str, Path]] = []
     camera = None
@@ -156,7 +161,7 @@ def _run_scene(job_dir, req, engine, image, seed, options, ctx, on_part) -> dict
         out = job_dir / "parts" / str(i) / "result.glb"
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
-            stats = _finish(rec, options, out, ctx)
+            stats = _finish(rec, options, out, ctx.part(i, len(recons), dict(FINISH_STAGES)))
         except Cancelled:
             raise
         except Exception as exc:  # one part's failure never costs the scene

@@ -62,3 +62,19 @@ class JobContext:
 
     def log(self, msg: str) -> None:
         self._log(msg)
+
+    def part(self, index: int, count: int, stages: dict[str, float]) -> JobContext:
+        """A context for part ``index`` of ``count`` inside the current stage (a scene's
+        objects): it has its own stage weights, and its progress fills this stage's span
+        ``[index / count, (index + 1) / count]``; stage names carry "(i/n)"."""
+        outer = self.current
+
+        def on_update(stage: str, fraction: float) -> None:
+            self.current = outer
+            self._on_update(
+                f"{stage} ({index + 1}/{count})", self._overall((index + fraction) / count)
+            )
+
+        return JobContext(
+            on_update=on_update, is_cancelled=self._is_cancelled, stages=stages, log=self._log
+        )

@@ -42,7 +42,7 @@ from scipy import ndimage
 from backend.engines.base import Availability
 from backend.errors import BackendError
 from backend.options import JobOptions
-from backend.progress import JobContext
+from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Intrinsics, Pose, Reconstruction
 
 FOV_X_DEG = 55.0
@@ -97,7 +97,9 @@ class PreviewEngine:
         for i, m in enumerate(masks):
             try:
                 out.append(self._reconstruct_one(image, m, intr, ctx, index=i))
-            except BackendError as exc:
+            except Cancelled:
+                raise
+            except Exception as exc:  # one mask's failure is its part's, not the scene's
                 out.append(exc)
             ctx.progress((i + 1) / len(masks))
         return out
@@ -129,7 +131,16 @@ class PreviewEngine:
             raise BackendError("full_mask", f"The {name} covers the whole image.")
         ctx.check_cancel()
         depth, warn = ground_depth(clean, intr)
-        verts_px, faces = inflate_silhouette(clean)
+        try:
+            verts_px, faces = inflate_silhouette(clean)
+        except (ValueError, RuntimeError):  # no iso-surface: nothing solid at this scale
+            verts_px, faces = np.zeros((0, 3)), np.zeros((0, 3), np.int64)
+        if len(faces) == 0:
+            raise BackendError(
+                "empty_mask",
+                f"The {name} holds no solid region to build an object from (only scattered or "
+                "hair-thin pixels); paint the object as one filled shape.",
+            )
         ctx.check_cancel()
         # verts_px: (u, v, t) - pixel coordinates and half-thickness offset in pixels.
         u, v, t = verts_px[:, 0], verts_px[:, 1], verts_px[:, 2]

@@ -126,3 +126,16 @@ def test_thin_structures_stay_closed():
     rec = PreviewEngine().reconstruct(img, m, 0, JobOptions(), JobContext())
     mesh = trimesh.Trimesh(rec.vertices, rec.faces, process=False)
     assert len(rec.faces) > 0 and mesh.is_watertight
+
+
+def test_scattered_pixels_fail_only_their_own_part():
+    img = np.full((1000, 1000, 3), 100, np.uint8)
+    good = np.zeros((1000, 1000), bool)
+    good[400:800, 350:650] = True
+    scattered = np.zeros((1000, 1000), bool)
+    scattered[::40, ::40] = True
+    scattered[0:5, 0:5] = True
+    out = PreviewEngine().reconstruct_many(img, [good, scattered], 0, JobOptions(), JobContext())
+    assert len(out[0].faces) > 0
+    assert isinstance(out[1], BackendError) and out[1].code == "empty_mask"
+    assert "mask 1" in out[1].message

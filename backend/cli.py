@@ -40,7 +40,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a process that exited but was not reaped yet (a zombie) is gone for our purposes
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 # -- generate -------------------------------------------------------------------------------
@@ -135,7 +139,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for w in loaded.warnings:
         print(f"warning: {w}", file=sys.stderr)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if out.is_dir():
+            raise OSError(f"{out} is a folder; give a file name ending in .glb")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(out if out.exists() else out.parent, os.W_OK):
+            raise OSError(f"{out} is not writable")
+    except OSError as exc:
+        print(f"error [bad_options]: cannot write the output file: {exc}", file=sys.stderr)
+        return 2
     opt_dict = opts.model_dump(mode="json")
     opt_dict["engine"] = engine
     scene = isinstance(masks, list)

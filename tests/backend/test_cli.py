@@ -123,3 +123,39 @@ def test_doctor_explains_sam3d(tmp_path: Path):
     r = _run("doctor", "--json", env={**os.environ, "SAM3D_CHECKPOINTS": str(tmp_path / "ckpt")})
     info = json.loads(r.stdout)
     assert info["engines"]["sam3d"]["available"] is False and info["engines"]["sam3d"]["reason"]
+
+
+def test_generate_refuses_an_unwritable_out_before_working(tmp_path: Path):
+    img, mask = disk_scene()
+    (tmp_path / "i.png").write_bytes(png_bytes(img))
+    (tmp_path / "m.png").write_bytes(png_bytes(mask.astype(np.uint8) * 255))
+    (tmp_path / "afile").write_text("x")
+    for out in (tmp_path, tmp_path / "afile" / "o.glb"):
+        r = _run(
+            "generate",
+            "--image",
+            str(tmp_path / "i.png"),
+            "--mask",
+            str(tmp_path / "m.png"),
+            "--out",
+            str(out),
+        )
+        assert r.returncode == 2 and "cannot write the output file" in r.stderr
+        assert "Traceback" not in r.stderr and "progress" not in r.stderr
+
+
+def test_parent_that_is_a_zombie_counts_as_gone(tmp_path: Path):
+    """A dead parent not yet reaped by its own parent must still stop the backend."""
+    import os
+    import signal
+    import time
+
+    from tests.backend.conftest import start_backend
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    b = start_backend(tmp_path, extra_args=["--parent-pid", str(child.pid)])
+    os.kill(child.pid, signal.SIGKILL)  # never waited for: it stays a zombie meanwhile
+    t0 = time.perf_counter()
+    b.proc.wait(timeout=10)
+    assert time.perf_counter() - t0 < 5
+    child.wait()

@@ -99,7 +99,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
             json.dump(data, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for attempt in range(20):
+            try:
+                os.replace(tmp, path)
+                break
+            except PermissionError:  # Windows: a reader has the old file open; it closes soon
+                if attempt == 19:
+                    raise
+                time.sleep(0.025)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -129,6 +136,11 @@ class JobStore:
         except FileNotFoundError:
             raise BackendError(
                 "not_found", f"No job with id {job_id} exists on this backend."
+            ) from None
+        except ValueError:
+            raise BackendError(
+                "not_found",
+                f"The record of job {job_id} is damaged; submit the request again to redo it.",
             ) from None
 
     def write_status(self, status: JobStatus) -> JobStatus:

@@ -299,7 +299,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
         """The answer for a request whose job already exists and is usable, else None."""
         if not store.exists(job_id):
             return None
-        st = store.read_status(job_id)
+        try:
+            st = store.read_status(job_id)
+        except BackendError:
+            return None  # a damaged record: the job is simply created again
         if st.state == "done" and (store.dir(job_id) / "result.glb").is_file():
             st = store.update(job_id, cached=True)
             body = {"id": job_id, "state": st.state, "cached": True, "warnings": st.warnings}
@@ -322,7 +325,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             image_bytes,
             mask_list if scene else ([mask_bytes] if mask_bytes is not None else []),
             engine,
-            opt_dict,
+            {**opt_dict, "max_pixels": settings.max_pixels},  # the working resolution too
             opts.seed,
         )
         with _id_lock(job_id):

@@ -392,3 +392,14 @@ def test_part_results_of_failed_parts_and_object_jobs_are_404(backend):
     obj = _job(backend, seed=403)
     backend.wait(obj["id"])
     assert backend.get(f"/jobs/{obj['id']}/parts/0/result").status_code == 404
+
+
+def test_damaged_status_file_is_redone_not_a_500(backend):
+    sub = _job(backend, seed=404)
+    assert backend.wait(sub["id"])["state"] == "done"
+    (backend.data_dir / sub["id"] / "status.json").write_text("{ half a file")
+    r = backend.get(f"/jobs/{sub['id']}")
+    assert r.status_code == 404 and "damaged" in r.json()["message"]
+    again = _job(backend, seed=404)
+    assert again["id"] == sub["id"] and again["state"] == "queued"
+    assert backend.wait(sub["id"])["state"] == "done"

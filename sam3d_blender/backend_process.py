@@ -214,9 +214,13 @@ def _looks_like_backend(pid: int) -> bool:
     return "backend" in cmd and "serve" in cmd
 
 
-def _terminate_tree(proc_pid: int, group: bool, timeout: float) -> None:
+def _terminate_tree(
+    proc_pid: int, group: bool, timeout: float, proc: subprocess.Popen | None = None
+) -> None:
     """SIGTERM the backend (and its worker processes when it leads a process group), then
-    SIGKILL whatever is left after ``timeout`` seconds."""
+    SIGKILL whatever is left after ``timeout`` seconds. With ``proc`` (our own child) its
+    exit is awaited with ``proc.wait``: an exited but not yet reaped child still looks
+    alive to :func:`pid_alive` where there is no /proc (macOS)."""
     if sys.platform == "win32":
         subprocess.run(
             ["taskkill", "/PID", str(proc_pid), "/T", "/F"], capture_output=True, check=False
@@ -233,9 +237,15 @@ def _terminate_tree(proc_pid: int, group: bool, timeout: float) -> None:
             pass
 
     send(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and pid_alive(proc_pid):
-        time.sleep(0.05)
+    if proc is not None:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    else:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and pid_alive(proc_pid):
+            time.sleep(0.05)
     send(signal.SIGKILL)
 
 
@@ -403,10 +413,18 @@ class ManagedBackend:
         if self.config.run_dir is not None:
             reap_stale_backends(self.config.run_dir, self.config.parent_pid)
         self.token = secrets.token_urlsafe(32)
-        self.config.log_path.parent.mkdir(parents=True, exist_ok=True)
-        if self.config.data_dir is not None:
-            self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        self._log_fh = open(self.config.log_path, "a", encoding="utf-8")  # noqa: SIM115
+        try:
+            self.config.log_path.parent.mkdir(parents=True, exist_ok=True)
+            if self.config.data_dir is not None:
+                self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            self._log_fh = open(self.config.log_path, "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            folder = getattr(exc, "filename", None) or self.config.log_path.parent
+            self.state = BackendState.ERROR
+            self.error = ErrorInfo(
+                "cache_unwritable", f"cannot write to the cache folder {folder}: {exc}"
+            )
+            return
         self._log_fh.write(
             f"\n--- starting backend {time.strftime('%Y-%m-%d %H:%M:%S')}: "
             f"{' '.join(self.command())}\n"
@@ -527,7 +545,9 @@ class ManagedBackend:
         proc = self.proc
         if proc is not None:
             if kill and proc.poll() is None:
-                _terminate_tree(proc.pid, group=sys.platform != "win32", timeout=timeout)
+                _terminate_tree(
+                    proc.pid, group=sys.platform != "win32", timeout=timeout, proc=proc
+                )
             elif sys.platform != "win32":
                 # The backend exited on its own; its workers share its group: end them too.
                 try:

@@ -30,13 +30,21 @@ PROP_PREFIX = "sam3d_"
 
 
 def ensure_collection(scene: bpy.types.Scene, name: str = COLLECTION_NAME) -> bpy.types.Collection:
-    """The scene's "SAM 3D" collection, created and linked under the scene when missing."""
+    """Where SAM 3D objects of ``scene`` go: its "SAM 3D" collection, created and linked
+    under the scene when missing. When a collection of that name already belongs to
+    ANOTHER scene (one scene per photo in a batch file), linking it would show every
+    scene's objects in every scene: then the scene's master collection."""
     coll = scene.collection.children.get(name)
-    if coll is None:
-        coll = bpy.data.collections.get(name)
-        if coll is None or coll.library is not None:
-            coll = bpy.data.collections.new(name)
-        scene.collection.children.link(coll)
+    if coll is not None:
+        return coll
+    coll = bpy.data.collections.get(name)
+    if coll is not None and coll.library is None:
+        if any(coll in sc.collection.children_recursive for sc in bpy.data.scenes):
+            return scene.collection
+        scene.collection.children.link(coll)  # an unlinked one of ours: adopt it
+        return coll
+    coll = bpy.data.collections.new(name)
+    scene.collection.children.link(coll)
     return coll
 
 

@@ -1,15 +1,20 @@
 """Jobs as a state machine advanced by small steps, bpy-free.
 
-``JobManager.step()`` does at most a few short HTTP calls per active job and returns the
-seconds until it wants to be called again (None when nothing is left to do). In the UI a
-``bpy.app.timers`` callback calls it on the main thread; in ``bpy.app.background``, in
-tests and in batch scripts :func:`run_to_completion` calls the very same step in a loop.
+``JobManager.step()`` never waits for the network: every HTTP exchange (upload, status
+poll, cancel, download, result.json) runs in a daemon thread (:class:`BackgroundCall`,
+bpy-free), and ``step`` only starts one or looks whether it has finished and applies its
+answer. It returns the seconds until it wants to be called again (None when nothing is
+left to do). In the UI a ``bpy.app.timers`` callback calls it on the main thread; in
+``bpy.app.background``, in tests and in batch scripts :func:`run_to_completion` calls the
+very same step in a loop.
 
 Phases: ``waiting_backend`` (start/check the backend) -> ``submitting`` (POST /jobs) ->
 ``running`` (GET /jobs/{id} until done) -> ``downloading`` (GLB in chunks + result.json) ->
 ``done``; or ``failed`` (with an :class:`~.messages.ErrorInfo`) / ``cancelled``.
-The GLB lands in ``<results_dir>/<job id>/result.glb``; importing it is the caller's job
-(it needs bpy).
+The GLB lands in ``<results_dir>/<job id>/result.glb`` (a scene job's part GLBs in
+``parts/<index>/result.glb`` beside it); importing it is the caller's job (it needs bpy).
+Once the backend has a job, its image and mask bytes are dropped (only their SHA-256 is
+kept).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +38,8 @@ from .messages import ErrorInfo
 POLL_INTERVAL = 0.25
 #: Consecutive failed polls tolerated before a job is given up (transient hiccups).
 MAX_POLL_FAILURES = 3
+#: Seconds between looks at an HTTP exchange still running in its thread.
+CALL_CHECK_INTERVAL = 0.03
 
 
 class Phase(str, Enum):
@@ -66,11 +74,61 @@ class JobRequest:
     label: str = "SAM 3D object"
     masks: list[bytes] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: SHA-256 of the image bytes (computed when not given); kept after the bytes are gone.
+    sha256: str = ""
+    #: How many masks a scene job sent (kept after the bytes are gone).
+    mask_count: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.sha256:
+            self.sha256 = hashlib.sha256(self.image).hexdigest()
+        if not self.mask_count:
+            self.mask_count = len(self.masks) if self.masks else int(self.mask is not None)
 
     @property
     def source_sha256(self) -> str:
         """SHA-256 of the image bytes sent (provenance: which photo made this object)."""
-        return hashlib.sha256(self.image).hexdigest()
+        return self.sha256
+
+    def drop_payload(self) -> None:
+        """Forget the image/mask bytes (the backend has them; a re-import needs only the
+        result files)."""
+        self.image = b""
+        self.mask = None
+        self.masks = None
+
+
+class BackgroundCall:
+    """One blocking exchange with the backend in a daemon thread, so Blender's main thread
+    never waits for the network. ``fn`` must not touch bpy. Read ``done`` from the main
+    thread; ``result()`` returns ``fn``'s value or raises its exception."""
+
+    def __init__(self, kind: str, fn: Callable[[], Any]) -> None:
+        self.kind = kind
+        self._value: Any = None
+        self._exc: BaseException | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._run, args=(fn,), daemon=True, name=f"sam3d-{kind}").start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self._value = fn()
+        except BaseException as exc:  # handed to the main thread by result()
+            self._exc = exc
+        finally:
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
+
+    def result(self) -> Any:
+        if self._exc is not None:
+            raise self._exc
+        return self._value
 
 
 @dataclass
@@ -97,6 +155,7 @@ class Job:
     handled: bool = False  # set by whoever imported / reported the finished job
     start_tried: bool = False
     _download: ResultDownload | None = field(default=None, repr=False)
+    _call: BackgroundCall | None = field(default=None, repr=False)
     _poll_failures: int = 0
     _next_poll: float = 0.0
 
@@ -116,6 +175,9 @@ class Job:
             stage = self.stage or self.state or "queued"
             return f"{stage.replace('_', ' ').capitalize()} ({self.progress * 100:.0f}%)"
         if self.phase == Phase.DOWNLOADING:
+            dl = self._download
+            if dl is not None and dl.bytes_total:
+                return f"Downloading result ({dl.fraction * 100:.0f}%)..."
             return "Downloading result..."
         if self.phase == Phase.DONE:
             return "Done (from cache)" if self.cached else "Done"
@@ -147,12 +209,21 @@ class JobManager:
         # told this one failed, so it is cancelled as soon as the backend answers again
         # (otherwise it would hold the queue in front of the next job).
         self.orphans: set[str] = set()
+        self._orphan_call: BackgroundCall | None = None
 
     # -- public API -----------------------------------------------------------------------
 
     def submit(self, request: JobRequest) -> Job:
         """Queue a request; nothing blocks here, the next ``step`` starts work."""
         job = Job(next(self._ids), request)
+        self.jobs.append(job)
+        return job
+
+    def fetch(self, backend_id: str, request: JobRequest) -> Job:
+        """Queue the download of a job the backend already finished (a History re-import
+        whose local files are gone); it ends DONE like a generated job."""
+        job = Job(next(self._ids), request, phase=Phase.DOWNLOADING, backend_id=backend_id)
+        job.submitted_at = time.time()
         self.jobs.append(job)
         return job
 
@@ -172,11 +243,9 @@ class JobManager:
         if job.finished:
             return
         job.cancel_requested = True
-        if job.phase in (Phase.WAITING_BACKEND, Phase.SUBMITTING):
-            self._end(job, Phase.CANCELLED)
-        elif job.phase == Phase.DOWNLOADING:
-            if job._download is not None:
-                job._download.abort()
+        # An upload still in flight: its answer is collected later and the backend's job
+        # cancelled then (see _collect). A download in flight notices and aborts itself.
+        if job.phase in (Phase.WAITING_BACKEND, Phase.SUBMITTING, Phase.DOWNLOADING):
             self._end(job, Phase.CANCELLED)
 
     def abandon(self, job: Job, error: ErrorInfo) -> None:
@@ -184,33 +253,83 @@ class JobManager:
         if not job.finished:
             self._fail(job, error)
 
-    def cancel_all(self) -> None:
+    def cancel_all(self, client: Any = None, wait_s: float = 0.0) -> None:
+        """Cancel every active job. With ``client`` (the backend is about to stop), jobs
+        the backend has are sent DELETE in background threads (waiting at most ``wait_s``
+        seconds for the answers) and every job ends CANCELLED at once."""
+        if client is None:
+            for job in self.active():
+                self.cancel(job)
+            return
+        calls = []
         for job in self.active():
-            self.cancel(job)
+            job.cancel_requested = True
+            if job.backend_id is not None and job.phase == Phase.RUNNING and not job.cancel_sent:
+                job.cancel_sent = True
+                backend_id = job.backend_id
+                calls.append(BackgroundCall("cancel", lambda b=backend_id: client.cancel(b)))
+            self._end(job, Phase.CANCELLED)
+        deadline = time.monotonic() + wait_s
+        for call in calls:
+            call.wait(max(0.0, deadline - time.monotonic()))
+
+    def busy(self) -> bool:
+        """True while a job is active or an exchange with the backend is still in flight."""
+        return bool(self.active()) or any(j._call is not None for j in self.jobs)
 
     def step(self) -> float | None:
-        """Advance every active job a little. Returns seconds until the next call, or None
-        when no job is active."""
+        """Advance every active job a little; never waits for the network (see module
+        docstring). Returns seconds until the next call, or None when nothing is left."""
         waits: list[float] = []
-        if self.orphans:
-            self._cancel_orphans()
-        for job in self.active():
+        if self.orphans or self._orphan_call is not None:
+            if self._cancel_orphans():
+                waits.append(POLL_INTERVAL)
+        for job in [j for j in self.jobs if not j.finished or j._call is not None]:
+            if job.finished:  # ended locally while an exchange was in flight
+                self._collect(job)
+                if job._call is not None:
+                    waits.append(CALL_CHECK_INTERVAL)
+                continue
             try:
                 self._step_job(job)
             except BackendClientError as exc:
                 self._client_error(job, exc)
             except OSError as exc:  # disk full, permissions on the results folder
-                self._fail(job, ErrorInfo("no_result", f"cannot write the result: {exc}"))
-            if not job.finished:
+                self._fail(job, cache_error(self._results_dir(), exc))
+            if not job.finished or job._call is not None:
                 waits.append(max(0.0, job._next_poll - time.monotonic()))
         if not waits:
             return None
         return min(max(min(waits), 0.02), POLL_INTERVAL)
 
+    def _collect(self, job: Job) -> None:
+        """A finished job's exchange has ended: an upload that the artist cancelled while it
+        was in flight left a job on the backend, which is cancelled there too."""
+        call = job._call
+        if call is None or not call.done:
+            return
+        job._call = None
+        job._download = None
+        try:
+            answer = call.result()
+        except Exception:
+            return
+        if call.kind == "submit" and isinstance(answer, dict) and answer.get("id"):
+            job.backend_id = str(answer["id"])
+            self.orphans.add(job.backend_id)
+            job.request.drop_payload()
+
     # -- the state machine ----------------------------------------------------------------
 
     def _step_job(self, job: Job) -> None:
         now = time.monotonic()
+        if job._call is not None:
+            if not job._call.done:
+                job._next_poll = now + CALL_CHECK_INTERVAL
+                return
+            call, job._call = job._call, None
+            self._apply(job, call.kind, call.result())
+            return
         if now < job._next_poll:
             return
         backend = self._backend()
@@ -243,43 +362,60 @@ class JobManager:
             return
         if job.phase == Phase.SUBMITTING:
             req = job.request
-            answer = client.submit_job(
-                req.image,
-                mask=req.mask,
-                masks=req.masks,
-                options=req.options,
-                image_name=f"{req.label}.png",
+            image, mask, masks = req.image, req.mask, req.masks
+            job._call = BackgroundCall(
+                "submit",
+                lambda: client.submit_job(
+                    image,
+                    mask=mask,
+                    masks=masks,
+                    options=req.options,
+                    image_name=f"{req.label}.png",
+                ),
             )
+            return
+        assert job.backend_id is not None
+        backend_id = job.backend_id
+        if job.phase == Phase.RUNNING:
+            if job.cancel_requested and not job.cancel_sent:
+                job.cancel_sent = True
+                job._call = BackgroundCall("status", lambda: client.cancel(backend_id))
+            else:
+                job._call = BackgroundCall("status", lambda: client.job(backend_id))
+            return
+        if job.phase == Phase.DOWNLOADING:
+            dest = self._results_dir() / backend_id / "result.glb"
+            job._download = ResultDownload(client, backend_id, dest)
+            download = job._download
+            job._call = BackgroundCall(
+                "download", lambda: _download_job(client, backend_id, download, job)
+            )
+
+    def _apply(self, job: Job, kind: str, answer: Any) -> None:
+        """Main thread: take the answer of a finished exchange into the job."""
+        if kind == "submit":
             job.backend_id = str(answer["id"])
             job.cached = bool(answer.get("cached"))
             job.warnings = list(answer.get("warnings") or [])
             job.state = str(answer.get("state", "queued"))
             job.submitted_at = time.time()
             job.phase = Phase.RUNNING
-            job._next_poll = now  # a cached job is done already: look right away
-            return
-        assert job.backend_id is not None
-        if job.phase == Phase.RUNNING:
-            if job.cancel_requested and not job.cancel_sent:
-                job.cancel_sent = True
-                self._apply_status(job, client.cancel(job.backend_id))
-            else:
-                self._apply_status(job, client.job(job.backend_id))
+            job.request.drop_payload()
+            job._next_poll = time.monotonic()  # a cached job is done already: look now
+        elif kind == "status":
+            self._apply_status(job, answer)
             job._poll_failures = 0
             if job.phase == Phase.RUNNING:
-                job._next_poll = now + POLL_INTERVAL
-            return
-        if job.phase == Phase.DOWNLOADING:
-            if job._download is None:
-                dest = self._results_dir() / job.backend_id / "result.glb"
-                job._download = ResultDownload(client, job.backend_id, dest)
-            if job._download.step(budget_s=0.05):
-                job.glb_path = job._download.dest
-                job._download = None
-                job.result = client.result_json(job.backend_id)
-                _write_json(job.glb_path.with_name("result.json"), job.result)
-                job.progress = 1.0
-                self._end(job, Phase.DONE)
+                job._next_poll = time.monotonic() + POLL_INTERVAL
+        elif kind == "download":
+            download = job._download
+            job._download = None
+            if answer is None or download is None:  # aborted: the job ended meanwhile
+                return
+            job.glb_path = download.dest
+            job.result = answer
+            job.progress = 1.0
+            self._end(job, Phase.DONE)
 
     def _apply_status(self, job: Job, status: dict[str, Any]) -> None:
         job.state = str(status.get("state", ""))
@@ -338,26 +474,43 @@ class JobManager:
             self.orphans.add(job.backend_id)
         self._fail(job, ErrorInfo(err.code, err.message, log_tail=list(err.log_tail)))
 
-    def _cancel_orphans(self) -> None:
-        client = self._backend().client()
-        if client is None:
-            return
+    def _cancel_orphans(self) -> bool:
+        """Cancel orphaned backend jobs in a background exchange. True while there is
+        something to wait for (an exchange in flight, or orphans and a reachable backend)."""
+        call = self._orphan_call
+        if call is not None:
+            if not call.done:
+                return True
+            self._orphan_call = None
+            try:
+                self.orphans -= call.result()
+            except Exception:
+                pass
         for backend_id in list(self.orphans):
             if any(j.backend_id == backend_id for j in self.active()):
                 self.orphans.discard(backend_id)  # asked for again meanwhile: keep it
-                continue
-            try:
-                client.cancel(backend_id)
-            except BackendClientError as exc:
-                if exc.code in ("backend_unreachable", "timeout"):
-                    return  # try again on a later step
-            self.orphans.discard(backend_id)
+        client = self._backend().client()
+        if client is None or not self.orphans:
+            return False
+        ids = set(self.orphans)
+
+        def cancel_them() -> set[str]:
+            gone: set[str] = set()
+            for backend_id in ids:
+                try:
+                    client.cancel(backend_id)
+                except BackendClientError as exc:
+                    if exc.code in ("backend_unreachable", "timeout"):
+                        continue  # try again on a later step
+                gone.add(backend_id)
+            return gone
+
+        self._orphan_call = BackgroundCall("cancel-orphans", cancel_them)
+        return True
 
     def _fail(self, job: Job, error: ErrorInfo) -> None:
+        # A download still running in its thread sees the job end and aborts itself.
         job.error = error
-        if job._download is not None:
-            job._download.abort()
-            job._download = None
         self._end(job, Phase.FAILED)
 
     @staticmethod
@@ -392,7 +545,73 @@ def run_to_completion(
     return job
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON atomically (a temporary file, then ``os.replace``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     tmp.replace(path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A result.json written by :func:`write_json`; ValueError with a sentence when the
+    file is not a JSON object (truncated, edited by hand)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is damaged ({exc}); generate the object again") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is damaged (not a JSON object); generate the object again")
+    return data
+
+
+def cache_error(folder: Path, exc: OSError) -> ErrorInfo:
+    """The error for a results/cache folder that cannot be written."""
+    return ErrorInfo("cache_unwritable", f"cannot write to the cache folder {folder}: {exc}")
+
+
+def part_glb_path(folder: Path, index: int) -> Path:
+    """Where a scene job's part ``index`` GLB is kept: ``<folder>/parts/<index>/result.glb``
+    (the backend's own layout)."""
+    return Path(folder) / "parts" / str(int(index)) / "result.glb"
+
+
+def done_part_indices(result: dict[str, Any]) -> list[int]:
+    """Indices of a scene result's parts that finished (none for a single-object job)."""
+    out = []
+    for p in result.get("parts") or []:
+        state = p.get("state") or ("failed" if p.get("error") else "done")
+        if state == "done":
+            out.append(int(p["index"]))
+    return sorted(out)
+
+
+def _download_job(
+    client: Any, backend_id: str, download: ResultDownload, job: Job
+) -> dict[str, Any] | None:
+    """Background thread (no bpy): the GLB, result.json and a scene job's part GLBs.
+    Returns the result, or None when the job ended (cancelled, failed) meanwhile."""
+
+    def fetch(dl: ResultDownload) -> bool:
+        try:
+            while not dl.step(budget_s=0.25):
+                if job.finished:
+                    dl.abort()
+                    return False
+        except BaseException:
+            dl.abort()
+            raise
+        return True
+
+    if not fetch(download):
+        return None
+    result = client.result_json(backend_id)
+    folder = download.dest.parent
+    for i in done_part_indices(result):
+        dest = part_glb_path(folder, i)
+        if dest.is_file() and dest.stat().st_size > 0:
+            continue
+        if not fetch(ResultDownload(client, backend_id, dest, part=i)):
+            return None
+    write_json(folder / "result.json", result)
+    return result

@@ -49,6 +49,10 @@ MESSAGES: dict[str, str] = {
         "image, or create one with 'New mask' and paint the object white."
     ),
     "no_result": "This job's result is no longer available; generate it again.",
+    "cache_unwritable": (
+        "Cannot write to the SAM 3D cache folder. Check that it exists and that you may write "
+        "to it, or choose another one in the add-on preferences."
+    ),
     "import_failed": "Blender could not import the generated model.",
     "installer_failed": "Installing the backend failed; see the installer output in Preferences.",
     # backend codes (backend/errors.py)

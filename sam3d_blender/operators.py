@@ -18,9 +18,8 @@ from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
 from . import image_io, importer, paths, runtime
 from .backend_process import BackendState, ManagedBackend
-from .client import BackendClientError
 from .installer import InstallerRun, InstallState, stage_source
-from .job_manager import Job, JobRequest, Phase, run_to_completion
+from .job_manager import Job, JobRequest, Phase, read_json, run_to_completion
 from .messages import ErrorInfo, describe
 from .settings import default_venv_dir
 
@@ -273,6 +272,12 @@ class SAM3D_OT_import_result(bpy.types.Operator):
     local_job: IntProperty(name="Job (this session)", options=SKIP)
     job_id: StringProperty(name="Backend job id", options=SKIP)
     placement: StringProperty(name="Placement", description="CURSOR or CAMERA", options=SKIP)
+    blocking: BoolProperty(
+        name="Wait",
+        description="When the result must be downloaded again, wait for it (default in "
+        "background mode); otherwise it is imported once the download has finished",
+        options=SKIP,
+    )
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
@@ -280,11 +285,17 @@ class SAM3D_OT_import_result(bpy.types.Operator):
                 obj = self._import_job(context)
             elif self.job_id:
                 obj = self._reimport(context)
+                if obj is None:
+                    self.report({"INFO"}, "SAM 3D: downloading the result again...")
+                    return {"FINISHED"}
             else:
                 self.report({"ERROR"}, "Nothing to import: give local_job or job_id.")
                 return {"CANCELLED"}
         except InputError as exc:
             self.report({"ERROR"}, describe(exc.code, exc.message))
+            return {"CANCELLED"}
+        except ValueError as exc:  # a damaged result.json
+            self.report({"ERROR"}, describe("no_result", str(exc)))
             return {"CANCELLED"}
         except (RuntimeError, OSError) as exc:
             self.report({"ERROR"}, describe("import_failed", str(exc)))
@@ -321,20 +332,59 @@ class SAM3D_OT_import_result(bpy.types.Operator):
         seconds = time.monotonic() - float(meta.get("t0", time.monotonic()))
         meta["object_name"] = obj.name
         meta["seconds"] = seconds
-        _add_history(scene, job, obj, seconds)
+        item = None
+        if meta.get("reimport"):  # a History re-import that had to download again
+            item = next((h for h in scene.sam3d.history if h.job_id == job.backend_id), None)
+        if item is not None:
+            item.object_name = obj.name
+            item.glb_path = str(job.glb_path or "")
+        else:
+            _add_history(scene, job, obj, seconds)
         return obj
 
-    def _reimport(self, context: bpy.types.Context) -> bpy.types.Object:
+    def _reimport(self, context: bpy.types.Context) -> bpy.types.Object | None:
+        """Import a History entry. Returns None when its files must be downloaded again
+        and that happens in the background (the timer imports it when done)."""
         s = _settings(context)
         item = next((h for h in s.history if h.job_id == self.job_id), None)
         glb = Path(bpy.path.abspath(item.glb_path)) if item and item.glb_path else None
         if glb is None or not glb.is_file():
             glb = runtime.results_folder(self.job_id) / "result.glb"
         result_path = glb.with_name("result.json")
-        if not glb.is_file():
-            glb, result_path = _download_again(self.job_id, glb)
-        result = json.loads(result_path.read_text()) if result_path.is_file() else {}
         options = item.options if item else {}
+        if not glb.is_file():
+            blocking = (
+                self.blocking
+                if self.properties.is_property_set("blocking")
+                else bool(bpy.app.background)
+            )
+            placement = (self.placement or s.placement).upper()
+            request = JobRequest(
+                image=b"",
+                options=options,
+                label=item.label if item else self.job_id[:8],
+                sha256=(item.source_sha256 if item else "") or "-",
+                meta={
+                    "scene": context.scene.name,
+                    "placement": placement,
+                    "camera": context.scene.camera.name if context.scene.camera else "",
+                    "source": item.label if item else "",
+                    "decimate": bool(s.add_decimate),
+                    "t0": time.monotonic(),
+                    "reimport": True,
+                },
+            )
+            job = _fetch_again(self.job_id, request)
+            if not blocking:
+                runtime.ensure_timer()
+                return None
+            run_to_completion(runtime.get().manager, job, timeout=300)
+            job.handled = True
+            if job.phase != Phase.DONE or job.glb_path is None:
+                err = job.error or ErrorInfo("no_result")
+                raise InputError(err.code, err.message)
+            glb, result_path = job.glb_path, job.glb_path.with_name("result.json")
+        result = read_json(result_path) if result_path.is_file() else {}
         provenance = _provenance(
             self.job_id,
             result,
@@ -357,21 +407,14 @@ class SAM3D_OT_import_result(bpy.types.Operator):
         return obj
 
 
-def _download_again(job_id: str, dest: Path) -> tuple[Path, Path]:
-    """Fetch a job's GLB + result.json from the backend when the local copy is gone."""
-    backend = runtime.get().current_backend()
-    if backend.poll() != BackendState.READY or backend.client() is None:
+def _fetch_again(job_id: str, request: JobRequest) -> Job:
+    """Queue the download of a job's GLB + result.json when the local copy is gone (a
+    session job: the download runs in a background thread, like a generation's)."""
+    rt = runtime.get()
+    backend = rt.backend
+    if backend is None or backend.poll() != BackendState.READY or backend.client() is None:
         raise InputError("no_result", "the backend is not running, and no local copy exists")
-    client = backend.client()
-    assert client is not None
-    try:
-        client.download_result(job_id, dest)
-        result = client.result_json(job_id)
-    except BackendClientError as exc:
-        raise InputError(exc.code, exc.message) from None
-    path = dest.with_name("result.json")
-    path.write_text(json.dumps(result, indent=1, sort_keys=True))
-    return dest, path
+    return rt.manager.fetch(job_id, request)
 
 
 def _provenance(job_id: str, result: dict, options: dict, sha: str, source: str) -> dict:
@@ -455,10 +498,7 @@ class SAM3D_OT_backend_stop(bpy.types.Operator):
     bl_options = {"REGISTER"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        rt = runtime.get()
-        rt.manager.cancel_all()
-        if rt.backend is not None:
-            rt.backend.stop()
+        runtime.get().stop_backend()
         self.report({"INFO"}, "SAM 3D backend stopped.")
         return {"FINISHED"}
 
@@ -489,7 +529,7 @@ class SAM3D_OT_backend_install(bpy.types.Operator):
         venv = Path(self.venv) if self.venv else default_venv_dir(paths.user_dir())
         s = runtime.settings()
         if isinstance(rt.backend, ManagedBackend) and not self.dry_run:
-            rt.backend.stop()  # the venv is about to change under it
+            rt.stop_backend()  # the venv is about to change under it
         # The installer runs from (and pip-installs) a copy in the user folder, never
         # from the extension folder itself.
         staged = stage_source(paths.extension_root(), paths.user_dir("installer_source"))

@@ -31,7 +31,7 @@ def draw_backend_status(
 ) -> None:
     """State line (+ engine/GPU when ready, reason + log tail on error) and buttons."""
     rt = runtime.get()
-    backend = rt.current_backend()
+    backend = rt.shown_backend()  # drawing never stops or switches the backend
     if backend.state == BackendState.READY:
         backend.poll()  # cheap (no I/O): notices a backend that died while idle
     state = backend.state
@@ -43,6 +43,10 @@ def draw_backend_status(
     row.label(text=f"{text} ({kind})", icon=icon)
     if state == BackendState.READY:
         col.label(text=backend.describe())
+    if rt.restart_pending():
+        col.label(
+            text="Backend settings changed: they apply when the backend restarts", icon="INFO"
+        )
     if state in (BackendState.ERROR, BackendState.NOT_INSTALLED) and backend.error is not None:
         _wrapped(col, backend.error.sentence(), alert=True)
         if backend.error.message and details:

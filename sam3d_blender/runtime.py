@@ -55,34 +55,65 @@ class Runtime:
         self.installer: InstallerRun | None = None
         self.notice: Notice | None = None
 
-    def current_backend(self) -> Backend:
-        """The backend the preferences/environment ask for; a changed choice stops the old
-        managed backend and makes a new one."""
+    def _wanted(self) -> tuple[tuple, Callable[[], ManagedBackend | RemoteBackend]]:
+        """The key of the backend the preferences/environment ask for, and its factory."""
         s = settings()
         if s.mode == "REMOTE":
-            key: tuple = ("remote", s.url, s.token)
-        else:
-            cfg = launch_config(s)
-            key = ("local", *cfg.key())
-        if self.backend is None or key != self._backend_key:
-            if self.backend is not None:
-                self.backend.stop()
-            if s.mode == "REMOTE":
-                self.backend = RemoteBackend(s.url, s.token)
-            else:
-                self.backend = ManagedBackend(cfg)
-            self._backend_key = key
+            return ("remote", s.url, s.token), lambda: RemoteBackend(s.url, s.token)
+        cfg = launch_config(s)
+        return ("local", *cfg.key()), lambda: ManagedBackend(cfg)
+
+    def _in_use(self) -> bool:
+        """True while a job needs the current backend (it has, or is about to get, the
+        job; or an exchange with it is in flight)."""
+        return any(
+            j._call is not None or (not j.finished and j.phase != Phase.WAITING_BACKEND)
+            for j in self.manager.jobs
+        )
+
+    def current_backend(self) -> Backend:
+        """The backend the preferences/environment ask for. A changed choice stops the old
+        managed backend and makes a new one, but only while no job uses the old one (until
+        then it stays, and :meth:`restart_pending` is True). Never call this from draw
+        code: use :meth:`shown_backend`."""
+        key, make = self._wanted()
+        if self.backend is None:
+            self.backend, self._backend_key = make(), key
+        elif key != self._backend_key and not self._in_use():
+            self.backend.stop()
+            self.backend, self._backend_key = make(), key
+            for job in self.manager.active():  # waiting jobs start the new backend
+                job.start_tried = False
         return self.backend
+
+    def shown_backend(self) -> Backend:
+        """For drawing: the backend in use, never stopped or switched here."""
+        if self.backend is None:
+            key, make = self._wanted()
+            self.backend, self._backend_key = make(), key
+        return self.backend
+
+    def restart_pending(self) -> bool:
+        """True when the preferences ask for another backend than the one in use (the
+        change applies once no job uses it, on the next start or generation)."""
+        return self.backend is not None and self._wanted()[0] != self._backend_key
 
     def notify(self, level: str, text: str) -> None:
         self.notice = Notice(level, text, time.time())
         print(f"SAM 3D: {text}")
 
+    def stop_backend(self) -> None:
+        """Stop the backend; jobs it runs are cancelled there (DELETE) and end CANCELLED
+        here, not failed as 'cannot reach the backend'."""
+        backend = self.backend
+        client = backend.client() if backend is not None else None
+        self.manager.cancel_all(client, wait_s=2.0)
+        if backend is not None:
+            backend.stop()
+
     def shutdown(self) -> None:
         """Stop everything this session started (add-on disabled, Blender quitting)."""
-        self.manager.cancel_all()
-        if self.backend is not None:
-            self.backend.stop()
+        self.stop_backend()
         if self.installer is not None and self.installer.state == InstallState.RUNNING:
             self.installer.cancel()
 

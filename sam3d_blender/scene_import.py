@@ -217,11 +217,6 @@ def default_parent_collection(scene: bpy.types.Scene) -> bpy.types.Collection:
     """The scene's "SAM 3D" collection - unless a collection of that name already belongs
     to ANOTHER Blender scene (e.g. one scene per photo in a batch file), where linking it
     would show every photo's objects in every scene: then the scene's master collection."""
-    own = scene.collection.children.get(importer.COLLECTION_NAME)
-    if own is not None:
-        return own
-    if bpy.data.collections.get(importer.COLLECTION_NAME) is not None:
-        return scene.collection
     return importer.ensure_collection(scene)
 
 

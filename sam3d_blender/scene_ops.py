@@ -23,7 +23,6 @@ transparency, else its brightness (white = object) - exactly how the backend rea
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -43,9 +42,10 @@ from bpy.props import (
 )
 
 from . import image_io, runtime, scene_import
+from .backend_process import BackendState
 from .client import BackendClientError
 from .importer import window_override
-from .job_manager import Job, JobRequest, Phase, run_to_completion
+from .job_manager import Job, JobRequest, Phase, read_json, run_to_completion
 from .messages import ErrorInfo, describe
 from .operators import JobOptionOverrides
 
@@ -604,6 +604,15 @@ class SAM3D_OT_import_scene(bpy.types.Operator):
     job_id: StringProperty(name="Backend job id", options=SKIP)
     image_path: StringProperty(name="Photo (background)", subtype="FILE_PATH", options=SKIP)
     label: StringProperty(name="Scene name", options=SKIP)
+    blocking: BoolProperty(
+        name="Wait",
+        description="When the result must be downloaded again, wait for it (default in "
+        "background mode)",
+        options=SKIP,
+    )
+
+    def _given(self, name: str) -> bool:
+        return self.properties.is_property_set(name)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         if self.local_job:
@@ -620,6 +629,12 @@ class SAM3D_OT_import_scene(bpy.types.Operator):
             except BackendClientError as exc:
                 self.report({"ERROR"}, describe(exc.code, exc.message))
                 return {"CANCELLED"}
+            except ValueError as exc:  # a damaged result.json
+                self.report({"ERROR"}, describe("no_result", str(exc)))
+                return {"CANCELLED"}
+            if outcome is None:
+                self.report({"INFO"}, "SAM 3D: downloading the scene again...")
+                return {"FINISHED"}
         else:
             self.report({"ERROR"}, "Nothing to import: give local_job or job_id.")
             return {"CANCELLED"}
@@ -629,27 +644,49 @@ class SAM3D_OT_import_scene(bpy.types.Operator):
             runtime.get().notify(level, text)
         return {"FINISHED"} if outcome.ok else {"CANCELLED"}
 
-    def _reimport(self, context: bpy.types.Context) -> SceneOutcome:
-        """A scene job by backend id: from the local results folder, else downloaded."""
+    def _reimport(self, context: bpy.types.Context) -> SceneOutcome | None:
+        """A scene job by backend id: from the local results folder, else downloaded (in
+        the background, like a generation: None is returned and the scene timer imports it
+        once the files are here; blocking in background mode or with ``blocking``)."""
         folder = runtime.results_folder(self.job_id)
         result_path = folder / "result.json"
         glb = folder / "result.glb"
-        if not (result_path.is_file() and glb.is_file()):
-            backend = runtime.get().current_backend()
-            client = backend.client()
-            if client is None:
-                raise BackendClientError("backend_unreachable", "the backend is not running")
-            client.download_result(self.job_id, glb)
-            result_path.write_text(json.dumps(client.result_json(self.job_id), indent=1))
-        result = json.loads(result_path.read_text())
         photo = bpy.path.abspath(self.image_path) if self.image_path else None
+        label = self.label or f"scene {self.job_id[:8]}"
+        if not (result_path.is_file() and glb.is_file()):
+            rt = runtime.get()
+            backend = rt.backend
+            if backend is None or backend.poll() != BackendState.READY:
+                raise BackendClientError("backend_unreachable", "the backend is not running")
+            request = JobRequest(
+                image=b"",
+                label=label,
+                sha256="-",
+                meta={
+                    "kind": "scene",
+                    "scene": context.scene.name,
+                    "photo": photo,
+                    "t0": time.monotonic(),
+                    "source": photo or "",
+                },
+            )
+            job = rt.manager.fetch(self.job_id, request)
+            job.handled = True  # imported here or by scene_tick, not by runtime.tick
+            blocking = self.blocking if self._given("blocking") else bool(bpy.app.background)
+            if not blocking:
+                _pending[job.local_id] = True
+                ensure_scene_timer()
+                return None
+            run_to_completion(rt.manager, job, timeout=300)
+            return finish(context, job)
+        result = read_json(result_path)
         job = Job(
             0,
             JobRequest(
                 image=b"",
                 masks=[],
                 options=dict(result.get("options") or {}),
-                label=self.label or f"scene {self.job_id[:8]}",
+                label=label,
                 meta={"photo": photo, "t0": time.monotonic(), "source": photo or ""},
             ),
             phase=Phase.DONE,
@@ -764,7 +801,7 @@ def draw_scene_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> 
         box = layout.column(align=True)
         box.progress(factor=float(job.progress), type="BAR", text=job.status_line())
         row = box.row(align=True)
-        row.label(text=f"{job.request.label}: {len(job.request.masks or [])} masks")
+        row.label(text=f"{job.request.label}: {job.request.mask_count} masks")
         op = row.operator("sam3d.cancel", icon="X")
         op.local_job = job.local_id
     else:

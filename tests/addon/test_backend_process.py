@@ -98,6 +98,34 @@ def test_not_installed_when_python_missing(tmp_path):
     assert b2.state == BackendState.NOT_INSTALLED
 
 
+def test_unwritable_cache_folder_is_a_sentence(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    cache = blocker / "cache"
+    b = ManagedBackend(_config(cache))
+    assert b.wait_ready(10) == BackendState.ERROR
+    assert b.error.code == "cache_unwritable"
+    assert str(cache) in b.error.sentence() and "cache folder" in b.error.sentence()
+    assert b.proc is None
+
+
+def test_results_folder_unwritable_fails_the_job_with_a_sentence(backend, tmp_path):
+    from sam3d_blender.job_manager import JobManager, JobRequest, Phase, run_to_completion
+    from tests.addon.helpers import make_photo
+
+    image, mask, _ = make_photo(tmp_path / "photo")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    manager = JobManager(lambda: backend, blocker / "results")
+    job = manager.submit(
+        JobRequest(image=image.read_bytes(), mask=mask.read_bytes(), options={"engine": "preview"})
+    )
+    run_to_completion(manager, job, timeout=120)
+    assert job.phase == Phase.FAILED
+    assert job.error.code == "cache_unwritable", job.error
+    assert "cache folder" in job.error.sentence()
+
+
 def test_broken_backend_reports_reason_and_log_tail(tmp_path):
     # An interpreter that cannot run the backend (a broken install): exits with a message.
     broken = tmp_path / "python"
@@ -187,3 +215,26 @@ def test_remote_wrong_token_and_unreachable(backend):
     assert gone.state == BackendState.ERROR
     assert gone.error.code == "backend_unreachable"
     assert "Cannot reach" in gone.error.sentence()
+
+
+def test_stop_does_not_wait_out_its_timeout_without_proc(backend, monkeypatch):
+    """macOS has no /proc: there an exited, not yet reaped child still answers kill(pid, 0)
+    and looks alive. stop() must notice the exit through the Popen object instead of
+    spinning until its timeout."""
+    import sam3d_blender.backend_process as bp
+
+    def pid_alive_without_proc(pid: int) -> bool:  # pid_alive's answer on macOS
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    monkeypatch.setattr(bp, "pid_alive", pid_alive_without_proc)
+    assert backend.wait_ready(60) == BackendState.READY
+    t0 = time.monotonic()
+    backend.stop(timeout=5.0)
+    took = time.monotonic() - t0
+    print(f"stop took {took:.2f} s")
+    assert took < 3.0
+    assert backend.state == BackendState.STOPPED

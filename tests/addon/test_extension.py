@@ -166,6 +166,9 @@ def test_panels_draw_in_every_backend_state(scene_ready, tmp_path):
     # remote mode
     preferences().backend_mode = "REMOTE"
     try:
+        # Drawing never switches the backend; it says a restart applies the change.
+        seen["remote pending"] = _draw_all(ctx)
+        rt.current_backend()  # what the next action (start, generate) does
         seen["remote"] = _draw_all(ctx)
     finally:
         preferences().backend_mode = "LOCAL"
@@ -187,11 +190,63 @@ def test_panels_draw_in_every_backend_state(scene_ready, tmp_path):
     assert "not installed" in texts["not installed"]
     assert "sam3d.backend_install" in seen["not installed"].operators
     assert "(remote)" in texts["remote"]
+    assert "(local)" in texts["remote pending"] and "settings changed" in texts["remote pending"]
+    assert "settings changed" not in texts["remote"]
     assert "mask: " in texts["ready"] and "% of image" in texts["ready"]
     assert "no alpha" in texts["alpha"]
     for name, rec in seen.items():
         assert rec.labels, name
     print({k: len(v.labels) for k, v in seen.items()})
+
+
+def test_changing_a_backend_preference_mid_job_keeps_the_job(scene_ready):
+    """Drawing the panel after a preference change must not stop the backend under a
+    running job; the change applies once no job uses the backend."""
+    rt_mod = addon("runtime")
+    bp = addon("backend_process")
+    panels = addon("panels")
+    rt = rt_mod.get()
+    backend = rt.current_backend()
+    assert backend.wait_ready(60) == bp.BackendState.READY
+    assert bpy.ops.sam3d.generate(engine="crashtest", seed=3, blocking=False) == {"FINISHED"}
+    job = rt.manager.jobs[-1]
+    assert rt_mod.wait_for(lambda: job.state == "running", 60), job.error
+    prefs = preferences()
+    old = prefs.idle_unload_min
+    prefs.idle_unload_min = old + 1
+    try:
+        layout = RecordingLayout()
+        t0 = time.monotonic()
+        panels.draw_backend_status(layout, bpy.context)
+        took = time.monotonic() - t0
+        assert took < 0.1, took
+        assert rt.backend is backend and backend.alive()
+        assert any("settings changed" in text for text in layout.labels)
+        for _ in range(5):  # the timer's steps (which ask for the backend) don't switch
+            rt_mod.tick()
+            time.sleep(0.05)
+        assert rt.backend is backend and backend.alive() and not job.finished, job.error
+        bpy.ops.sam3d.cancel()
+        assert rt_mod.wait_for(lambda: job.finished, 30)
+        assert job.phase.value == "cancelled", job.error
+        assert rt.current_backend() is not backend  # applied now that no job uses it
+        assert not rt.restart_pending()
+    finally:
+        prefs.idle_unload_min = old
+
+
+def test_stop_backend_mid_job_ends_it_cancelled(scene_ready):
+    rt_mod = addon("runtime")
+    rt = rt_mod.get()
+    assert bpy.ops.sam3d.backend_start(blocking=True) == {"FINISHED"}
+    assert bpy.ops.sam3d.generate(engine="crashtest", seed=3, blocking=False) == {"FINISHED"}
+    job = rt.manager.jobs[-1]
+    assert rt_mod.wait_for(lambda: job.state == "running", 60), job.error
+    assert bpy.ops.sam3d.backend_stop() == {"FINISHED"}
+    assert job.phase.value == "cancelled" and job.error is None
+    rt_mod.tick()
+    assert rt.notice is not None and "cancelled" in rt.notice.text.lower()
+    assert "reach" not in rt.notice.text
 
 
 def test_mask_coverage_line(scene_ready):

@@ -144,3 +144,21 @@ def test_textured_glb_import(importer, tmp_path):
     dg = ctx.evaluated_depsgraph_get()
     assert len(obj.evaluated_get(dg).data.polygons) < 0.3 * 20480
     assert len(obj.data.polygons) == 20480
+
+
+def test_collection_of_another_scene_is_not_linked(importer):
+    """A second scene must not get the first scene's "SAM 3D" collection (its objects
+    would show up in both scenes)."""
+    first = bpy.context.scene
+    own = importer.ensure_collection(first)
+    assert own.name == importer.COLLECTION_NAME
+    assert importer.ensure_collection(first) == own
+    second = bpy.data.scenes.new("second")
+    got = importer.ensure_collection(second)
+    assert got == second.collection
+    assert own.name not in second.collection.children
+    assert own.name in first.collection.children
+    # An unlinked collection of that name (the first scene deleted) is adopted.
+    bpy.data.scenes.remove(first)
+    third = bpy.data.scenes.new("third")
+    assert importer.ensure_collection(third) == own

@@ -161,3 +161,97 @@ def test_cancel_before_backend_ready(backend, tmp_path, photo):
     manager.cancel(job)
     assert job.phase == Phase.CANCELLED
     assert manager.step() is None
+
+
+def _big_photo(folder: Path, width: int = 4000, height: int = 3000) -> tuple[bytes, bytes]:
+    """A 12 MP photo with noise (so the PNG stays large, like a real photo) and its mask."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[0:height, 0:width]
+    mask = (
+        (xx - width / 2) ** 2 / (width * 0.3) ** 2 + (yy - height / 2) ** 2 / (height * 0.3) ** 2
+    ) < 1
+    out = []
+    for arr in (img, (mask * 255).astype(np.uint8)):
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+        out.append(buf.getvalue())
+    return out[0], out[1]
+
+
+def test_step_never_waits_for_the_upload_of_a_large_photo(backend, tmp_path):
+    """POST /jobs of a 12 MP photo takes seconds; it runs in a thread, so step() (called by
+    the UI timer on Blender's main thread) stays short while it happens."""
+    image, mask = _big_photo(tmp_path)
+    assert backend.wait_ready(60) == BackendState.READY
+    manager = _manager(backend, tmp_path)
+    job = manager.submit(
+        JobRequest(image=image, mask=mask, options={"engine": "crashtest", "seed": 3}, label="big")
+    )
+    worst, t_submit0, t_submit = 0.0, None, None
+    deadline = time.monotonic() + 120
+    while job.backend_id is None and not job.finished:
+        t0 = time.monotonic()
+        wait = manager.step()
+        worst = max(worst, time.monotonic() - t0)
+        if job.phase == Phase.SUBMITTING and t_submit0 is None:
+            t_submit0 = time.monotonic()
+        time.sleep(wait or 0.02)
+        assert time.monotonic() < deadline
+    t_submit = time.monotonic() - (t_submit0 or time.monotonic())
+    assert job.phase == Phase.RUNNING, job.error
+    print(
+        f"upload of {len(image) / 1e6:.0f} MB took {t_submit:.2f} s; longest step {worst * 1e3:.0f} ms"
+    )
+    assert worst < 0.1
+    # The bytes are gone once the backend has them; their hash stays for provenance.
+    assert job.request.image == b"" and job.request.mask is None
+    assert len(job.request.source_sha256) == 64
+    manager.cancel(job)
+    run_to_completion(manager, job, timeout=30)
+    assert job.phase == Phase.CANCELLED
+
+
+def test_cancel_while_the_upload_is_in_flight_cancels_on_the_backend(backend, tmp_path):
+    image, mask = _big_photo(tmp_path)
+    assert backend.wait_ready(60) == BackendState.READY
+    manager = _manager(backend, tmp_path)
+    job = manager.submit(
+        JobRequest(image=image, mask=mask, options={"engine": "crashtest", "seed": 3}, label="big")
+    )
+    while job.phase != Phase.SUBMITTING or job._call is None:
+        time.sleep(manager.step() or 0.02)
+    manager.cancel(job)
+    assert job.phase == Phase.CANCELLED  # at once, without waiting for the upload
+    deadline = time.monotonic() + 60
+    while (manager.step() is not None or manager.orphans) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.backend_id is not None and manager.orphans == set()
+    _wait_backend_state(backend, job.backend_id, "cancelled")
+
+
+def test_stopping_the_backend_mid_job_ends_it_cancelled(backend, tmp_path, photo):
+    manager = _manager(backend, tmp_path)
+    job = manager.submit(_request(photo, engine="crashtest", seed=3))
+    deadline = time.monotonic() + 60
+    while job.state != "running":
+        time.sleep(manager.step() or 0.05)
+        assert time.monotonic() < deadline and not job.finished, job.error
+    client = backend.client()
+    manager.cancel_all(client, wait_s=2.0)
+    assert job.phase == Phase.CANCELLED and job.error is None
+    _wait_backend_state(backend, job.backend_id, "cancelled")
+    backend.stop()
+    assert manager.step() is None
+
+
+def _wait_backend_state(backend, backend_id: str, state: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while backend.client().job(backend_id)["state"] != state:
+        assert time.monotonic() < deadline, backend.client().job(backend_id)
+        time.sleep(0.1)

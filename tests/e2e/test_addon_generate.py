@@ -126,6 +126,7 @@ def test_generate_ui_path_with_packed_image_painted_mask_and_camera(blender):
     rt_mod = addon("runtime")
     rt = rt_mod.get()
     job = rt.manager.jobs[-1]
+    assert job.request.mask is not None and job.request.mask[:4] == b"\x89PNG"
     phases, progress = [], []
     while not _sam3d_objects():
         wait = rt_mod.tick()
@@ -138,7 +139,7 @@ def test_generate_ui_path_with_packed_image_painted_mask_and_camera(blender):
     assert progress == sorted(progress)  # the bar only moves forward
     obj = _sam3d_objects()[0]
     assert obj.name == "photo"
-    assert job.request.mask is not None and job.request.mask[:4] == b"\x89PNG"
+    assert job.request.mask is None and job.request.mask_count == 1  # bytes dropped once sent
     # Camera-aligned: seen from the (new) camera, the object covers the mask's pixels.
     cam = ctx.scene.camera
     assert cam is not None and (ctx.scene.render.resolution_x, ctx.scene.render.resolution_y) == (
@@ -317,3 +318,48 @@ def test_blender_exit_leaves_no_backend(blender, graceful):
     )
     assert not bp.pid_alive(pid)
     assert gone_after < 5
+
+
+def test_history_reimport_damaged_json_then_async_download(blender):
+    """A damaged result.json is a sentence, not a traceback; with the local files gone,
+    the History re-import downloads in the background and the timer imports it."""
+    import shutil
+
+    ctx = bpy.context
+    assert bpy.ops.sam3d.generate(
+        image_path=str(blender["photo"]),
+        mask_path=str(blender["mask_path"]),
+        engine="preview",
+        target_faces=2000,
+        texture_size=256,
+    ) == {"FINISHED"}
+    item = ctx.scene.sam3d.history[-1]
+    job_id = item.job_id
+    glb = addon("runtime").results_folder(job_id) / "result.glb"
+    assert str(glb) == item.glb_path
+    glb.with_name("result.json").write_text('{"pose": ')  # truncated
+    with pytest.raises(RuntimeError) as err:
+        bpy.ops.sam3d.import_result(job_id=job_id)
+    assert "damaged" in str(err.value) and "Traceback" not in str(err.value)
+    with pytest.raises(RuntimeError) as err:
+        bpy.ops.sam3d.import_scene(job_id=job_id)
+    assert "damaged" in str(err.value) and "Traceback" not in str(err.value)
+
+    shutil.rmtree(glb.parent)
+    rt_mod = addon("runtime")
+    rt = rt_mod.get()
+    t0 = time.perf_counter()
+    assert bpy.ops.sam3d.import_result(job_id=job_id, blocking=False) == {"FINISHED"}
+    assert time.perf_counter() - t0 < 0.5  # the download runs in the background
+    assert len(_sam3d_objects()) == 1
+    worst = 0.0
+    deadline = time.monotonic() + 60
+    while len(_sam3d_objects()) < 2:
+        t = time.perf_counter()
+        wait = rt_mod.tick()
+        worst = max(worst, time.perf_counter() - t)
+        assert time.monotonic() < deadline, rt.notice
+        time.sleep(wait or 0.05)
+    assert glb.is_file() and glb.with_name("result.json").is_file()
+    assert len(ctx.scene.sam3d.history) == 1  # the entry was updated, not duplicated
+    assert item.object_name in bpy.data.objects

@@ -85,29 +85,35 @@ def camera_params_from_intrinsics(
     image's top-left, v down).
 
     Returns ``lens`` (mm), ``sensor_width``/``sensor_height`` (mm), ``sensor_fit``,
-    ``shift_x``/``shift_y`` (fractions of the larger image side, Blender's convention),
-    ``resolution_x``/``resolution_y`` (pixels) and ``pixel_aspect_x``/``pixel_aspect_y``.
+    ``shift_x``/``shift_y`` (fractions of the image width, Blender's convention for a
+    HORIZONTAL fit), ``resolution_x``/``resolution_y`` (pixels) and
+    ``pixel_aspect_x``/``pixel_aspect_y``.
+
+    Blender's camera (``BKE_camera_params_compute_viewplane``) with a HORIZONTAL fit spans
+    the sensor width over the image width: fx = lens / sensor * w, and with pixel aspect
+    ``ycor = aspect_y / aspect_x``, fy = fx / ycor; a vertical shift moves the frame by
+    ``shift_y * w / ycor`` pixels. The fit is set explicitly: AUTO would switch to a
+    vertical fit for portrait images (or when the pixel aspect makes them so).
     """
     w, h = int(intrinsics["width"]), int(intrinsics["height"])
     fx, fy = float(intrinsics["fx"]), float(intrinsics["fy"])
     cx, cy = float(intrinsics["cx"]), float(intrinsics["cy"])
-    big = float(max(w, h))
-    # Blender's AUTO fit spans the sensor width over the larger image side.
-    lens = fx * sensor_width_mm / big if w >= h else fy * sensor_width_mm / big
-    # fx != fy -> non-square pixels; Blender expresses it as pixel aspect (x/y).
+    lens = fx * sensor_width_mm / w
+    # fx != fy -> non-square pixels; Blender expresses it as pixel aspect (x/y), both >= 1.
     aspect_x, aspect_y = (1.0, 1.0)
     if abs(fx - fy) > 1e-6 * max(fx, fy):
         if fx > fy:
             aspect_y = fx / fy
         else:
             aspect_x = fy / fx
+    ycor = aspect_y / aspect_x  # == fx / fy
     return {
         "lens": lens,
         "sensor_width": sensor_width_mm,
         "sensor_height": sensor_width_mm,
-        "sensor_fit": "AUTO",
-        "shift_x": (w / 2.0 - cx) / big,
-        "shift_y": (cy - h / 2.0) / big,
+        "sensor_fit": "HORIZONTAL",
+        "shift_x": (w / 2.0 - cx) / w,
+        "shift_y": (cy - h / 2.0) * ycor / w,
         "resolution_x": w,
         "resolution_y": h,
         "pixel_aspect_x": aspect_x,

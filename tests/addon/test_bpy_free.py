@@ -145,13 +145,14 @@ def test_gltf_to_blender_axes():
 
 
 def test_camera_params_reproduce_the_intrinsics():
-    """Blender's projection with the returned lens/shift (AUTO fit, square pixels) gives the
-    pixel the backend's pinhole model gives."""
+    """Blender's projection with the returned lens/shift (HORIZONTAL fit, square pixels)
+    gives the pixel the backend's pinhole model gives."""
     intr = {"fx": 500.0, "fy": 500.0, "cx": 310.0, "cy": 250.0, "width": 640, "height": 480}
     p = placement.camera_params_from_intrinsics(intr)
     pts = np.array([[0.3, 0.2, -4.0], [-0.5, -0.1, -2.0], [0.0, 0.0, -1.0]])
     want = Intrinsics.from_dict(intr).project(pts)
-    big = max(intr["width"], intr["height"])
+    big = intr["width"]  # a HORIZONTAL fit spans the sensor over the width
+    assert p["sensor_fit"] == "HORIZONTAL"
     f = p["lens"] / p["sensor_width"] * big  # pixels
     u = intr["width"] / 2 + f * pts[:, 0] / -pts[:, 2] - p["shift_x"] * big
     v = intr["height"] / 2 - (f * pts[:, 1] / -pts[:, 2] - p["shift_y"] * big)

@@ -162,3 +162,40 @@ def test_collection_of_another_scene_is_not_linked(importer):
     bpy.data.scenes.remove(first)
     third = bpy.data.scenes.new("third")
     assert importer.ensure_collection(third) == own
+
+
+@pytest.mark.parametrize(
+    "intr",
+    [
+        {"fx": 620.0, "fy": 540.0, "cx": 300.0, "cy": 260.0, "width": 640, "height": 480},
+        {"fx": 500.0, "fy": 610.0, "cx": 330.0, "cy": 220.0, "width": 640, "height": 480},
+        {"fx": 700.0, "fy": 560.0, "cx": 230.0, "cy": 350.0, "width": 480, "height": 640},
+        {"fx": 450.0, "fy": 600.0, "cx": 250.0, "cy": 300.0, "width": 480, "height": 640},
+        {"fx": 640.0, "fy": 500.0, "cx": 320.0, "cy": 300.0, "width": 500, "height": 620},
+    ],
+)
+def test_camera_intrinsics_with_non_square_pixels(importer, intr):
+    """fx != fy and portrait images: Blender's own projection (calc_matrix_camera with the
+    render's pixel aspect) gives the backend's pinhole pixels."""
+    ctx = bpy.context
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    ctx.scene.collection.objects.link(cam)
+    importer.apply_intrinsics(cam, intr, ctx.scene)
+    r = ctx.scene.render
+    depsgraph = ctx.evaluated_depsgraph_get()
+    proj = np.array(
+        cam.calc_matrix_camera(
+            depsgraph,
+            x=r.resolution_x,
+            y=r.resolution_y,
+            scale_x=r.pixel_aspect_x,
+            scale_y=r.pixel_aspect_y,
+        )
+    )
+    pts = np.array([[0.3, 0.2, -4.0], [-0.5, -0.4, -2.0], [0.0, 0.0, -1.0], [0.6, -0.3, -3.0]])
+    clip = (proj @ np.c_[pts, np.ones(len(pts))].T).T
+    ndc = clip[:, :2] / clip[:, 3:4]
+    w, h = intr["width"], intr["height"]
+    got = np.stack([(ndc[:, 0] + 1) / 2 * w, (1 - (ndc[:, 1] + 1) / 2) * h], axis=1)
+    want = Intrinsics.from_dict(intr).project(pts)
+    assert np.allclose(got, want, atol=1e-3), (got, want)

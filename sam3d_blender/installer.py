@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -102,7 +104,9 @@ class InstallerRun:
         env["PYTHONUNBUFFERED"] = "1"
         kwargs: dict[str, Any] = {}
         if sys.platform == "win32":
-            kwargs["creationflags"] = 0x08000000
+            kwargs["creationflags"] = 0x08000000 | 0x00000200  # NO_WINDOW | NEW_PROCESS_GROUP
+        else:
+            kwargs["start_new_session"] = True  # its own group: cancel() reaches pip too
         self.state = InstallState.RUNNING
         self.progress = InstallProgress()
         try:
@@ -144,16 +148,38 @@ class InstallerRun:
             time.sleep(0.1)
         return self.state
 
-    def cancel(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+    def cancel(self, grace_s: float = 5.0) -> None:
+        """Stop the installer and everything it started (pip and its builds) without
+        blocking: the process group gets SIGTERM now; a daemon thread (no bpy) kills what
+        is left after ``grace_s`` seconds, reaps it and closes the log."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None or self.state != InstallState.RUNNING:
+            return
+        _signal_tree(proc, signal.SIGTERM if sys.platform != "win32" else None)
+        self.progress.feed("FAIL cancelled")
+        log_fh, reader = self._log_fh, self._reader
+        self._log_fh = None  # the reaper closes it once the reader is done writing
+        self._finish(-1)
+
+        def reap() -> None:
             try:
-                self.proc.wait(5)
+                proc.wait(grace_s)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-            self.progress.feed("FAIL cancelled")
-            self._finish(self.proc.returncode)
+                pass
+            _signal_tree(proc, signal.SIGKILL if sys.platform != "win32" else None)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            if reader is not None:
+                reader.join(2.0)
+            if log_fh is not None:
+                try:
+                    log_fh.close()
+                except OSError:
+                    pass
+
+        threading.Thread(target=reap, daemon=True, name="sam3d-installer-cancel").start()
 
     def _finish(self, rc: int) -> None:
         self.returncode = rc
@@ -173,6 +199,20 @@ class InstallerRun:
             last = p.failures[-1] if p.failures else (p.lines[-1] if p.lines else "")
             return f"Install failed (exit code {self.returncode}): {last}"[:300]
         return ""
+
+
+def _signal_tree(proc: subprocess.Popen, sig: int | None) -> None:
+    """Signal the installer's whole process group (POSIX); on Windows (``sig`` None) end
+    its process tree with taskkill."""
+    if sys.platform == "win32":
+        subprocess.run(
+            ["taskkill", "/PID", str(proc.pid), "/T", "/F"], capture_output=True, check=False
+        )
+        return
+    try:
+        os.killpg(proc.pid, sig if sig is not None else signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def stage_source(extension_root: Path, dest: Path) -> Path | None:

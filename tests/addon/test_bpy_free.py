@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,39 @@ def test_install_button_runs_whatever_installer_exists(tmp_path):
     assert (tmp_path / "install.log").read_text().strip()
     if run.state == InstallState.FAILED:
         assert "Install failed" in run.summary() and str(run.returncode) in run.summary()
+
+
+def test_cancelling_the_installer_ends_its_children_without_blocking(tmp_path):
+    """pip runs as the installer's child; cancel must end it too, and must not wait for a
+    process that ignores SIGTERM (Blender's main thread calls cancel)."""
+    import stat
+
+    from sam3d_blender.backend_process import pid_alive
+
+    pidfile = tmp_path / "child.pid"
+    fake = tmp_path / "python"  # stands in for the interpreter running pip
+    fake.write_text(
+        "#!/bin/sh\ntrap '' TERM\nsleep 300 &\n"
+        f"echo $! > {pidfile}\necho 'STEP 1/3 pip install'\nwait\n"
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    run = InstallerRun(fake, REPO, tmp_path / "v", "cpu", tmp_path / "i.log")
+    run.start()
+    deadline = time.monotonic() + 10
+    while not (pidfile.is_file() and pidfile.read_text().strip()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    child = int(pidfile.read_text())
+    leader = run.proc.pid
+    t0 = time.monotonic()
+    run.cancel(grace_s=1.0)
+    took = time.monotonic() - t0
+    assert took < 0.2, took
+    assert run.state == InstallState.FAILED and "cancelled" in " ".join(run.progress.lines)
+    deadline = time.monotonic() + 10
+    while (pid_alive(leader) or pid_alive(child)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(leader) and not pid_alive(child)
 
 
 def test_installer_with_a_missing_python(tmp_path):

@@ -34,8 +34,8 @@ def register() -> None:
         bpy.utils.register_class(cls)
         _registered.append(cls)
     props.register_properties()
+    runtime.register_handlers()
     atexit.register(_at_exit)
-    del runtime  # imported so a broken module fails at enable time, not at first use
 
 
 def unregister() -> None:
@@ -44,6 +44,7 @@ def unregister() -> None:
     from . import props, runtime
 
     atexit.unregister(_at_exit)
+    runtime.unregister_handlers()
     runtime.stop_timer()
     runtime.reset()  # stops the managed backend and any installer run
     props.unregister_properties()

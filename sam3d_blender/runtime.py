@@ -198,6 +198,43 @@ def tick() -> float | None:
     return min(waits) if waits else None
 
 
+@bpy.app.handlers.persistent
+def on_load_pre(*_args) -> None:
+    """A file is about to be opened (or File > New): jobs started for the old file must
+    not land in the new one. Active jobs are cancelled (on the backend too) and nothing
+    unimported is imported later; the artist is told."""
+    rt = _runtime
+    if rt is None:
+        return
+    dropped = 0
+    for job in rt.manager.jobs:
+        if job.handled and job.finished:
+            continue
+        if not job.finished:
+            rt.manager.cancel(job)
+        if not job.handled:
+            job.handled = True
+            dropped += 1
+    from . import scene_ops
+
+    dropped += scene_ops.forget_pending()
+    if dropped:
+        rt.notify(
+            "WARNING",
+            f"{dropped} SAM 3D job(s) of the previous file were cancelled: a file was opened.",
+        )
+
+
+def register_handlers() -> None:
+    if on_load_pre not in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.append(on_load_pre)
+
+
+def unregister_handlers() -> None:
+    if on_load_pre in bpy.app.handlers.load_pre:
+        bpy.app.handlers.load_pre.remove(on_load_pre)
+
+
 def ensure_timer() -> None:
     """Start the UI timer (no effect in module mode, where timers never fire)."""
     if not bpy.app.timers.is_registered(tick):

@@ -208,7 +208,8 @@ def submit(
             "kind": "scene",
             "scene": scene_name,
             "source": inputs.source,
-            "photo": inputs.photo,
+            # A Blender image by name, never by reference: the job may outlive the file.
+            "photo": _photo_ref(inputs.photo),
             "names": list(inputs.names),
             "camera_height": camera_height,
             "decimate": bool(decimate),
@@ -295,9 +296,19 @@ def _part_glbs(job: Job, folder: Path) -> dict[int, Path]:
     return scene_import.fetch_part_glbs(client, job.backend_id, job.result, folder)
 
 
+def _photo_ref(photo: Any) -> Any:
+    """What a job keeps of its photo: ``{"image": name}`` for a Blender image, else the
+    path (or None)."""
+    if isinstance(photo, bpy.types.Image):
+        return {"image": photo.name}
+    return photo
+
+
 def _photo(photo: Any) -> Any:
-    """The job's photo for the background: a Blender image (by reference, if still alive),
-    a file path, or None."""
+    """The job's photo for the background: a Blender image (by name, or by reference when
+    a caller passed one, if still alive), a file path, or None."""
+    if isinstance(photo, dict):
+        return bpy.data.images.get(str(photo.get("image") or ""))
     if isinstance(photo, bpy.types.Image):
         try:
             photo.name  # noqa: B018 - raises ReferenceError when the image was removed
@@ -385,6 +396,14 @@ def scene_tick() -> float | None:
 def ensure_scene_timer() -> None:
     if not bpy.app.timers.is_registered(scene_tick):
         bpy.app.timers.register(scene_tick, first_interval=0.05, persistent=True)
+
+
+def forget_pending() -> int:
+    """Drop the scene jobs waiting for their import (a file is being opened); returns how
+    many there were."""
+    n = len(_pending)
+    _pending.clear()
+    return n
 
 
 def stop_scene_timer() -> None:

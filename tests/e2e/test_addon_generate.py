@@ -363,3 +363,23 @@ def test_history_reimport_damaged_json_then_async_download(blender):
     assert glb.is_file() and glb.with_name("result.json").is_file()
     assert len(ctx.scene.sam3d.history) == 1  # the entry was updated, not duplicated
     assert item.object_name in bpy.data.objects
+
+
+def test_opening_another_file_mid_job_does_not_import_into_it(blender):
+    ctx = bpy.context
+    s = ctx.scene.sam3d
+    s.image_source, s.image_path = "FILE", str(blender["photo"])
+    s.mask_source, s.mask_path = "FILE", str(blender["mask_path"])
+    assert bpy.ops.sam3d.generate(engine="crashtest", seed=3, blocking=False) == {"FINISHED"}
+    rt_mod = addon("runtime")
+    rt = rt_mod.get()
+    job = rt.manager.jobs[-1]
+    assert rt_mod.wait_for(lambda: job.state == "running", 60), job.error
+    bpy.ops.wm.read_homefile(use_empty=True)  # the artist opens another file
+    assert job.handled and job.cancel_requested
+    assert rt.notice is not None and "previous file" in rt.notice.text
+    assert rt_mod.wait_for(lambda: job.finished, 30)
+    assert job.phase.value == "cancelled"
+    assert rt.manager.step() is None
+    assert not [o for o in bpy.data.objects if o.type == "MESH"]
+    assert len(bpy.context.scene.sam3d.history) == 0

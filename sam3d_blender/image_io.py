@@ -165,22 +165,39 @@ def coverage_text(fraction: float | None, reason: str = "") -> tuple[str, bool]:
     return (text, fraction < 0.001)
 
 
-def image_coverage(image: bpy.types.Image, use_alpha: bool) -> tuple[float | None, str]:
+#: Above this many pixels a dirty (being painted) image's coverage is not re-read while
+#: drawing (a read costs ~0.75 s at 24 MP): "painting..." is shown until it is saved or
+#: the artist presses Refresh (``sam3d.mask_coverage``).
+LARGE_DIRTY_PIXELS = 4_000_000
+PAINTING = "painting... (Refresh, or save the image, to update)"
+
+
+def image_coverage(
+    image: bpy.types.Image, use_alpha: bool, force: bool = False
+) -> tuple[float | None, str]:
     """Fraction of pixels in the mask (0..1) of a Blender image, cached.
 
     ``use_alpha``: the image's alpha is the mask (else the image IS the mask). Dirty
-    (being painted) images are re-read at most every 1.5 s. Returns (None, reason) when
-    there is no usable mask.
+    (being painted) images are re-read at most every 1.5 s, and large ones (over
+    :data:`LARGE_DIRTY_PIXELS`) only with ``force`` (a button). Returns (None, reason)
+    when there is no usable mask (or while a large image is being painted).
     """
     try:
         w, h = image.size
     except ReferenceError:
         return (None, "image was removed")
-    key = (image.name_full, w, h, use_alpha, image.is_dirty, image.filepath, image.source)
+    dirty = image.is_dirty
+    key = (image.name_full, w, h, use_alpha, dirty, image.filepath, image.source)
     now = time.monotonic()
+    if dirty:
+        # The clean value is stale once the image is painted on (it may be saved later).
+        _coverage_cache.pop((*key[:4], False, *key[5:]), None)
     hit = _coverage_cache.get(key)
-    if hit is not None and (not image.is_dirty or now - hit[0] < 1.5):
-        return (hit[1], hit[2])
+    if not force and hit is not None:
+        if not dirty or now - hit[0] < 1.5 or w * h > LARGE_DIRTY_PIXELS:
+            return (hit[1], hit[2])
+    if not force and dirty and w * h > LARGE_DIRTY_PIXELS:
+        return (None, PAINTING)
     if w == 0 or h == 0:
         result: tuple[float | None, str] = (None, "image has no pixels (file missing?)")
     else:

@@ -600,6 +600,27 @@ class SAM3D_OT_new_mask(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class SAM3D_OT_mask_coverage(bpy.types.Operator):
+    """Measure how much of the image the mask covers now (large images are not re-read
+    while being painted)"""
+
+    bl_idname = "sam3d.mask_coverage"
+    bl_label = "Refresh"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        s = _settings(context)
+        if s.mask_source == "IMAGE" and s.mask_image is not None:
+            frac, why = image_io.image_coverage(s.mask_image, use_alpha=False, force=True)
+        elif s.mask_source == "ALPHA" and s.image_source == "IMAGE" and s.image is not None:
+            frac, why = image_io.image_coverage(s.image, use_alpha=True, force=True)
+        else:
+            return {"CANCELLED"}
+        self.report({"INFO"}, image_io.coverage_text(frac, why)[0])
+        runtime.redraw()
+        return {"FINISHED"}
+
+
 class SAM3D_OT_use_editor_image(bpy.types.Operator):
     """Use the image shown in this Image Editor as the SAM 3D source image"""
 
@@ -657,6 +678,7 @@ classes = (
     SAM3D_OT_backend_stop,
     SAM3D_OT_backend_install,
     SAM3D_OT_new_mask,
+    SAM3D_OT_mask_coverage,
     SAM3D_OT_use_editor_image,
     SAM3D_OT_open_folder,
     SAM3D_OT_clear_notice,

@@ -135,8 +135,11 @@ def draw_inputs(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         col.prop(s, "mask_path", text="")
     text, warn = _mask_status(s)
     row = col.row()
-    row.alert = warn
-    row.label(text=text, icon="ERROR" if warn else "INFO")
+    painting = image_io.PAINTING in text
+    row.alert = warn and not painting
+    row.label(text=text, icon="BRUSH_DATA" if painting else ("ERROR" if warn else "INFO"))
+    if painting:
+        row.operator("sam3d.mask_coverage", text="", icon="FILE_REFRESH")
 
 
 def draw_job(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:

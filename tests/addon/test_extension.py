@@ -261,6 +261,33 @@ def test_mask_coverage_line(scene_ready):
     assert warn and "empty" in text
 
 
+def test_mask_coverage_of_a_large_image_being_painted_is_not_reread_in_draw(scene_ready):
+    import numpy as np
+
+    image_io = addon("image_io")
+    panels = addon("panels")
+    s = scene_ready
+    w, h = 3000, 2000  # 6 MP
+    big = image_io.new_mask_image("big mask", w, h)
+    rgba = np.zeros((h, w, 4), np.float32)
+    rgba[..., 3] = 1.0
+    rgba[: h // 2, :, :3] = 1.0  # half painted white
+    big.pixels.foreach_set(rgba.ravel())
+    assert big.is_dirty
+    s.mask_source, s.mask_image = "IMAGE", big
+    t0 = time.monotonic()
+    for _ in range(5):  # redraws while painting
+        text, warn = panels._mask_status(s)
+    took = (time.monotonic() - t0) / 5
+    assert "painting" in text and took < 0.05, (text, took)
+    rec = RecordingLayout()
+    panels.draw_inputs(rec, bpy.context)
+    assert "sam3d.mask_coverage" in rec.operators
+    assert bpy.ops.sam3d.mask_coverage() == {"FINISHED"}
+    text, warn = panels._mask_status(s)
+    assert text.startswith("mask: 50% of image"), text
+
+
 def test_new_mask_operator_makes_a_paintable_mask(scene_ready):
     s = scene_ready
     s.mask_image = None

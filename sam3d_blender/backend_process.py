@@ -545,9 +545,7 @@ class ManagedBackend:
         proc = self.proc
         if proc is not None:
             if kill and proc.poll() is None:
-                _terminate_tree(
-                    proc.pid, group=sys.platform != "win32", timeout=timeout, proc=proc
-                )
+                _terminate_tree(proc.pid, group=sys.platform != "win32", timeout=timeout, proc=proc)
             elif sys.platform != "win32":
                 # The backend exited on its own; its workers share its group: end them too.
                 try:

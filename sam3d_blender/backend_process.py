@@ -34,6 +34,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from .background import BackgroundCall
 from .client import BackendClient, BackendClientError
 from .messages import ErrorInfo
 
@@ -136,37 +137,24 @@ def tail_lines(path: Path | None, n: int = 20) -> list[str]:
     return [ln for ln in data.splitlines() if ln.strip()][-n:]
 
 
-class CompatibilityCheck:
-    """``client.check_compatible()`` (health, API version, token, ``/info``) in a daemon
-    thread, so a slow first ``/info`` (GPU probing) or a remote host that does not answer
-    never stalls Blender's main thread. The thread touches no bpy; read ``done``,
-    ``info`` and ``error`` from the main thread."""
+class CompatibilityCheck(BackgroundCall):
+    """``client.check_compatible()`` (health, API version, token, ``/info``) in the
+    background, so a slow first ``/info`` (GPU probing) or a remote host that does not
+    answer never stalls Blender's main thread. Read ``info`` / ``error`` once ``done``."""
 
     def __init__(self, client: BackendClient) -> None:
-        self.info: dict[str, Any] | None = None
-        self.error: BackendClientError | None = None
         self.started = time.monotonic()
-        self._done = threading.Event()
-        threading.Thread(
-            target=self._run, args=(client,), daemon=True, name="sam3d-backend-check"
-        ).start()
-
-    def _run(self, client: BackendClient) -> None:
-        try:
-            self.info = client.check_compatible()
-        except BackendClientError as exc:
-            self.error = exc
-        except Exception as exc:  # never let the thread die silently
-            self.error = BackendClientError("bad_response", str(exc))
-        finally:
-            self._done.set()
+        super().__init__("backend-check", client.check_compatible)
 
     @property
-    def done(self) -> bool:
-        return self._done.is_set()
+    def info(self) -> dict[str, Any] | None:
+        return self._value if self._exc is None else None
 
-    def wait(self, timeout: float) -> bool:
-        return self._done.wait(timeout)
+    @property
+    def error(self) -> BackendClientError | None:
+        if self._exc is None or isinstance(self._exc, BackendClientError):
+            return self._exc
+        return BackendClientError("bad_response", str(self._exc))
 
 
 def pid_alive(pid: int) -> bool:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .backend_process import Backend, BackendState
+from .background import BackgroundCall
 from .client import BackendClientError, ResultDownload
 from .messages import ErrorInfo
 
@@ -96,39 +96,6 @@ class JobRequest:
         self.image = b""
         self.mask = None
         self.masks = None
-
-
-class BackgroundCall:
-    """One blocking exchange with the backend in a daemon thread, so Blender's main thread
-    never waits for the network. ``fn`` must not touch bpy. Read ``done`` from the main
-    thread; ``result()`` returns ``fn``'s value or raises its exception."""
-
-    def __init__(self, kind: str, fn: Callable[[], Any]) -> None:
-        self.kind = kind
-        self._value: Any = None
-        self._exc: BaseException | None = None
-        self._done = threading.Event()
-        threading.Thread(target=self._run, args=(fn,), daemon=True, name=f"sam3d-{kind}").start()
-
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self._value = fn()
-        except BaseException as exc:  # handed to the main thread by result()
-            self._exc = exc
-        finally:
-            self._done.set()
-
-    @property
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def wait(self, timeout: float) -> bool:
-        return self._done.wait(timeout)
-
-    def result(self) -> Any:
-        if self._exc is not None:
-            raise self._exc
-        return self._value
 
 
 @dataclass

@@ -52,41 +52,14 @@ from backend.engines.sam3d_config import (
 from backend.engines.sam3d_convert import CV_TO_P3D, convert_output, intrinsics_from_pointmap
 from backend.errors import BackendError
 from backend.gpu.probe import probe_gpus
+from backend.install.plan import ENGINE_MODULES
 from backend.options import PRESET_STEPS, JobOptions
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Intrinsics, Reconstruction
 
-#: Top-level modules the engine imports in the worker (checked with find_spec, not imported).
-REQUIRED_MODULES: tuple[str, ...] = (
-    "torch",
-    "torchvision",
-    "sam3d_objects",
-    "pytorch3d",
-    "spconv",
-    "hydra",
-    "omegaconf",
-    "loguru",
-    "easydict",
-    "optree",
-    "astor",
-    "safetensors",
-    "lightning",
-    "timm",
-    "trimesh",
-    "open3d",
-    "xatlas",
-    "pyvista",
-    "pymeshfix",
-    "igraph",
-    "kaolin",
-    "gsplat",
-    "utils3d",
-    "moge",
-    "cv2",
-    "plyfile",
-    "matplotlib",
-    "yaml",
-)
+#: Top-level modules the engine imports in the worker (checked with find_spec, not imported);
+#: the installer's import check covers the same list.
+REQUIRED_MODULES = ENGINE_MODULES
 #: bf16 tensor cores and flash-attention need Ampere or newer.
 MIN_COMPUTE_CAPABILITY = (8, 0)
 #: Largest stage (sparse-structure generator, ~6.0 GiB in bf16) + working memory + context.

@@ -118,36 +118,52 @@ IMPORT_CHECK_CPU: tuple[str, ...] = (
     "yaml",
     "requests",
 )
-IMPORT_CHECK_CUDA: tuple[str, ...] = (
+#: Top-level modules the sam3d engine needs at run time. The engine's availability check
+#: (``backend.engines.sam3d``) reads this same list, so "installed" and "available" agree.
+ENGINE_MODULES: tuple[str, ...] = (
     "torch",
     "torchvision",
-    "xformers",
-    "spconv.pytorch",
-    "kaolin",
-    "pytorch3d.renderer",
-    "gsplat",
+    "sam3d_objects",
+    "pytorch3d",
+    "spconv",
     "hydra",
     "omegaconf",
     "loguru",
     "easydict",
     "optree",
     "astor",
+    "safetensors",
     "lightning",
     "timm",
+    "trimesh",
     "open3d",
     "xatlas",
     "pyvista",
     "pymeshfix",
     "igraph",
-    "cv2",
-    "plyfile",
-    "matplotlib",
-    "safetensors",
-    "utils3d",
-    "moge.model.v1",
-    "sam3d_objects",
-    "yaml",
-) + IMPORT_CHECK_CPU
+)
+IMPORT_CHECK_CUDA: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        (
+            # submodules that fail on a broken CUDA build even when the package is there
+            "torch",
+            "torchvision",
+            "xformers",
+            "spconv.pytorch",
+            "kaolin",
+            "pytorch3d.renderer",
+            "gsplat",
+            "cv2",
+            "plyfile",
+            "matplotlib",
+            "utils3d",
+            "moge.model.v1",
+            "yaml",
+        )
+        + ENGINE_MODULES
+        + IMPORT_CHECK_CPU
+    )
+)
 
 #: Rough sizes for the disk check (GB, 10**9 bytes).
 VENV_GB = {"cuda": 14.0, "cpu": 1.5}

@@ -18,29 +18,27 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
+def _install_cpu(venv, env, timeout: int) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "backend",
+        "install",
+        "--venv",
+        str(venv),
+        "--profile",
+        "cpu",
+        "--tool",
+        "pip",
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout)
+
+
 def test_cpu_profile_installs_and_runs_a_preview_job(tmp_path):
     venv = tmp_path / "venv"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("PIP_NO_CACHE_DIR", None)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "backend",
-            "install",
-            "--venv",
-            str(venv),
-            "--profile",
-            "cpu",
-            "--tool",
-            "pip",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=900,
-    )
+    proc = _install_cpu(venv, env, timeout=900)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     for line in (
@@ -96,25 +94,7 @@ def test_cpu_profile_installs_and_runs_a_preview_job(tmp_path):
     glb = (work / "x.glb").read_bytes()
     assert glb[:4] == b"glTF" and len(glb) > 10_000
 
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "backend",
-            "install",
-            "--venv",
-            str(venv),
-            "--profile",
-            "cpu",
-            "--tool",
-            "pip",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=600,
-    )
+    again = _install_cpu(venv, env, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert (
         "SKIP venv (already satisfied)" in again.stdout

@@ -142,20 +142,6 @@ def _rgb_alpha_uint8(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return a, None
 
 
-def decode_image(
-    data: bytes, max_pixels: int | None = None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Image bytes -> (RGB uint8 (H, W, 3), alpha uint8 (H, W) or None when fully opaque),
-    downscaled first to at most ``max_pixels`` when given."""
-    im = _open(data, "image")
-    if max_pixels:
-        im = _shrink(im, max_pixels)
-    rgb, alpha = _rgb_alpha_uint8(im)
-    if alpha is not None and alpha.min() == 255:
-        alpha = None
-    return rgb, alpha
-
-
 def _mask_channel(im: Image.Image) -> Image.Image:
     """A mask file -> one channel whose high values mean "object": the alpha channel when
     the file has one that is not fully opaque (upstream's example masks), else brightness."""

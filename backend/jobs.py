@@ -171,9 +171,6 @@ class JobStore:
             (d / stale).unlink(missing_ok=True)
         return self.write_status(status)
 
-    def request(self, job_id: str) -> dict[str, Any]:
-        return json.loads((self.dir(job_id) / "request.json").read_text(encoding="utf-8"))
-
     def list(self) -> list[JobStatus]:
         out = []
         for p in self.root.iterdir():

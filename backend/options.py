@@ -11,7 +11,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Engine = Literal["auto", "preview", "sam3d"]
 QualityPreset = Literal["fast", "balanced", "high"]
 
 # Diffusion step counts per preset for the SAM 3D engine (stage 1, stage 2).

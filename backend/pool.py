@@ -92,15 +92,6 @@ class WorkerProcess:
             pass
         self._log.close()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        if self.alive():
-            self.send(cmd="exit")
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-
     def log_tail(self, n: int = 15) -> str:
         try:
             lines = self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()

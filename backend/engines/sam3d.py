@@ -8,20 +8,30 @@ it names; it lists every reason the engine cannot run, each with the command tha
 At the first job (worker process only) the engine
 
 1. sets ``LIDRA_SKIP_INIT`` (upstream's package init fails without it), ``HF_HUB_OFFLINE``
-   (a run never touches the network), ``TORCH_HOME`` (where the pre-fetched DINOv2 weights
-   are), and the attention backends (``ATTN_BACKEND``/``SPARSE_ATTN_BACKEND``: flash_attn on
-   compute capability >= 8.0 when installed, else xformers, else sdpa; variables already
+   (a run never touches the network), ``TORCH_HOME`` (inside the checkpoint folder), and the
+   attention backends (``ATTN_BACKEND``/``SPARSE_ATTN_BACKEND``: flash_attn on compute
+   capability >= 8.0 when installed, else xformers, else PyTorch's sdpa; variables already
    set by the user win). Upstream's attention modules read them when first imported, so the
    engine imports them before ``inference_pipeline`` (whose import would otherwise force
-   flash_attn on A100/H100/H200 by GPU name). Nothing needs conda or ``CUDA_HOME``.
+   flash_attn on A100/H100/H200 by GPU name). Nothing needs conda or ``CUDA_HOME``. When
+   kaolin is not installed, its ``check_tensor`` (the only part upstream uses) is provided
+   by ``backend.engines.sam3d_compat``;
 2. patches ``pipeline.yaml`` (``backend.engines.sam3d_config``) and instantiates it with
-   Hydra like upstream's notebook: every sub-model is built on the CPU;
+   Hydra like upstream's notebook: every sub-model is built on the CPU, in the checkpoint's
+   own dtypes (fp16 blocks stay fp16: spconv has no bf16 kernels), and each checkpoint file
+   is read once (upstream reads each generator checkpoint twice, for the generator and for
+   its condition embedder; here both reads share one memory-mapped load);
 3. registers the sub-models with a ``ResidencyManager`` (``backend.gpu.residency``) whose
    forward hooks put only the running stage's weights on the GPU:
    depth (MoGe) -> condition_ss (DINOv2 embedder) -> sparse_structure (ss generator +
    decoder) -> condition_slat -> latent (slat generator) -> decode (mesh + Gaussian
-   decoders) -> layout / postprocess (no weights). The two generators' weights are cast to
-   bfloat16 (``SAM3D_WEIGHTS_DTYPE=keep`` leaves the checkpoint's dtype).
+   decoders, and the mesh decoder's dense FlexiCubes grids, which upstream allocates on
+   CUDA outside any module: ``sam3d_compat.MeshGridSlot``) -> postprocess (no weights).
+   Each stage's working memory beyond its weights is ``STAGE_HEADROOM_MB`` (measured on the
+   real modules: ``bench/bench_sam3d_gpu.py``).
+
+Layout post-optimisation is upstream's ``layout_post_optimization_method``; the shipped
+``pipeline.yaml`` sets none, so it does not run (the pose is the generator's).
 
 Each job's per-stage seconds, peak VRAM and the budget go into ``Reconstruction.meta``
 (``timings``, ``peak_vram_mb``, ``vram``). CUDA out-of-memory -> ``out_of_memory`` with the
@@ -43,16 +53,22 @@ import numpy as np
 
 from backend.config import checkpoints_dir, idle_unload_s, user_data_root, vram_budget_gb
 from backend.engines.base import Availability
+from backend.engines.sam3d_compat import (
+    checkpoint_reads_once,
+    mesh_grid_slot,
+    pointmap_cv_to_p3d,
+    provide_kaolin_check_tensor,
+)
 from backend.engines.sam3d_config import (
     ConfigError,
     inspect_checkpoints,
     prepare_pipeline_config,
     torch_home,
 )
-from backend.engines.sam3d_convert import CV_TO_P3D, convert_output, intrinsics_from_pointmap
+from backend.engines.sam3d_convert import convert_output, intrinsics_from_pointmap
 from backend.errors import BackendError
 from backend.gpu.probe import probe_gpus
-from backend.install.plan import ENGINE_MODULES
+from backend.install.plan import ENGINE_MODULES, MIN_COMPUTE_CAPABILITY, MIN_VRAM_MB
 from backend.options import PRESET_STEPS, JobOptions
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Intrinsics, Reconstruction
@@ -60,10 +76,6 @@ from backend.reconstruction import Intrinsics, Reconstruction
 #: Top-level modules the engine imports in the worker (checked with find_spec, not imported);
 #: the installer's import check covers the same list.
 REQUIRED_MODULES = ENGINE_MODULES
-#: bf16 tensor cores and flash-attention need Ampere or newer.
-MIN_COMPUTE_CAPABILITY = (8, 0)
-#: Largest stage (sparse-structure generator, ~6.0 GiB in bf16) + working memory + context.
-MIN_VRAM_MB = 8000
 
 #: Stage -> registered sub-models (see the module doc); depth is switched by a wrapper.
 STAGES: dict[str, list[str]] = {
@@ -71,10 +83,16 @@ STAGES: dict[str, list[str]] = {
     "sparse_structure": ["ss_generator", "ss_decoder"],
     "condition_slat": ["slat_condition_embedder"],
     "latent": ["slat_generator"],
-    "decode": ["slat_decoder_mesh", "slat_decoder_gs"],
+    "decode": ["slat_decoder_mesh", "mesh_grid", "slat_decoder_gs"],
 }
-BF16_MODULES = ("ss_generator", "slat_generator")
 INSTALL_HINT = "run: python -m backend install --profile cuda"
+#: Working memory (MiB) beyond a stage's weights, measured on the real modules with
+#: bench/bench_sam3d_gpu.py (H200, shipped configs): every stage but decode stayed under
+#: 0.9 GiB (MoGe 0.45, DINOv2 embedders 0.15-0.9, generators 0.25-0.5); decode (FlexiCubes
+#: extraction on the 256^3 grid, Gaussian decoding) took 5.1 GiB at 16k voxels and 5.5 GiB
+#: at 22k, so 7 GiB covers the pipeline's cap of 42k voxels.
+DEFAULT_STAGE_HEADROOM_MB = 1024.0
+STAGE_HEADROOM_MB: dict[str, float] = {"decode": 7168.0}
 
 
 def _missing_modules(names: tuple[str, ...] = REQUIRED_MODULES) -> list[str]:
@@ -97,6 +115,34 @@ def choose_attention_backend(
     if have_xformers:
         return "xformers"
     return "sdpa"
+
+
+def import_upstream(ckpt: Path, compute_capability: tuple[int, int] | None) -> None:
+    """Environment and import order for upstream's package (step 1 of the module doc).
+
+    Idempotent. The attention modules are imported first, so they read our
+    ``ATTN_BACKEND`` before ``inference_pipeline``'s import-time ``set_attention_backend()``
+    overrides it by GPU name.
+    """
+    os.environ["LIDRA_SKIP_INIT"] = "true"
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TORCH_HOME"] = str(torch_home(ckpt))
+    have_flash = importlib.util.find_spec("flash_attn") is not None
+    have_xf = importlib.util.find_spec("xformers") is not None
+    backend = choose_attention_backend(compute_capability, have_flash, have_xf)
+    os.environ.setdefault("ATTN_BACKEND", backend)
+    os.environ.setdefault(
+        "SPARSE_ATTN_BACKEND",
+        os.environ["ATTN_BACKEND"]
+        if os.environ["ATTN_BACKEND"] in ("xformers", "flash_attn", "sdpa")
+        else "sdpa",
+    )
+    os.environ.setdefault("SPARSE_BACKEND", "spconv")
+    provide_kaolin_check_tensor()
+    importlib.import_module("sam3d_objects")
+    importlib.import_module("sam3d_objects.model.backbone.tdfy_dit.modules.attention")
+    importlib.import_module("sam3d_objects.model.backbone.tdfy_dit.modules.sparse")
+    importlib.import_module("sam3d_objects.pipeline.inference_pipeline_pointmap")
 
 
 class Sam3DEngine:
@@ -164,7 +210,7 @@ class Sam3DEngine:
             if cc is not None and cc < MIN_COMPUTE_CAPABILITY:
                 reasons.append(
                     f"GPU {best.name} has compute capability {best.compute_capability_str}; SAM 3D needs "
-                    f"{MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]} or newer (Ampere: RTX 30xx, A-series)"
+                    f"{MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]} or newer (Volta or newer: RTX 20xx and later, V100, A-series)"
                 )
             if best.memory_total_mb < MIN_VRAM_MB:
                 reasons.append(
@@ -196,22 +242,6 @@ class Sam3DEngine:
         )
 
     # -- loading --------------------------------------------------------------------------
-    def _set_env(self, ckpt: Path, cc: tuple[int, int] | None) -> None:
-        os.environ["LIDRA_SKIP_INIT"] = "true"
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TORCH_HOME"] = str(torch_home(ckpt))
-        have_flash = importlib.util.find_spec("flash_attn") is not None
-        have_xf = importlib.util.find_spec("xformers") is not None
-        backend = choose_attention_backend(cc, have_flash, have_xf)
-        os.environ.setdefault("ATTN_BACKEND", backend)
-        os.environ.setdefault(
-            "SPARSE_ATTN_BACKEND",
-            os.environ["ATTN_BACKEND"]
-            if os.environ["ATTN_BACKEND"] in ("xformers", "flash_attn", "sdpa")
-            else "sdpa",
-        )
-        os.environ.setdefault("SPARSE_BACKEND", "spconv")
-
     def _enter_stage(self, name: str) -> None:
         if self._ctx is not None:
             self._ctx.stage(name)
@@ -247,7 +277,7 @@ class Sam3DEngine:
                 "no_gpu", "SAM 3D needs an NVIDIA GPU with CUDA; this worker sees none."
             )
         cc = torch.cuda.get_device_capability(0)
-        self._set_env(ckpt, cc)
+        import_upstream(ckpt, cc)
         try:
             cfg_path = prepare_pipeline_config(
                 ckpt, user_data_root() / "sam3d_config", build_device="cpu"
@@ -255,19 +285,14 @@ class Sam3DEngine:
         except ConfigError as exc:
             raise BackendError("weights_missing", str(exc), checkpoints=str(ckpt)) from exc
 
-        # Attention modules first, so they read our ATTN_BACKEND before inference_pipeline's
-        # import-time set_attention_backend() overrides it by GPU name.
-        importlib.import_module("sam3d_objects")
-        importlib.import_module("sam3d_objects.model.backbone.tdfy_dit.modules.attention")
-        importlib.import_module("sam3d_objects.model.backbone.tdfy_dit.modules.sparse")
-        importlib.import_module("sam3d_objects.pipeline.inference_pipeline_pointmap")
         from hydra.utils import instantiate
         from omegaconf import OmegaConf
 
         ctx.log(
             f"sam3d: building the pipeline from {cfg_path} (attention {os.environ.get('ATTN_BACKEND')})"
         )
-        pipeline = instantiate(OmegaConf.load(cfg_path))
+        with checkpoint_reads_once():
+            pipeline = instantiate(OmegaConf.load(cfg_path))
         cuda = torch.device("cuda")
         pipeline.device = cuda
         pipeline.depth_model.device = cuda
@@ -285,14 +310,17 @@ class Sam3DEngine:
         (dict), ``models`` (ModuleDict) and the methods ``compute_pointmap``,
         ``run_post_optimization``, ``postprocess_slat_output`` (see the module doc).
         """
-        import torch
-
         from backend.gpu.residency import ResidencyManager, attach_stage_hooks
 
         budget = self.budget_gb if self.budget_gb is not None else vram_budget_gb()
         idle = self.idle_s if self.idle_s is not None else idle_unload_s()
-        mgr = ResidencyManager(budget_gb=budget, idle_unload_s=idle, log=ctx.log)
-        cast = os.environ.get("SAM3D_WEIGHTS_DTYPE", "bf16").lower() != "keep"
+        mgr = ResidencyManager(
+            budget_gb=budget,
+            idle_unload_s=idle,
+            log=ctx.log,
+            headroom_mb=DEFAULT_STAGE_HEADROOM_MB,
+            stage_headroom_mb=STAGE_HEADROOM_MB,
+        )
         mgr.register("depth_model", pipeline.depth_model.model)
         embedders = pipeline.condition_embedders
         for key in ("ss_condition_embedder", "slat_condition_embedder"):
@@ -307,9 +335,10 @@ class Sam3DEngine:
         ):
             module = pipeline.models[key]
             if module is not None:
-                mgr.register(
-                    key, module, dtype=torch.bfloat16 if (cast and key in BF16_MODULES) else None
-                )
+                mgr.register(key, module)
+        grid = mesh_grid_slot(pipeline.models["slat_decoder_mesh"])
+        if grid is not None:
+            mgr.register("mesh_grid", grid)
         stages = {k: [n for n in v if n in mgr.names] for k, v in STAGES.items()}
         self._hooks = attach_stage_hooks(mgr, {k: v for k, v in stages.items() if v})
         mgr.on_enter = self._enter_stage
@@ -447,8 +476,7 @@ class Sam3DEngine:
         with torch.no_grad(), torch.autocast(device_type="cuda", dtype=pipeline.dtype):
             out = pipeline.depth_model(rgb)
         points = out["pointmaps"]  # (H, W, 3) OpenCV camera: X right, Y down, Z forward
-        flip = torch.tensor(np.diag(CV_TO_P3D), dtype=points.dtype, device=points.device)
-        return points * flip
+        return pointmap_cv_to_p3d(points)
 
     def reconstruct_many(
         self,

@@ -9,21 +9,29 @@ writes)::
 
     <ckpt>/pipeline.yaml, ss_generator.yaml, ss_generator.ckpt, ...   upstream's checkpoints/
     <ckpt>/moge/<owner>--<name>/model.pt          MoGe depth model (repo named in pipeline.yaml)
-    <ckpt>/dinov2/code/hubconf.py ...             DINOv2 torch.hub code, pinned commit
-    <ckpt>/torch/hub/checkpoints/<dinov2>.pth     DINOv2 weights where torch.hub looks for them
-                                                  (the worker sets TORCH_HOME=<ckpt>/torch)
+    <ckpt>/dinov2/code/hubconf.py ...             DINOv2 torch.hub code, pinned commit (the
+                                                  ViT architecture; its weights are in the
+                                                  generator checkpoints)
 
 Patches applied (``patch_pipeline_config``):
 
 * ``compile_model: false`` - no torch.compile (minutes of warm-up, fragile across versions);
 * ``rendering_engine: pytorch3d`` - upstream's own switch away from nvdiffrast;
-* ``dtype: bfloat16``;
+* ``dtype`` is left as shipped (``float16``): it is the autocast dtype of both generators,
+  whose blocks are already fp16 (``use_fp16: true``), and the latent generator's spconv
+  convolutions have fp16 and fp32 kernels only - bf16 activations meeting fp16 blocks promote
+  to fp32 and find no spconv kernel;
+* ``slat_decoder_gs_4_*: null`` - the 4-Gaussians-per-voxel decoder is never used by a job,
+  so it is neither built nor kept in memory;
 * ``device: cpu`` for the pipeline and its depth model - every sub-model is BUILT on the CPU;
   the engine then points the pipeline at CUDA and the residency manager moves each stage's
   sub-models onto the GPU only while that stage runs;
 * MoGe's ``pretrained_model_name_or_path`` -> the local ``model.pt``;
 * DINOv2 nodes in the generator configs (``repo_or_dir: facebookresearch/dinov2``) -> the
-  local code folder with ``source: local`` (patched copies of those YAML files are written to
+  local code folder with ``source: local`` and ``backbone_kwargs: {pretrained: false}``: the
+  architecture comes from the hub code, the weights from the generator checkpoint's
+  ``condition_embedder.*`` entries (which overwrite whatever torch.hub would load), so no
+  DINOv2 weight file is needed (patched copies of those YAML files are written to
   ``out_dir`` and pipeline.yaml points at them by absolute path);
 * ``workspace_dir`` -> the checkpoint folder, so every relative checkpoint path resolves.
 
@@ -47,9 +55,10 @@ DINOV2_HUB_REPO = "facebookresearch/dinov2"
 #: DINOv2 code commit fetched by ``weights download`` (torch.hub code, Apache-2.0).
 DINOV2_COMMIT = "b8931f7bf91576930313be2c6d6af376033b35f0"
 DINOV2_CODE_URL = f"https://github.com/facebookresearch/dinov2/archive/{DINOV2_COMMIT}.zip"
-DINOV2_WEIGHTS_BASE_URL = "https://dl.fbaipublicfiles.com/dinov2"
 DEFAULT_DINO_MODEL = "dinov2_vitl14_reg"
 DEFAULT_MOGE_REPO = "Ruicheng/moge-vitl"
+#: pipeline.yaml entries of sub-models no job uses (set to null: not built, not required).
+UNUSED_SUBMODELS = ("slat_decoder_gs_4_config_path", "slat_decoder_gs_4_ckpt_path")
 
 
 class ConfigError(ValueError):
@@ -84,24 +93,6 @@ def dinov2_code_dir(checkpoints: Path) -> Path:
 
 def torch_home(checkpoints: Path) -> Path:
     return Path(checkpoints) / "torch"
-
-
-def dinov2_weight_filename(model: str) -> tuple[str, str]:
-    """torch.hub model name (``dinov2_vitl14_reg``) -> (folder, file) under DINOv2's base URL."""
-    if not model.startswith("dinov2_vit"):
-        raise ConfigError(f"unknown DINOv2 model {model!r}")
-    base = model[: -len("_reg")] if model.endswith("_reg") else model
-    full = f"{base}_reg4" if model.endswith("_reg") else base
-    return base, f"{full}_pretrain.pth"
-
-
-def dinov2_weight_path(checkpoints: Path, model: str) -> Path:
-    return torch_home(checkpoints) / "hub" / "checkpoints" / dinov2_weight_filename(model)[1]
-
-
-def dinov2_weight_url(model: str, base_url: str = DINOV2_WEIGHTS_BASE_URL) -> str:
-    folder, name = dinov2_weight_filename(model)
-    return f"{base_url.rstrip('/')}/{folder}/{name}"
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -140,12 +131,16 @@ def check_targets(cfg: dict[str, Any], source: str = "pipeline.yaml") -> None:
             )
 
 
-def referenced_paths(cfg: dict[str, Any]) -> dict[str, str]:
-    """pipeline.yaml's ``*_config_path`` / ``*_ckpt_path`` entries that are set."""
+def referenced_paths(cfg: dict[str, Any], include_unused: bool = False) -> dict[str, str]:
+    """pipeline.yaml's ``*_config_path`` / ``*_ckpt_path`` entries that are set (without the
+    ``UNUSED_SUBMODELS`` unless ``include_unused``)."""
     return {
         k: v
         for k, v in cfg.items()
-        if (k.endswith("_config_path") or k.endswith("_ckpt_path")) and isinstance(v, str) and v
+        if (k.endswith("_config_path") or k.endswith("_ckpt_path"))
+        and isinstance(v, str)
+        and v
+        and (include_unused or k not in UNUSED_SUBMODELS)
     }
 
 
@@ -212,7 +207,6 @@ def inspect_checkpoints(checkpoints: Path) -> AssetStatus:
         moge_local_path(checkpoints, status.moge_repo),
         dinov2_code_dir(checkpoints) / "hubconf.py",
     ]
-    locals_needed += [dinov2_weight_path(checkpoints, m) for m in status.dino_models]
     for path in locals_needed:
         status.referenced.append(path)
         if not path.is_file():
@@ -239,7 +233,8 @@ def patch_pipeline_config(
     cfg = copy.deepcopy(cfg)
     cfg["compile_model"] = False
     cfg["rendering_engine"] = "pytorch3d"
-    cfg["dtype"] = "bfloat16"
+    for key in UNUSED_SUBMODELS:
+        cfg[key] = None
     cfg["device"] = build_device
     cfg["workspace_dir"] = str(checkpoints)
 
@@ -278,6 +273,9 @@ def patch_pipeline_config(
         for node in dino_nodes:
             node["repo_or_dir"] = str(code_dir)
             node["source"] = "local"
+            kwargs = dict(node.get("backbone_kwargs") or {})
+            kwargs["pretrained"] = False
+            node["backbone_kwargs"] = kwargs
         dst = out_dir / src.name
         with open(dst, "w", encoding="utf-8") as fh:
             yaml.safe_dump(sub, fh, sort_keys=False)

@@ -140,7 +140,9 @@ class ResidencyManager:
     ``idle_unload_s``: seconds without a stage after which everything leaves the GPU
     (None or <= 0: never). ``headroom_mb``: working memory a stage needs beyond its
     weights; the pre-check refuses a stage whose weights plus headroom exceed the budget.
-    ``exclusive``: evict every module the stage does not name; by default modules of
+    ``stage_headroom_mb``: per-stage overrides of ``headroom_mb`` (a decoder that allocates
+    dense grids needs more than a transformer step). ``exclusive``: evict every module the
+    stage does not name; by default modules of
     earlier stages stay on the GPU while they fit beside the new stage's weights plus
     headroom within the budget (least recently used leave first), so a big card keeps the
     whole pipeline resident and later jobs move no weights at all.
@@ -154,11 +156,13 @@ class ResidencyManager:
         headroom_mb: float = DEFAULT_HEADROOM_MB,
         log: Callable[[str], None] | None = None,
         exclusive: bool = False,
+        stage_headroom_mb: dict[str, float] | None = None,
     ) -> None:
         self.device_name = device
         self.budget_gb = budget_gb
         self.idle_unload_s = idle_unload_s
         self.headroom_mb = float(headroom_mb)
+        self.stage_headroom_mb = {k: float(v) for k, v in (stage_headroom_mb or {}).items()}
         self._log = log or (lambda msg: None)
         self._slots: dict[str, _Slot] = {}
         self._stats: dict[str, StageStats] = {}
@@ -200,7 +204,8 @@ class ResidencyManager:
         nbytes = 0
         if module is not None:
             module = self._prepare(module, dtype)
-            nbytes = module_bytes(module)
+            # Entries that hold nothing while off the GPU state their GPU size themselves.
+            nbytes = getattr(module, "gpu_nbytes", None) or module_bytes(module)
         with self._lock:
             self._slots[name] = _Slot(name, module, loader, evict, dtype, nbytes)
 
@@ -319,7 +324,7 @@ class ResidencyManager:
         if peak_bytes is not None:
             parts[-1] += f", peak in the stage {peak_bytes * gb:.1f} GiB"
         parts[-1] += "."
-        if weights + self.headroom_mb * MIB > budget and budget < total:
+        if weights + self.headroom_for(stage) * MIB > budget and budget < total:
             parts.append(
                 f"Raise the budget (SAM3D_VRAM_BUDGET_GB, in GiB, at most {total * gb:.0f} on this GPU) "
                 "or close other programs that use the GPU."
@@ -337,11 +342,15 @@ class ResidencyManager:
             device_total_mb=round(total / MIB, 1),
             device_free_mb=round(free / MIB, 1),
             stage_weights_mb=round(weights / MIB, 1),
-            headroom_mb=self.headroom_mb,
+            headroom_mb=self.headroom_for(stage),
             peak_allocated_mb=None if peak_bytes is None else round(peak_bytes / MIB, 1),
         )
 
-    def _make_room(self, names: list[str]) -> None:
+    def headroom_for(self, stage: str) -> float:
+        """Working memory (MiB) the stage needs beyond its weights."""
+        return self.stage_headroom_mb.get(stage, self.headroom_mb)
+
+    def _make_room(self, stage: str, names: list[str]) -> None:
         """Evict modules the stage does not need: all of them when ``exclusive``, else the
         least recently used until the rest fit beside the stage within the budget."""
         torch = _torch()
@@ -351,7 +360,7 @@ class ResidencyManager:
                 self._evict(slot)
         else:
             idx = self._device_index()
-            need = sum(self._slots[n].nbytes for n in names) + int(self.headroom_mb * MIB)
+            need = sum(self._slots[n].nbytes for n in names) + int(self.headroom_for(stage) * MIB)
             on_gpu = [s for s in others if _module_device_type(s.module) == "cuda"]
             for slot in others:
                 if slot not in on_gpu:
@@ -366,7 +375,7 @@ class ResidencyManager:
             )
             incoming = sum(self._slots[n].nbytes for n in names if self.where(n) != "cuda")
             while on_gpu and (
-                resident + need > cap or incoming + int(self.headroom_mb * MIB) > free
+                resident + need > cap or incoming + int(self.headroom_for(stage) * MIB) > free
             ):
                 slot = on_gpu.pop(0)
                 self._evict(slot)
@@ -378,14 +387,15 @@ class ResidencyManager:
         torch = _torch()
         idx = self._device_index()
         weights = sum(self._slots[n].nbytes for n in names)
-        need = weights + int(self.headroom_mb * MIB)
+        headroom_mb = self.headroom_for(stage)
+        need = weights + int(headroom_mb * MIB)
         budget = self.budget_bytes()
         if need > budget:
             raise self._oom_error(
                 stage,
                 names,
                 f"it needs {need / GIB:.1f} GiB (weights {weights / GIB:.1f} GiB + working memory "
-                f"{self.headroom_mb / 1024:.1f} GiB) but the VRAM budget is {budget / GIB:.1f} GiB",
+                f"{headroom_mb / 1024:.1f} GiB) but the VRAM budget is {budget / GIB:.1f} GiB",
             )
         free, _total = torch.cuda.mem_get_info(idx)
         on_gpu = sum(
@@ -429,7 +439,7 @@ class ResidencyManager:
             t0 = time.perf_counter()
             for n in names:  # build lazily-loaded modules (on CPU) so their size is known
                 self.module(n)
-            self._make_room(names)
+            self._make_room(name, names)
             self._check_fits(name, names)
             self._tick += 1
             for n in names:
@@ -568,6 +578,7 @@ class ResidencyManager:
                 "device_total_mb": total_mb,
                 "cuda_context_mb": None if self.context_mb is None else round(self.context_mb, 1),
                 "headroom_mb": self.headroom_mb,
+                "stage_headroom_mb": dict(self.stage_headroom_mb),
                 "stages": {k: v.to_dict() for k, v in self._stats.items()},
             },
         }
@@ -584,6 +595,8 @@ def attach_stage_hooks(manager: ResidencyManager, stages: dict[str, list[str]]) 
     for stage_name, names in stages.items():
         for n in names:
             module = manager.module(n)
+            if not hasattr(module, "register_forward_pre_hook"):
+                continue  # a non-module entry (e.g. dense grids) moves with its stage
 
             def hook(
                 _module: Any, _args: Any, _stage: str = stage_name, _names: list[str] = names

@@ -2,7 +2,9 @@
 
 Profiles
 --------
-``cuda`` (linux-64; windows-64 best effort) - the SAM 3D engine's stack, in this order:
+``cuda121`` (linux-64; windows-64 best effort) - upstream's own stack (torch 2.5.1 on CUDA
+12.1), for GPUs of compute capability 7.0 to 9.0 (RTX 20xx-40xx, V100, A100, H100/H200), in
+this order:
 
 1. ``venv``          the backend venv, Python 3.11 (``uv venv`` when uv is present, else
                      ``python3.11 -m venv``);
@@ -28,7 +30,17 @@ Profiles
 10. ``backend``      this project (``pip install <source>``): server, preview engine,
                      finishing.
 
-``cpu`` - what the preview engine and finishing need: ``venv`` then ``backend``.
+``cuda128`` - the same steps on a current stack, for GPUs that torch 2.5.1/CUDA 12.1 cannot
+drive (compute capability 10.0 and newer: RTX 50xx is 12.0, B200 10.0): torch 2.7.1 from the
+cu128 index; spconv-cu126 (its CUDA 12.6 build runs on 12.8 drivers); no xformers, no
+flash_attn (attention through PyTorch's sdpa); no kaolin (the engine provides the one function
+upstream uses, ``backend.engines.sam3d_compat``); pytorch3d fetched at the pinned commit,
+stripped of Pulsar (``backend.install.pytorch3d_source``: it fails to link with CUDA 12.8+) and
+built from that folder; gsplat installed without its CUDA extension (``BUILD_NO_CUDA=1``: it is
+imported by upstream but never called by a job, and its kernels JIT-compile on first use).
+
+``cuda`` picks one of the two from the detected GPUs (``choose_profile``); ``cpu`` - what the
+preview engine and finishing need: ``venv`` then ``backend``.
 
 After the steps, every module the profile needs is imported in the new venv and each
 failure is reported by name (``IMPORT_CHECK``).
@@ -55,6 +67,69 @@ KAOLIN = "kaolin==0.17.0"
 KAOLIN_FIND_LINKS = "https://nvidia-kaolin.s3.us-east-2.amazonaws.com/torch-2.5.1_cu121.html"
 FLASH_ATTN = "flash_attn==2.8.3"
 
+
+@dataclass(frozen=True)
+class CudaStack:
+    """One CUDA profile's torch build and prebuilt extensions (versions and indexes)."""
+
+    profile: str
+    torch: str
+    torchvision: str
+    torchaudio: str
+    cuda_tag: str
+    #: nvcc major.minor range the source builds accept, and the driver the wheels need.
+    nvcc_min: tuple[int, int]
+    nvcc_max_major: int
+    spconv: str
+    xformers: str | None
+    kaolin: str | None
+    kaolin_find_links: str | None
+    #: pytorch3d with Pulsar stripped (from a fetched checkout) instead of pip's git install.
+    pytorch3d_without_pulsar: bool
+    #: gsplat without its CUDA extension (it JIT-compiles on first use; jobs never call it).
+    gsplat_no_cuda: bool
+    flash_attn: bool
+
+    @property
+    def index(self) -> str:
+        return f"https://download.pytorch.org/whl/{self.cuda_tag}"
+
+
+CUDA121 = CudaStack(
+    profile="cuda121",
+    torch=TORCH_VERSION,
+    torchvision=TORCHVISION_VERSION,
+    torchaudio=TORCHAUDIO_VERSION,
+    cuda_tag=CUDA_TAG,
+    nvcc_min=(12, 0),
+    nvcc_max_major=12,
+    spconv=SPCONV,
+    xformers=XFORMERS,
+    kaolin=KAOLIN,
+    kaolin_find_links=KAOLIN_FIND_LINKS,
+    pytorch3d_without_pulsar=False,
+    gsplat_no_cuda=False,
+    flash_attn=True,
+)
+CUDA128 = CudaStack(
+    profile="cuda128",
+    torch="2.7.1",
+    torchvision="0.22.1",
+    torchaudio="2.7.1",
+    cuda_tag="cu128",
+    nvcc_min=(12, 8),
+    nvcc_max_major=12,
+    spconv="spconv-cu126==2.3.8",
+    xformers=None,
+    kaolin=None,
+    kaolin_find_links=None,
+    pytorch3d_without_pulsar=True,
+    gsplat_no_cuda=True,
+    flash_attn=False,
+)
+CUDA_STACKS: dict[str, CudaStack] = {s.profile: s for s in (CUDA121, CUDA128)}
+PROFILES = ("cuda121", "cuda128", "cpu")
+
 PYTORCH3D_COMMIT = "75ebeeaea0908c5527e7b1e305fbc7681382db47"
 GSPLAT_COMMIT = "2323de5905d5e90e035f792fe65bad0fedd413e7"
 SAM3D_COMMIT = "cf066761706cd02b07e2fc6274570ec8cdafb683"
@@ -62,7 +137,8 @@ MOGE_COMMIT = "a8c37341bc0325ca99b9d57981cc3bb2bd3e255b"
 UTILS3D_COMMIT = "3913c65d81e05e47b9f367250cf8c0f7462a0900"
 HYDRA_PATCH_URL = "https://raw.githubusercontent.com/gleize/hydra/78f00766b5f37672aa7232ebbf01bdd74246bd60/hydra/core/utils.py"
 
-PYTORCH3D = f"pytorch3d @ git+https://github.com/facebookresearch/pytorch3d.git@{PYTORCH3D_COMMIT}"
+PYTORCH3D_REPO = "https://github.com/facebookresearch/pytorch3d.git"
+PYTORCH3D = f"pytorch3d @ git+{PYTORCH3D_REPO}@{PYTORCH3D_COMMIT}"
 GSPLAT = f"gsplat @ git+https://github.com/nerfstudio-project/gsplat.git@{GSPLAT_COMMIT}"
 SAM3D_OBJECTS = (
     f"sam3d_objects @ git+https://github.com/facebookresearch/sam-3d-objects.git@{SAM3D_COMMIT}"
@@ -118,8 +194,12 @@ IMPORT_CHECK_CPU: tuple[str, ...] = (
     "yaml",
     "requests",
 )
-#: Top-level modules the sam3d engine needs at run time. The engine's availability check
-#: (``backend.engines.sam3d``) reads this same list, so "installed" and "available" agree.
+#: Top-level modules the sam3d engine needs at run time: every third-party module that
+#: upstream's pipeline imports when ``sam3d_objects.pipeline.inference_pipeline_pointmap`` is
+#: imported (read from its import graph), whether or not a job then calls it. The engine's
+#: availability check (``backend.engines.sam3d``) reads this same list, so "installed" and
+#: "available" agree. kaolin is not listed: upstream calls only its ``check_tensor``, which
+#: the engine provides when kaolin is absent (``backend.engines.sam3d_compat``).
 ENGINE_MODULES: tuple[str, ...] = (
     "torch",
     "torchvision",
@@ -141,16 +221,32 @@ ENGINE_MODULES: tuple[str, ...] = (
     "pyvista",
     "pymeshfix",
     "igraph",
+    "gsplat",
+    "utils3d",
+    "moge",
+    "cv2",
+    "matplotlib",
+    "plyfile",
+    "scipy",
 )
+#: What the sam3d engine needs of the GPU (the engine's availability check and the installer's
+#: platform check both read these).
+#: fp16 tensor cores (Volta and newer). Nothing on the engine's path needs bf16: the shipped
+#: autocast dtype and the fp16 blocks are float16, attention falls back to PyTorch's sdpa
+#: where flash-attention (Ampere+) is absent, and spconv ships fp16 kernels for sm_70+.
+MIN_COMPUTE_CAPABILITY = (7, 0)
+#: The largest stage measured on the real modules (bench/bench_sam3d_gpu.py, shipped
+#: configs): decode = 1.7 GiB of weights (mesh + Gaussian decoders, the mesh decoder's dense
+#: grids) + 7.0 GiB of working memory (``backend.engines.sam3d.STAGE_HEADROOM_MB``) = 8.7 GiB of allocator, plus the
+#: CUDA context (0.6 GiB measured), rounded up. Every other stage needs under 3.4 GiB.
+MIN_VRAM_MB = 9600
 IMPORT_CHECK_CUDA: tuple[str, ...] = tuple(
     dict.fromkeys(
         (
             # submodules that fail on a broken CUDA build even when the package is there
             "torch",
             "torchvision",
-            "xformers",
             "spconv.pytorch",
-            "kaolin",
             "pytorch3d.renderer",
             "gsplat",
             "cv2",
@@ -166,7 +262,7 @@ IMPORT_CHECK_CUDA: tuple[str, ...] = tuple(
 )
 
 #: Rough sizes for the disk check (GB, 10**9 bytes).
-VENV_GB = {"cuda": 14.0, "cpu": 1.5}
+VENV_GB = {"cuda121": 14.0, "cuda128": 13.0, "cpu": 1.5}
 WEIGHTS_GB = 13.5
 
 
@@ -256,15 +352,18 @@ def build_plan(
     compute_capability: tuple[int, int] | None = None,
     source: Path | None = None,
     max_jobs: int | None = None,
+    installer_python: str | None = None,
 ) -> Plan:
-    """The ordered plan for ``profile`` (``cuda`` | ``cpu``) into ``venv`` using ``tool``.
+    """The ordered plan for ``profile`` (``cuda121`` | ``cuda128`` | ``cpu``) into ``venv``.
 
     ``base_python``: the interpreter that creates the venv with the pip tool (Python 3.11);
     ``cuda_arch_list``: ``TORCH_CUDA_ARCH_LIST`` for source builds ("8.6;8.9");
-    ``compute_capability``: the oldest GPU's, decides flash_attn (>= 8.0).
+    ``compute_capability``: the oldest GPU's, decides flash_attn (>= 8.0, cuda121 only);
+    ``installer_python``: the interpreter running this installer (it prepares the pytorch3d
+    source for cuda128; default: this one).
     """
-    if profile not in ("cuda", "cpu"):
-        raise ValueError(f"unknown profile {profile!r}")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r} (one of {', '.join(PROFILES)})")
     if tool not in ("uv", "pip"):
         raise ValueError(f"unknown tool {tool!r}")
     venv = Path(venv).expanduser().absolute()
@@ -288,16 +387,16 @@ def build_plan(
             note=f"Python {PYTHON_VERSION}",
         ),
     ]
+    backend_step = Step(
+        "backend",
+        [install(str(src))],
+        satisfied_by=[Requirement(dist="sam3d-blender", source=str(src))],
+    )
     if profile == "cpu":
-        steps.append(
-            Step(
-                "backend",
-                [install(str(src))],
-                satisfied_by=[Requirement(dist="sam3d-blender", source=str(src))],
-            )
-        )
+        steps.append(backend_step)
         return Plan(profile, tool, venv, py, steps, IMPORT_CHECK_CPU)
 
+    stack = CUDA_STACKS[profile]
     build_env = {
         "TORCH_CUDA_ARCH_LIST": cuda_arch_list,
         "FORCE_CUDA": "1",
@@ -305,17 +404,58 @@ def build_plan(
     }
     if not cuda_arch_list:
         build_env.pop("TORCH_CUDA_ARCH_LIST")
+    tag = stack.cuda_tag
     torch_specs = [
-        f"torch=={TORCH_VERSION}",
-        f"torchvision=={TORCHVISION_VERSION}",
-        f"torchaudio=={TORCHAUDIO_VERSION}",
+        f"torch=={stack.torch}",
+        f"torchvision=={stack.torchvision}",
+        f"torchaudio=={stack.torchaudio}",
     ]
-    flash = compute_capability is not None and compute_capability >= (8, 0)
-    builds = [install("--no-build-isolation", PYTORCH3D), install("--no-build-isolation", GSPLAT)]
-    build_reqs = [_vcs(PYTORCH3D, PYTORCH3D_COMMIT), _vcs(GSPLAT, GSPLAT_COMMIT)]
+    flash = stack.flash_attn and compute_capability is not None and compute_capability >= (8, 0)
+    builds: list[list[str]] = []
+    build_reqs: list[Requirement] = []
+    if stack.pytorch3d_without_pulsar:
+        p3d_src = venv / "src" / "pytorch3d"
+        builds += [
+            [
+                "git",
+                "clone",
+                "--filter=blob:none",
+                "--no-checkout",
+                PYTORCH3D_REPO,
+                str(p3d_src),
+            ],
+            ["git", "-C", str(p3d_src), "checkout", "--force", PYTORCH3D_COMMIT],
+            [
+                installer_python or sys.executable,
+                "-m",
+                "backend.install.pytorch3d_source",
+                str(p3d_src),
+            ],
+            install("--no-build-isolation", str(p3d_src)),
+        ]
+        build_reqs.append(Requirement(dist="pytorch3d", source=str(p3d_src)))
+    else:
+        builds.append(install("--no-build-isolation", PYTORCH3D))
+        build_reqs.append(_vcs(PYTORCH3D, PYTORCH3D_COMMIT))
+    builds.append(install("--no-build-isolation", GSPLAT))
+    build_reqs.append(_vcs(GSPLAT, GSPLAT_COMMIT))
+    if stack.gsplat_no_cuda:
+        build_env["BUILD_NO_CUDA"] = "1"
     if flash:
         builds.append(install("--no-build-isolation", FLASH_ATTN))
         build_reqs.append(_pin(FLASH_ATTN))
+    wheels = []
+    wheel_reqs = [_pin(stack.spconv)]
+    if stack.xformers:
+        wheels.append(install("--no-deps", stack.xformers, "--index-url", stack.index))
+        wheel_reqs.append(_pin(stack.xformers))
+    wheels.append(install(stack.spconv))
+    if stack.kaolin:
+        kaolin = [stack.kaolin]
+        if stack.kaolin_find_links:
+            kaolin += ["--find-links", stack.kaolin_find_links]
+        wheels.append(install(*kaolin))
+        wheel_reqs.append(_pin(stack.kaolin))
     hydra_patch = (
         "import hashlib, os, sys, urllib.request, hydra; "
         'assert hydra.__version__ == "1.3.2", "hydra-core 1.3.2 expected, found " + hydra.__version__; '
@@ -336,29 +476,23 @@ def build_plan(
         ),
         Step(
             "torch",
-            [install(*torch_specs, "--index-url", TORCH_INDEX)],
+            [install(*torch_specs, "--index-url", stack.index)],
             satisfied_by=[
-                Requirement(dist="torch", version=f"{TORCH_VERSION}+{CUDA_TAG}"),
-                Requirement(dist="torchvision", version=f"{TORCHVISION_VERSION}+{CUDA_TAG}"),
-                Requirement(dist="torchaudio", version=f"{TORCHAUDIO_VERSION}+{CUDA_TAG}"),
+                Requirement(dist="torch", version=f"{stack.torch}+{tag}"),
+                Requirement(dist="torchvision", version=f"{stack.torchvision}+{tag}"),
+                Requirement(dist="torchaudio", version=f"{stack.torchaudio}+{tag}"),
             ],
-            note=f"CUDA wheels from {TORCH_INDEX}",
+            note=f"CUDA wheels from {stack.index}",
         ),
-        Step(
-            "cuda-wheels",
-            [
-                install("--no-deps", XFORMERS, "--index-url", TORCH_INDEX),
-                install(SPCONV),
-                install(KAOLIN, "--find-links", KAOLIN_FIND_LINKS),
-            ],
-            satisfied_by=[_pin(XFORMERS), _pin(SPCONV), _pin(KAOLIN)],
-        ),
+        Step("cuda-wheels", wheels, satisfied_by=wheel_reqs),
         Step(
             "cuda-builds",
             builds,
             env=build_env,
             satisfied_by=build_reqs,
-            note="source builds: needs nvcc (CUDA 12.x) and a C++ compiler",
+            note=f"source builds: needs nvcc (CUDA {stack.nvcc_min[0]}.{stack.nvcc_min[1]}+, "
+            f"{stack.nvcc_max_major}.x) and a C++ compiler nvcc supports"
+            + ("; pytorch3d without Pulsar" if stack.pytorch3d_without_pulsar else ""),
         ),
         Step(
             "runtime-deps",
@@ -382,11 +516,9 @@ def build_plan(
             satisfied_by=[Requirement(marker=".sam3d-install/hydra-patch")],
             note="hydra PR 2863, as upstream requires",
         ),
-        Step(
-            "backend",
-            [install(str(src))],
-            satisfied_by=[Requirement(dist="sam3d-blender", source=str(src))],
-        ),
+        backend_step,
     ]
-    checks = tuple(dict.fromkeys(IMPORT_CHECK_CUDA + (("flash_attn",) if flash else ())))
+    extra = (("xformers",) if stack.xformers else ()) + (("kaolin",) if stack.kaolin else ())
+    extra += ("flash_attn",) if flash else ()
+    checks = tuple(dict.fromkeys(IMPORT_CHECK_CUDA + extra))
     return Plan(profile, tool, venv, py, steps, checks, cuda_arch_list)

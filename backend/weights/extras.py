@@ -1,14 +1,15 @@
-"""Pre-fetching what upstream would otherwise download at run time: MoGe and DINOv2.
+"""Pre-fetching what upstream would otherwise download at run time: MoGe and DINOv2's code.
 
 * MoGe: ``model.pt`` of the repo ``pipeline.yaml`` names (``Ruicheng/moge-vitl``), through
   huggingface_hub (same endpoint, token and resume behaviour as the main weights).
-* DINOv2: the torch.hub code at a pinned commit (a GitHub archive) and the weights of every
-  DINOv2 model the generator configs name, from Meta's download server, placed where
-  ``torch.hub`` looks for them under ``TORCH_HOME=<checkpoints>/torch``.
+* DINOv2: only the torch.hub code at a pinned commit (a GitHub archive), which builds the
+  condition embedders' ViTs. No DINOv2 weights: the generator checkpoints hold the
+  embedders' weights (``condition_embedder.*``), and the patched configs build the ViTs with
+  ``pretrained=False`` (``backend.engines.sam3d_config``).
 
-``SAM3D_DINOV2_CODE_URL`` and ``SAM3D_DINOV2_WEIGHTS_URL`` replace the two DINOv2 sources
-(a mirror, or a test server). Every download resumes with ``Range`` requests from a
-``.part`` file (``backend.weights.hub.resumable_get``). Sizes are bytes.
+``SAM3D_DINOV2_CODE_URL`` replaces the DINOv2 code source (a mirror, or a test server). Every
+download resumes with ``Range`` requests from a ``.part`` file
+(``backend.weights.hub.resumable_get``). Sizes are bytes.
 """
 
 from __future__ import annotations
@@ -22,10 +23,7 @@ from pathlib import Path
 
 from backend.engines.sam3d_config import (
     DINOV2_CODE_URL,
-    DINOV2_WEIGHTS_BASE_URL,
     dinov2_code_dir,
-    dinov2_weight_path,
-    dinov2_weight_url,
     inspect_checkpoints,
     moge_local_path,
 )
@@ -101,27 +99,8 @@ def fetch_dinov2_code(checkpoints: Path, log: Callable[[str], None] = print) -> 
     return code
 
 
-def fetch_dinov2_weights(
-    checkpoints: Path, models: list[str], log: Callable[[str], None] = print
-) -> list[Path]:
-    """Each model's ``*_pretrain.pth`` into ``<ckpt>/torch/hub/checkpoints`` (torch.hub's cache)."""
-    base = os.environ.get("SAM3D_DINOV2_WEIGHTS_URL", DINOV2_WEIGHTS_BASE_URL)
-    out = []
-    for model in models:
-        path = dinov2_weight_path(checkpoints, model)
-        if path.is_file():
-            log(f"DINOv2 {model}: present")
-        else:
-            url = dinov2_weight_url(model, base)
-            log(f"DINOv2 {model}: {url}")
-            http_download(url, path, log=log)
-        out.append(path)
-    return out
-
-
 def fetch_extras(checkpoints: Path, token: str | None, log: Callable[[str], None] = print) -> None:
-    """MoGe + DINOv2 for the models the downloaded configs name."""
+    """MoGe (the repo the downloaded pipeline.yaml names) and DINOv2's hub code."""
     status = inspect_checkpoints(checkpoints)
     fetch_moge(checkpoints, status.moge_repo, token, log)
     fetch_dinov2_code(checkpoints, log)
-    fetch_dinov2_weights(checkpoints, status.dino_models, log)

@@ -15,8 +15,6 @@ import yaml
 from backend.engines.sam3d_config import (
     ConfigError,
     dinov2_code_dir,
-    dinov2_weight_path,
-    dinov2_weight_url,
     inspect_checkpoints,
     moge_local_path,
     patch_pipeline_config,
@@ -108,9 +106,6 @@ def make_checkpoints(root: Path, *, with_assets: bool = True, skip: tuple[str, .
         code = dinov2_code_dir(root)
         code.mkdir(parents=True, exist_ok=True)
         (code / "hubconf.py").write_text("dependencies = ['torch']\n")
-        w = dinov2_weight_path(root, "dinov2_vitl14_reg")
-        w.parent.mkdir(parents=True, exist_ok=True)
-        w.write_bytes(b"\0" * 16)
     return root
 
 
@@ -126,20 +121,20 @@ def test_complete_folder_inspects_ok(tmp_path):
         "slat_decoder_mesh.yaml",
         "model.pt",
         "hubconf.py",
-        "dinov2_vitl14_reg4_pretrain.pth",
     } <= names
+    # the unused 4-Gaussian decoder and DINOv2 weight files are not required
+    assert not any("gs_4" in n or n.endswith(".pth") for n in names)
 
 
 def test_missing_pieces_are_each_named(tmp_path):
-    ckpt = make_checkpoints(tmp_path / "ckpt", with_assets=False, skip=("slat_generator.ckpt",))
+    ckpt = make_checkpoints(
+        tmp_path / "ckpt",
+        with_assets=False,
+        skip=("slat_generator.ckpt", "slat_decoder_gs_4.ckpt", "slat_decoder_gs_4.yaml"),
+    )
     st = inspect_checkpoints(ckpt)
     missing = {p.name for p in st.missing}
-    assert missing == {
-        "slat_generator.ckpt",
-        "model.pt",
-        "hubconf.py",
-        "dinov2_vitl14_reg4_pretrain.pth",
-    }
+    assert missing == {"slat_generator.ckpt", "model.pt", "hubconf.py"}
     empty = inspect_checkpoints(tmp_path / "nothing")
     assert [p.name for p in empty.missing] == ["pipeline.yaml"]
 
@@ -151,7 +146,11 @@ def test_patches_and_local_paths(tmp_path):
     cfg = yaml.safe_load(path.read_text())
     assert cfg["compile_model"] is False
     assert cfg["rendering_engine"] == "pytorch3d"
-    assert cfg["dtype"] == "bfloat16"
+    # the shipped autocast dtype is kept: fp16 blocks + spconv (no bf16 kernels)
+    assert cfg["dtype"] == "float16"
+    # the 4-Gaussian decoder is never built
+    assert cfg["slat_decoder_gs_4_config_path"] is None
+    assert cfg["slat_decoder_gs_4_ckpt_path"] is None
     assert cfg["device"] == "cpu" and cfg["depth_model"]["device"] == "cpu"
     assert cfg["workspace_dir"] == str(ckpt.resolve())
     assert cfg["depth_model"]["model"]["pretrained_model_name_or_path"] == str(
@@ -170,6 +169,8 @@ def test_patches_and_local_paths(tmp_path):
             dino["repo_or_dir"] == str(dinov2_code_dir(ckpt.resolve()))
             and dino["source"] == "local"
         )
+        # architecture only: the checkpoint's condition_embedder.* are the weights
+        assert dino["backbone_kwargs"] == {"pretrained": False}
         assert cfg[f"{gen}_ckpt_path"] == f"{gen}.ckpt"  # resolved against workspace_dir
     assert cfg["ss_decoder_config_path"] == "ss_decoder.yaml"  # untouched: no DINOv2 inside
     # the originals are untouched
@@ -193,15 +194,3 @@ def test_missing_local_assets_stop_patching_with_the_fix(tmp_path):
     ckpt = make_checkpoints(tmp_path / "c", with_assets=False)
     with pytest.raises(ConfigError, match="weights download --dest"):
         prepare_pipeline_config(ckpt, tmp_path / "o")
-
-
-def test_dinov2_weight_names_match_torch_hub():
-    assert dinov2_weight_url("dinov2_vitl14_reg") == (
-        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_reg4_pretrain.pth"
-    )
-    assert (
-        dinov2_weight_url("dinov2_vitb14", "http://x/")
-        == "http://x/dinov2_vitb14/dinov2_vitb14_pretrain.pth"
-    )
-    with pytest.raises(ConfigError):
-        dinov2_weight_url("resnet50")

@@ -30,7 +30,6 @@ from test_sam3d_config import SUBMODELS, generator_dict, pipeline_dict
 from backend.engines.sam3d_config import (
     DINOV2_COMMIT,
     dinov2_code_dir,
-    dinov2_weight_path,
     inspect_checkpoints,
     moge_local_path,
 )
@@ -272,7 +271,6 @@ def hub(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("SAM3D_DINOV2_CODE_URL", server.url + "/dinov2/code.zip")
-    monkeypatch.setenv("SAM3D_DINOV2_WEIGHTS_URL", server.url + "/dinov2/w")
     yield server
     server.close()
 
@@ -295,10 +293,9 @@ def test_full_download_is_offline_ready_and_verifies(hub, tmp_path, capsys):
     assert not (dest / "README.md").exists() and not (dest / ".download").exists()
     assert moge_local_path(dest, MOGE).read_bytes() == hub.repos[MOGE]["files"]["model.pt"]
     assert (dinov2_code_dir(dest) / "hubconf.py").is_file()
-    assert (
-        dinov2_weight_path(dest, "dinov2_vitl14_reg").read_bytes()
-        == hub.raw["/dinov2/w/dinov2_vitl14/dinov2_vitl14_reg4_pretrain.pth"]
-    )
+    # no DINOv2 weights: the generator checkpoints hold the embedders' weights
+    assert not any("/dinov2/w" in path for (_m, path, _r) in hub.log)
+    assert not list(dest.rglob("*.pth"))
     manifest = json.loads((dest / "manifest.json").read_text())
     assert manifest["revision"] == "1" * 40
     assert (
@@ -322,12 +319,12 @@ def test_verify_names_broken_files(hub, tmp_path, capsys):
     data = bytearray(big.read_bytes())
     data[100] ^= 0xFF
     big.write_bytes(bytes(data))
-    dinov2_weight_path(dest, "dinov2_vitl14_reg").unlink()
+    moge_local_path(dest, MOGE).unlink()
     capsys.readouterr()
     assert run_cli("verify", "--dest", str(dest)) == 7
     err = capsys.readouterr().err
     assert "slat_decoder_gs.ckpt: 5 bytes, expected 4096" in err
-    assert "dinov2_vitl14_reg4_pretrain.pth" in err
+    assert "model.pt" in err
     assert "ss_generator.ckpt" not in err  # same size: only --hash sees it
     assert run_cli("verify", "--dest", str(dest), "--hash") == 7
     assert "ss_generator.ckpt: SHA-256" in capsys.readouterr().err
@@ -393,15 +390,6 @@ def test_interrupted_run_resumes_on_the_next_run(hub, tmp_path, capsys):
     assert run_cli("download", "--dest", str(dest), "--token", "good", "--no-extras") == 0
     assert f"bytes={CHUNK}-" in hub.gets(BIG)
     assert (dest / "ss_generator.ckpt").read_bytes() == hub.repos[SAM]["files"][BIG]
-
-
-def test_dinov2_download_resumes_too(hub, tmp_path):
-    key = "/dinov2/w/dinov2_vitl14/dinov2_vitl14_reg4_pretrain.pth"
-    hub.cut_once.add(key)
-    dest = tmp_path / "c"
-    assert run_cli("download", "--dest", str(dest), "--token", "good") == 0
-    assert f"bytes={1 << 20}-" in [r for (m, p, r) in hub.log if p == key]
-    assert dinov2_weight_path(dest, "dinov2_vitl14_reg").read_bytes() == hub.raw[key]
 
 
 def test_not_enough_disk_is_refused_before_downloading(hub, tmp_path, capsys):

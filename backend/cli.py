@@ -294,9 +294,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from backend.config import checkpoints_dir, data_dir
     from backend.engines.registry import engine_report, resolve_engine
+    from backend.gpu.probe import probe_gpus
+    from backend.install.platform import assumed_probe, choose_profile
     from backend.server import gpu_summary
 
     report = engine_report()
+    try:
+        probe = assumed_probe(args.assume_gpu) if args.assume_gpu else probe_gpus()
+    except ValueError as exc:
+        print(f"error [bad_options]: {exc}", file=sys.stderr)
+        return 2
+    choice = choose_profile(probe, "auto")
     info = {
         "python": f"{sys.version.split()[0]} ({sys.executable})",
         "platform": f"{platform.system()} {platform.machine()}",
@@ -307,6 +315,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         "gpu": gpu_summary(),
         "engines": {k: {"available": v.available, "reason": v.reason} for k, v in report.items()},
         "auto_engine": resolve_engine("auto", report),
+        "install_profile": {"profile": choice.profile, "reason": choice.reason},
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -333,6 +342,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             if line.strip():
                 print(f"            - {line.strip()}")
     print(f"auto picks:   {info['auto_engine']}")
+    print(f"install:      profile {choice.profile}: {choice.reason}")
+    print(f"              (python -m backend install --venv DIR --profile {choice.profile})")
     return 0
 
 
@@ -396,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("doctor", help="explain what can run here and why not")
     d.add_argument("--json", action="store_true")
+    d.add_argument(
+        "--assume-gpu",
+        metavar="NAME,CC,MEMORY_MIB[,DRIVER]",
+        help="say which install profile would apply to this GPU instead of the detected ones",
+    )
     d.set_defaults(func=cmd_doctor)
 
     for module, attr in (("backend.install.cli", "register"), ("backend.weights", "register")):

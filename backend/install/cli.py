@@ -1,4 +1,10 @@
-"""The ``install`` subcommand: ``python -m backend install --venv DIR --profile cuda|cpu [--dry-run]``."""
+"""The ``install`` subcommand: ``python -m backend install --venv DIR --profile P [--dry-run]``.
+
+``P``: ``auto`` (the machine decides: a CUDA profile when an NVIDIA GPU can run SAM 3D, else
+``cpu``), ``cuda`` (the CUDA stack that fits the GPU: ``cuda121`` or ``cuda128``), or one of
+those by name. ``--assume-gpu "NAME,CC,MEMORY_MIB[,DRIVER]"`` plans for a card that is not in
+this machine (with ``--dry-run``: what would be installed on an RTX 5090, say).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +15,31 @@ from backend.config import checkpoints_dir
 
 
 def cmd_install(args: argparse.Namespace) -> int:
+    from backend.gpu.probe import probe_gpus
     from backend.install.plan import build_plan
-    from backend.install.platform import check_platform
+    from backend.install.platform import assumed_probe, check_platform, choose_profile
     from backend.install.runner import Runner, default_out
 
     out = default_out
     venv = Path(args.venv).expanduser().absolute()
+    try:
+        probe = assumed_probe(args.assume_gpu) if args.assume_gpu else probe_gpus(use_cache=False)
+    except ValueError as exc:
+        out(f"error: {exc}")
+        return 2
+    choice = choose_profile(probe, args.profile)
+    profile = choice.profile
+    if profile != args.profile:
+        out(f"profile {args.profile} -> {profile}: {choice.reason}")
     weights = (
         Path(args.weights_dest).expanduser()
         if args.weights_dest
-        else (checkpoints_dir() if args.profile == "cuda" else None)
+        else (checkpoints_dir() if profile != "cpu" else None)
     )
     rep = check_platform(
-        args.profile, venv, weights_dest=weights, tool=args.tool, cuda_arch=args.cuda_arch
+        profile, venv, weights_dest=weights, tool=args.tool, probe=probe, cuda_arch=args.cuda_arch
     )
+    args.profile = profile
     out(f"install profile {args.profile} into {venv} with {rep.tool}")
     for c in rep.checks:
         out("  " + c.line())
@@ -32,7 +49,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         for c in rep.refused:
             out(f"  - {c.name}: {c.message}")
         if not args.dry_run:
-            if args.profile == "cuda":
+            if args.profile != "cpu":
                 out(
                     "The preview engine still works here: python -m backend install --profile cpu --venv DIR"
                 )
@@ -60,7 +77,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     rc = Runner(plan, out).run(dry_run=args.dry_run)
     if rc == 0 and not args.dry_run:
         out(f"backend ready: {plan.python} -m backend doctor")
-        if args.profile == "cuda":
+        if args.profile != "cpu":
             out(f"weights next: {plan.python} -m backend weights download --dest {weights}")
     return rc
 
@@ -71,7 +88,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "install", help="create the backend venv (profile cuda: SAM 3D; cpu: preview only)"
     )
     p.add_argument("--venv", required=True, help="folder of the venv to create or complete")
-    p.add_argument("--profile", choices=("cuda", "cpu"), required=True)
+    p.add_argument(
+        "--profile",
+        choices=("auto", "cuda", "cuda121", "cuda128", "cpu"),
+        default="auto",
+        help="auto: from this machine's GPU (cpu without one); cuda: the CUDA stack that fits "
+        "the GPU (cuda121: torch 2.5.1, compute capability <= 9.0; cuda128: torch 2.7, RTX 50xx)",
+    )
+    p.add_argument(
+        "--assume-gpu",
+        metavar="NAME,CC,MEMORY_MIB[,DRIVER]",
+        help='plan for this GPU instead of the detected ones, e.g. "NVIDIA GeForce RTX 5090,12.0,32607"',
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",

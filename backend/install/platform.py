@@ -16,12 +16,101 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.gpu.probe import GpuInfo, GpuProbe, probe_gpus, torch_cuda_arch_list
-from backend.install.plan import PYTHON_VERSION, VENV_GB, WEIGHTS_GB
+from backend.install.plan import (
+    CUDA_STACKS,
+    MIN_COMPUTE_CAPABILITY,
+    MIN_VRAM_MB,
+    PYTHON_VERSION,
+    VENV_GB,
+    WEIGHTS_GB,
+)
 
-MIN_COMPUTE_CAPABILITY = (8, 0)
-MIN_VRAM_MB = 8000
-#: CUDA 12.1 needs at least these driver versions.
-MIN_DRIVER = {"linux": (530, 30), "win32": (531, 14)}
+#: Oldest driver each CUDA stack's wheels run on (CUDA 12.1 / 12.8 release notes).
+MIN_DRIVER = {
+    "cuda121": {"linux": (530, 30), "win32": (531, 14)},
+    "cuda128": {"linux": (570, 26), "win32": (570, 65)},
+}
+#: torch 2.5.1/CUDA 12.1 ships kernels up to compute capability 9.0 and its toolkit cannot
+#: compile for newer GPUs (Blackwell: 10.0, 12.0); those need the cuda128 stack.
+CUDA121_MAX_CC = (9, 0)
+#: Newest GCC major each nvcc release accepts as host compiler (CUDA installation guides).
+NVCC_MAX_GCC = {
+    (12, 0): 12,
+    (12, 1): 12,
+    (12, 2): 12,
+    (12, 3): 12,
+    (12, 4): 13,
+    (12, 5): 13,
+    (12, 6): 13,
+    (12, 8): 14,
+    (12, 9): 14,
+    (13, 0): 15,
+}
+
+
+@dataclass
+class ProfileChoice:
+    """The install profile for this machine and the one-line reason."""
+
+    profile: str
+    reason: str
+
+
+def choose_profile(probe: GpuProbe, requested: str = "auto") -> ProfileChoice:
+    """``auto``: a CUDA profile when an NVIDIA GPU can run SAM 3D, else ``cpu``; ``cuda``: the
+    CUDA stack that fits the GPUs (``cuda128`` for compute capability >= 10.0, else
+    ``cuda121``); a named profile is returned as it is."""
+    if requested not in ("auto", "cuda"):
+        return ProfileChoice(requested, f"{requested} was asked for")
+    if not probe.ok:
+        why = probe.error or "no NVIDIA GPU found"
+        if requested == "cuda":
+            return ProfileChoice("cuda121", f"{why}; upstream's stack assumed")
+        return ProfileChoice("cpu", f"{why}: the preview engine runs on the CPU")
+    best = max(probe.gpus, key=lambda g: (g.compute_capability or (0, 0), g.memory_total_mb))
+    cc = best.compute_capability
+    if requested == "auto":
+        if cc is not None and cc < MIN_COMPUTE_CAPABILITY:
+            need = f"{MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]}"
+            return ProfileChoice(
+                "cpu", f"{best.name} has compute capability {cc[0]}.{cc[1]}; SAM 3D needs {need}+"
+            )
+        if best.memory_total_mb < MIN_VRAM_MB:
+            return ProfileChoice(
+                "cpu",
+                f"{best.name} has {best.memory_total_mb} MiB; SAM 3D needs {MIN_VRAM_MB} MiB",
+            )
+    newest = max((g.compute_capability for g in probe.gpus if g.compute_capability), default=None)
+    if newest is not None and newest > CUDA121_MAX_CC:
+        return ProfileChoice(
+            "cuda128",
+            f"{best.name} has compute capability {newest[0]}.{newest[1]}: it needs CUDA 12.8+ "
+            "builds (torch 2.7, cu128)",
+        )
+    shown = f"compute capability {cc[0]}.{cc[1]}" if cc else "compute capability unknown"
+    return ProfileChoice(
+        "cuda121", f"{best.name} ({shown}) runs upstream's own stack (torch 2.5.1, cu121)"
+    )
+
+
+def assumed_probe(text: str) -> GpuProbe:
+    """A probe for ``--assume-gpu "NAME,CC,MEMORY_MIB[,DRIVER]"`` (e.g. "NVIDIA GeForce RTX
+    5090,12.0,32607"): plan for a card that is not in this machine. Without a driver version
+    the driver check is reported as assumed, not failed."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) not in (3, 4):
+        raise ValueError(
+            f"--assume-gpu wants NAME,COMPUTE_CAPABILITY,MEMORY_MIB[,DRIVER], got {text!r}"
+        )
+    name, cc_text, mem = parts[:3]
+    try:
+        major, minor = (int(x) for x in cc_text.split("."))
+        memory = int(mem)
+    except ValueError as exc:
+        raise ValueError(f"--assume-gpu: bad compute capability or memory in {text!r}") from exc
+    driver = parts[3] if len(parts) == 4 else "assumed"
+    gpu = GpuInfo(0, name, memory, memory, (major, minor), driver)
+    return GpuProbe(gpus=[gpu], nvidia_smi="(assumed)")
 
 
 @dataclass
@@ -109,9 +198,53 @@ def _nvcc() -> tuple[str | None, str | None]:
     return None, None
 
 
-def _driver_tuple(text: str) -> tuple[int, int] | None:
-    m = re.match(r"(\d+)\.(\d+)", text.strip())
+def _version_tuple(text: str | None) -> tuple[int, int] | None:
+    m = re.match(r"(\d+)\.(\d+)", (text or "").strip())
     return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _compiler_version(cxx: str) -> tuple[str, int | None]:
+    """("gcc" | "clang" | "?", major) of a C++ compiler from its ``--version``."""
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "?", None
+    kind = "clang" if "clang" in out.lower() else ("gcc" if out else "?")
+    m = re.search(r"(\d+)\.\d+(?:\.\d+)?", out.splitlines()[0] if out else "")
+    return kind, (int(m.group(1)) if m else None)
+
+
+def _compiler_check(plat: str, nvcc: tuple[int, int] | None) -> Check:
+    """A C++ compiler exists and, for GCC, is one that this nvcc accepts as host compiler."""
+    if plat == "win32":
+        cl = shutil.which("cl")
+        return Check(
+            "c++ compiler",
+            cl is not None,
+            cl
+            or "cl.exe not found: run from an 'x64 Native Tools' prompt (Visual Studio Build Tools)",
+        )
+    cxx = shutil.which("c++") or shutil.which("g++")
+    if cxx is None:
+        return Check("c++ compiler", False, "no C++ compiler: install build-essential / gcc-c++")
+    kind, major = _compiler_version(cxx)
+    if kind != "gcc" or major is None or nvcc is None:
+        return Check("c++ compiler", True, f"{cxx} ({kind} {major or '?'})")
+    limit = NVCC_MAX_GCC.get(nvcc) or max(
+        (v for k, v in NVCC_MAX_GCC.items() if k <= nvcc), default=None
+    )
+    ok = limit is None or major <= limit
+    return Check(
+        "c++ compiler",
+        ok,
+        f"{cxx} (gcc {major})"
+        + (
+            ""
+            if ok
+            else f": nvcc {nvcc[0]}.{nvcc[1]} accepts gcc up to {limit}; install gcc-{limit} "
+            f"and set CC/CXX (or NVCC_CCBIN) to it"
+        ),
+    )
 
 
 def check_platform(
@@ -159,7 +292,7 @@ def check_platform(
     # disk
     need = VENV_GB[profile]
     where = f"venv {need:.1f} GB"
-    if profile == "cuda" and weights_dest is not None:
+    if profile != "cpu" and weights_dest is not None:
         if _device(weights_dest) == _device(venv):
             need += WEIGHTS_GB
             where += f" + weights {WEIGHTS_GB:.1f} GB (same disk)"
@@ -184,6 +317,7 @@ def check_platform(
 
     if profile == "cpu":
         return rep
+    stack = CUDA_STACKS[profile]
 
     # platform
     os_ok = plat in ("linux", "win32") and machine in ("x86_64", "amd64")
@@ -225,16 +359,23 @@ def check_platform(
             f"{g.name} ({g.memory_total_mb} MiB, cc {g.compute_capability_str})" for g in probe.gpus
         )
         checks.append(Check("gpu", True, names))
-        drv = _driver_tuple(probe.gpus[0].driver_version)
-        need_drv = MIN_DRIVER.get(plat, MIN_DRIVER["linux"])
-        checks.append(
-            Check(
-                "driver",
-                drv is not None and drv >= need_drv,
-                f"driver {probe.gpus[0].driver_version}; CUDA 12.1 needs >= {need_drv[0]}.{need_drv[1]}"
-                + ("" if drv is not None and drv >= need_drv else ": update the NVIDIA driver"),
+        cuda = f"CUDA {stack.cuda_tag[2:4]}.{stack.cuda_tag[4:]}"
+        drv_text = probe.gpus[0].driver_version
+        drv = _version_tuple(drv_text)
+        need_drv = MIN_DRIVER[profile].get(plat, MIN_DRIVER[profile]["linux"])
+        if drv_text == "assumed":
+            checks.append(
+                Check("driver", True, f"assumed; {cuda} needs >= {need_drv[0]}.{need_drv[1]}")
             )
-        )
+        else:
+            checks.append(
+                Check(
+                    "driver",
+                    drv is not None and drv >= need_drv,
+                    f"driver {drv_text}; {cuda} needs >= {need_drv[0]}.{need_drv[1]}"
+                    + ("" if drv is not None and drv >= need_drv else ": update the NVIDIA driver"),
+                )
+            )
         ccs = [g.compute_capability for g in probe.gpus if g.compute_capability]
         best = max(probe.gpus, key=lambda g: (g.compute_capability or (0, 0), g.memory_total_mb))
         if ccs:
@@ -249,10 +390,20 @@ def check_platform(
                         ""
                         if ok
                         else f": too old, SAM 3D needs {MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]}+ "
-                        "(Ampere or newer: bf16 and flash-attention); use --profile cpu"
+                        "(fp16 tensor cores: Volta or newer); use --profile cpu"
                     ),
                 )
             )
+            if profile == "cuda121" and max(ccs) > CUDA121_MAX_CC:
+                top = max(ccs)
+                checks.append(
+                    Check(
+                        "cuda stack",
+                        False,
+                        f"compute capability {top[0]}.{top[1]} needs CUDA 12.8+ builds; torch "
+                        f"{stack.torch} ({stack.cuda_tag}) has no kernels for it: use --profile cuda128",
+                    )
+                )
         else:
             checks.append(
                 Check(
@@ -287,7 +438,9 @@ def check_platform(
 
     # build tools for pytorch3d / gsplat / flash_attn
     nvcc, version = _nvcc()
-    ok = nvcc is not None and version is not None and version.startswith("12.")
+    nv = _version_tuple(version)
+    ok = nv is not None and stack.nvcc_min <= nv and nv[0] <= stack.nvcc_max_major
+    want = f"CUDA {stack.nvcc_min[0]}.{stack.nvcc_min[1]} to {stack.nvcc_max_major}.x"
     checks.append(
         Check(
             "nvcc",
@@ -295,24 +448,23 @@ def check_platform(
             f"{nvcc} (CUDA {version})"
             if ok
             else (
-                f"{nvcc} is CUDA {version}; the source builds need the CUDA 12.x toolkit"
+                f"{nvcc} is CUDA {version}; the {profile} source builds need the {want} toolkit"
+                " (nvcc must match torch's CUDA major version)"
                 if nvcc
-                else "nvcc not found (CUDA_HOME, CUDA_PATH, PATH): install the CUDA 12.1 toolkit "
-                "(https://developer.nvidia.com/cuda-12-1-0-download-archive) for the pytorch3d/gsplat builds"
+                else f"nvcc not found (CUDA_HOME, CUDA_PATH, PATH): install the {want} toolkit "
+                "(https://developer.nvidia.com/cuda-toolkit-archive) for the pytorch3d/gsplat builds"
             ),
         )
     )
-    cxx = shutil.which("cl") if plat == "win32" else (shutil.which("c++") or shutil.which("g++"))
+    checks.append(_compiler_check(plat, nv if ok else None))
+    git = shutil.which("git")
     checks.append(
         Check(
-            "c++ compiler",
-            cxx is not None,
-            cxx
-            or (
-                "cl.exe not found: run from an 'x64 Native Tools' prompt (Visual Studio Build Tools)"
-                if plat == "win32"
-                else "no C++ compiler: install build-essential / gcc-c++"
-            ),
+            "git",
+            git is not None,
+            git
+            or "git not found: pip fetches pytorch3d, gsplat, MoGe and upstream at pinned "
+            "commits with git; install git",
         )
     )
     return rep

@@ -97,6 +97,7 @@ def test_cuda_dry_run_prints_the_pinned_commands_in_order(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
+    assert "profile cuda -> cuda121" in out  # no GPU to choose by: upstream's stack
     assert (
         "would refuse" in out and "nvidia-smi not on PATH" in out
     )  # this machine, reported, not fatal
@@ -181,7 +182,7 @@ def test_cpu_dry_run(tmp_path):
 
 def test_uv_commands_and_flash_attn_only_on_ampere(tmp_path):
     p = build_plan(
-        tmp_path / "v", "cuda", tool="uv", cuda_arch_list="7.5", compute_capability=(7, 5)
+        tmp_path / "v", "cuda121", tool="uv", cuda_arch_list="7.5", compute_capability=(7, 5)
     )
     assert p.steps[0].commands[0] == [
         "uv",
@@ -212,7 +213,7 @@ def test_refuses_without_a_driver_and_creates_nothing(tmp_path):
         env={"SAM3D_NVIDIA_SMI": str(tmp_path / "absent")},
     )
     assert proc.returncode == 3
-    assert "refusing: this machine cannot take the cuda profile" in proc.stdout
+    assert "refusing: this machine cannot take the cuda121 profile" in proc.stdout
     assert "nvidia driver: no NVIDIA GPU found" in proc.stdout
     assert "--profile cpu" in proc.stdout
     assert "STEP" not in proc.stdout and not venv.exists()
@@ -220,18 +221,22 @@ def test_refuses_without_a_driver_and_creates_nothing(tmp_path):
 
 def test_old_gpu_small_gpu_old_driver(tmp_path, monkeypatch):
     monkeypatch.setenv(
-        "SAM3D_NVIDIA_SMI", str(fake_smi(tmp_path, "0, Tesla T4, 15360, 15000, 7.5, 470.82.01"))
+        "SAM3D_NVIDIA_SMI",
+        str(fake_smi(tmp_path, "0, Tesla P40, 24576, 24000, 6.1, 470.82.01")),
     )
-    rep = check_platform("cuda", tmp_path / "v", tool="pip")
+    rep = check_platform("cuda121", tmp_path / "v", tool="pip")
     refused = {c.name: c.message for c in rep.refused}
-    assert "too old" in refused["compute capability"] and "7.5" in refused["compute capability"]
+    assert "too old" in refused["compute capability"] and "6.1" in refused["compute capability"]
     assert "CUDA 12.1 needs >= 530.30" in refused["driver"]
     assert "gpu memory" not in refused
-    assert rep.cuda_arch_list == "7.5"
+    assert rep.cuda_arch_list == "6.1"
+    fake_smi(tmp_path, "0, Tesla T4, 15360, 15000, 7.5, 535.104.05")  # fp16 is enough now
+    rep = check_platform("cuda121", tmp_path / "v", tool="pip")
+    assert {"compute capability", "driver", "gpu memory"}.isdisjoint(c.name for c in rep.refused)
     fake_smi(
         tmp_path, "0, NVIDIA GeForce RTX 3050, 6144, 6000, 8.6, 550.54.14"
     )  # same path, new GPU
-    rep = check_platform("cuda", tmp_path / "v", tool="pip")
+    rep = check_platform("cuda121", tmp_path / "v", tool="pip")
     refused = {c.name: c.message for c in rep.refused}
     assert (
         "6144 MiB" in refused["gpu memory"]
@@ -251,7 +256,7 @@ def test_arch_list_and_compute_capability_from_all_gpus(tmp_path, monkeypatch):
             )
         ),
     )
-    rep = check_platform("cuda", tmp_path / "v", tool="pip")
+    rep = check_platform("cuda121", tmp_path / "v", tool="pip")
     assert rep.cuda_arch_list == "8.6;8.9"
     assert rep.compute_capability == (8, 6)
     assert {c.name for c in rep.checks if c.ok} >= {
@@ -263,7 +268,7 @@ def test_arch_list_and_compute_capability_from_all_gpus(tmp_path, monkeypatch):
     }
     p = build_plan(
         tmp_path / "v",
-        "cuda",
+        "cuda121",
         cuda_arch_list=rep.cuda_arch_list,
         compute_capability=rep.compute_capability,
     )
@@ -273,7 +278,7 @@ def test_arch_list_and_compute_capability_from_all_gpus(tmp_path, monkeypatch):
 
 
 def test_disk_check_counts_venv_and_weights(tmp_path, monkeypatch):
-    rep = check_platform("cuda", tmp_path / "v", weights_dest=tmp_path / "w", tool="pip")
+    rep = check_platform("cuda121", tmp_path / "v", weights_dest=tmp_path / "w", tool="pip")
     disk = next(c for c in rep.checks if c.name == "disk")
     assert "venv 14.0 GB + weights 13.5 GB (same disk)" in disk.message
     monkeypatch.setitem(plan_mod.VENV_GB, "cpu", 10.0**9)  # a venv larger than any disk
@@ -351,3 +356,125 @@ def test_import_check_names_each_failure(tmp_path):
     text = "\n".join(lines)
     assert "FAIL import definitely_not_a_module_xyz: ModuleNotFoundError" in text
     assert "IMPORT-CHECK FAILED: 1 of 3 modules (definitely_not_a_module_xyz)" in text
+
+
+RTX_4090 = "NVIDIA GeForce RTX 4090,8.9,24564,550.54.14"
+RTX_5090 = "NVIDIA GeForce RTX 5090,12.0,32607"
+
+
+def test_assumed_rtx_4090_gets_upstreams_cu121_stack(tmp_path):
+    proc = run_backend(
+        "install", "--venv", str(tmp_path / "v"), "--dry-run", "--tool", "pip",
+        "--assume-gpu", RTX_4090,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "profile auto -> cuda121: NVIDIA GeForce RTX 4090 (compute capability 8.9)" in out
+    cmds = dict(parse_steps(out))
+    assert "torch==2.5.1" in cmds["torch"][0] and "whl/cu121" in cmds["torch"][0]
+    wheels = " ".join(cmds["cuda-wheels"])
+    assert "xformers==0.0.28.post3" in wheels and "kaolin==0.17.0" in wheels
+    assert any("flash_attn==2.8.3" in c for c in cmds["cuda-builds"])
+    assert "[ok  ] driver: driver 550.54.14; CUDA 12.1 needs >= 530.30" in out
+
+
+def test_assumed_rtx_5090_gets_the_cu128_stack(tmp_path):
+    venv = tmp_path / "v"
+    proc = run_backend(
+        "install", "--venv", str(venv), "--dry-run", "--tool", "pip", "--assume-gpu", RTX_5090
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "profile auto -> cuda128: NVIDIA GeForce RTX 5090 has compute capability 12.0" in out
+    assert "driver: assumed; CUDA 12.8 needs >= 570.26" in out
+    steps = parse_steps(out)
+    assert [s for s, _ in steps] == CUDA_STEPS
+    cmds = dict(steps)
+    torch = cmds["torch"][0]
+    assert "torch==2.7.1" in torch and "torchvision==0.22.1" in torch and "whl/cu128" in torch
+    wheels = " ".join(cmds["cuda-wheels"])
+    assert "spconv-cu126==2.3.8" in wheels
+    assert "xformers" not in wheels and "kaolin" not in wheels
+    builds = cmds["cuda-builds"]
+    src = venv / "src" / "pytorch3d"
+    assert f"checkout --force {PYTORCH3D_COMMIT}" in builds[1]
+    assert builds[2].endswith(f"-m backend.install.pytorch3d_source {src}")
+    assert builds[3].endswith(f"--no-build-isolation {src}")
+    assert "TORCH_CUDA_ARCH_LIST=12.0" in builds[3] and "BUILD_NO_CUDA=1" in builds[4]
+    assert not any("flash_attn" in c for c in builds)
+    check = next(line for line in out.splitlines() if line.startswith("IMPORT-CHECK"))
+    assert " kaolin" not in check and " xformers" not in check and " flash_attn" not in check
+    assert " pytorch3d.renderer" in check and " spconv.pytorch" in check
+
+
+def test_doctor_says_which_profile_applies():
+    out = run_backend("doctor", "--assume-gpu", RTX_5090).stdout
+    assert (
+        "install:      profile cuda128: NVIDIA GeForce RTX 5090 has compute capability 12.0" in out
+    )
+    out = run_backend("doctor", "--assume-gpu", RTX_4090).stdout
+    assert "install:      profile cuda121: NVIDIA GeForce RTX 4090" in out
+    out = run_backend("doctor").stdout  # this machine: no GPU
+    assert "install:      profile cpu: no NVIDIA GPU found" in out
+    bad = run_backend("doctor", "--assume-gpu", "RTX 5090")
+    assert bad.returncode == 2 and "NAME,COMPUTE_CAPABILITY,MEMORY_MIB" in bad.stderr
+
+
+def test_choose_profile():
+    from backend.gpu.probe import GpuProbe
+    from backend.install.platform import assumed_probe, choose_profile
+
+    none = GpuProbe(error="no NVIDIA GPU found")
+    assert choose_profile(none).profile == "cpu"
+    assert choose_profile(none, "cuda").profile == "cuda121"
+    assert choose_profile(assumed_probe(RTX_5090)).profile == "cuda128"
+    assert choose_profile(assumed_probe(RTX_5090), "cuda").profile == "cuda128"
+    assert choose_profile(assumed_probe(RTX_4090)).profile == "cuda121"
+    assert choose_profile(assumed_probe("NVIDIA B200,10.0,183359")).profile == "cuda128"
+    small = choose_profile(assumed_probe("NVIDIA GeForce RTX 3050,8.6,6144"))
+    assert small.profile == "cpu" and "6144 MiB" in small.reason
+    old = choose_profile(assumed_probe("Tesla P40,6.1,24576"))
+    assert old.profile == "cpu" and "6.1" in old.reason
+    assert choose_profile(assumed_probe(RTX_5090), "cuda121").profile == "cuda121"  # by hand
+    with pytest.raises(ValueError):
+        assumed_probe("RTX 5090,twelve,32607")
+
+
+def test_cu121_stack_refuses_a_blackwell_gpu(tmp_path, monkeypatch):
+    monkeypatch.setenv(
+        "SAM3D_NVIDIA_SMI",
+        str(fake_smi(tmp_path, "0, NVIDIA GeForce RTX 5090, 32607, 32000, 12.0, 575.51.02")),
+    )
+    refused = {c.name: c.message for c in check_platform("cuda121", tmp_path / "v").refused}
+    assert "use --profile cuda128" in refused["cuda stack"]
+    refused = {c.name: c.message for c in check_platform("cuda128", tmp_path / "v").refused}
+    assert "cuda stack" not in refused and "driver" not in refused
+
+
+def _tool(bin_dir: Path, name: str, text: str) -> None:
+    path = bin_dir / name
+    path.write_text(f"#!/bin/sh\n/bin/cat <<'EOF'\n{text}\nEOF\n")
+    path.chmod(0o755)
+
+
+def test_host_compiler_must_suit_nvcc_and_git_is_required(tmp_path, monkeypatch):
+    cuda = tmp_path / "cuda"
+    (cuda / "bin").mkdir(parents=True)
+    _tool(cuda / "bin", "nvcc", "Cuda compilation tools, release 12.1, V12.1.105")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    _tool(tools, "c++", "c++ (Debian 14.2.0-19) 14.2.0\nCopyright (C) 2024")
+    monkeypatch.setenv("CUDA_HOME", str(cuda))
+    monkeypatch.setenv("PATH", str(tools))  # no git, no uv
+    rep = check_platform("cuda121", tmp_path / "v", tool="pip")
+    refused = {c.name: c.message for c in rep.refused}
+    assert "nvcc 12.1 accepts gcc up to 12; install gcc-12" in refused["c++ compiler"]
+    assert "git not found" in refused["git"]
+    assert "nvcc" not in refused
+    rep = check_platform("cuda128", tmp_path / "v", tool="pip")
+    refused = {c.name: c.message for c in rep.refused}
+    assert "need the CUDA 12.8 to 12.x toolkit" in refused["nvcc"]
+    _tool(cuda / "bin", "nvcc", "Cuda compilation tools, release 12.8, V12.8.93")
+    rep = check_platform("cuda128", tmp_path / "v", tool="pip")
+    refused = {c.name: c.message for c in rep.refused}
+    assert "nvcc" not in refused and "c++ compiler" not in refused  # gcc 14 is fine for 12.8

@@ -113,7 +113,10 @@ def scenario_bad_input(facts: Facts, args) -> None:
         ("empty_file", dict(image_path=str(bad / "empty.png"), mask_path=args.mask)),
         ("empty_mask", dict(image_path=args.photo, mask_path=str(bad / "black.png"))),
         ("full_mask", dict(image_path=args.photo, mask_path=str(bad / "white.png"))),
-        ("mask_size_mismatch", dict(image_path=args.photo, mask_path=str(bad / "other_aspect.png"))),
+        (
+            "mask_size_mismatch",
+            dict(image_path=args.photo, mask_path=str(bad / "other_aspect.png")),
+        ),
         ("unknown_engine", dict(image_path=args.photo, mask_path=args.mask, engine="nope")),
     ]
     results = []

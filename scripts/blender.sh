@@ -8,7 +8,7 @@
 #
 # The Blender is Debian 13's (4.3, above the manifest's minimum 4.2), installed once into a
 # chroot cached OUTSIDE the checkout, in $SAM3D_BLENDER_CACHE (default
-# /var/cache/sam3d-blender; the chroot is <cache>/trixie, ~1.8 GB). Provisioning is
+# /var/cache/sam3d-blender; the chroot is <cache>/trixie, ~1.4 GB). Provisioning is
 # idempotent (a stamp records the package list) and runs under a lock, so concurrent calls
 # wait for one provisioning; running Blenders hold the lock shared, so the chroot is never
 # replaced under them. The Debian mirror is read from this machine's apt sources
@@ -125,7 +125,7 @@ provision() {
   mirror="$(debian_mirror)" || mirror=""
   [ -n "$mirror" ] || unavailable "no Debian mirror in /etc/apt/sources.list* (set SAM3D_DEBIAN_MIRROR to one)"
   local work="$CACHE/.$SUITE.partial"
-  say "provisioning Debian $SUITE + Blender into $CHROOT (once; ~2 min, ~1.8 GB) from $mirror"
+  say "provisioning Debian $SUITE + Blender into $CHROOT (once; ~1-2 min, ~1.4 GB) from $mirror"
   rm -rf "$work"
   if ! debootstrap --variant=minbase "$SUITE" "$work" "$mirror" >>"$CACHE/provision.log" 2>&1; then
     tail -n 20 "$CACHE/provision.log" >&2

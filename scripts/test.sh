@@ -11,8 +11,8 @@ if command -v npm >/dev/null 2>&1 && [ ! -d tests/.node/node_modules/gltf-valida
   npm install --silent --no-audit --no-fund --prefix tests/.node "$VALIDATOR" >&2
 fi
 # The real-Blender tier (tests/blender) runs Debian 13's Blender from a chroot that
-# scripts/blender.sh provisions once, cached outside the checkout (fresh machine: ~1.5 min,
-# ~1.8 GB download). Where it cannot run (not root, no chroot, ...) it says why, and the
+# scripts/blender.sh provisions once, cached outside the checkout (fresh machine: 1-2 min,
+# ~1.4 GB on disk). Where it cannot run (not root, no chroot, ...) it says why, and the
 # tier is skipped with that reason in pytest's summary.
 set +e
 scripts/blender.sh --provision >&2

@@ -46,6 +46,7 @@ def test_says_why_when_not_root():
         text=True,
         timeout=60,
         cwd="/",
+        env={k: v for k, v in os.environ.items() if k != "SAM3D_BLENDER"},
     )
     assert proc.returncode == UNAVAILABLE, proc.stderr
     assert "blender.sh: unavailable: needs root" in proc.stderr

@@ -18,7 +18,7 @@ from typing import Any
 
 import bpy
 import numpy as np
-from mathutils import Matrix
+from mathutils import Matrix, Vector
 
 from . import placement
 
@@ -100,6 +100,87 @@ def place_by_pose(obj: bpy.types.Object, pose: Mapping[str, Any], camera: bpy.ty
     cam_world = np.array(camera.matrix_world, dtype=np.float64)
     imported = np.array(obj.matrix_world, dtype=np.float64)
     obj.matrix_world = Matrix(placement.camera_aligned_world(cam_world, pose, imported).tolist())
+
+
+#: How many solids stacked on the 3D cursor :func:`standing_point` climbs out of, at most.
+MAX_LIFTS = 16
+#: Metres: how far above a surface the next upward ray starts (so it does not hit it again).
+RAY_EPSILON_M = 1e-5
+
+
+def standing_point(
+    context: bpy.types.Context, point: Any
+) -> tuple[tuple[float, float, float], bpy.types.Object | None]:
+    """Where an object meant to stand on ``point`` (world, metres, Blender Z-up) can stand
+    without being buried: ``point`` itself, unless it lies inside a solid object of the
+    scene - a ray cast straight up from it then first meets a face from behind (the face's
+    normal points up, away from the point) - in which case the top of that object right
+    above ``point`` (repeated for solids stacked there).
+
+    This is the default file's case: the 3D cursor at the origin, inside the default cube,
+    where a generated object (often a few centimetres to a metre) would be hidden.
+    Returns the point and the object it was lifted out of (the last one), or None.
+    """
+    depsgraph = context.evaluated_depsgraph_get()
+    up = Vector((0.0, 0.0, 1.0))
+    p = Vector(tuple(point))
+    origin = p
+    lifted_from = None
+    for _ in range(MAX_LIFTS):
+        hit, location, normal, _index, ob, _matrix = context.scene.ray_cast(depsgraph, origin, up)
+        if not hit or normal.dot(up) <= 0.0:
+            break  # nothing above, or the underside of something: ``p`` is in the open
+        lifted_from = ob
+        p = Vector((p.x, p.y, location.z))
+        origin = p + up * RAY_EPSILON_M  # go on above this face: a solid may sit on it
+    return (p.x, p.y, p.z), lifted_from
+
+
+def select_only(context: bpy.types.Context, objects: list[bpy.types.Object]) -> None:
+    """Leave ``objects`` selected (the first one active) and nothing else, as Blender's own
+    importers do. Objects outside ``context.view_layer`` are left alone."""
+    layer = context.view_layer
+    for ob in layer.objects:
+        ob.select_set(False)
+    shown = [ob for ob in objects if layer.objects.get(ob.name) is not None]
+    for ob in shown:
+        ob.select_set(True)
+    if shown:
+        layer.objects.active = shown[0]
+    layer.update()
+
+
+def frame_in_views(context: bpy.types.Context) -> int:
+    """Frame the selected objects in every 3D Viewport of the open windows that show
+    ``context.scene`` (View > Frame Selected), so the artist sees what was just added.
+    Viewports looking through the camera keep their view. No effect in background mode.
+    Returns how many views were framed."""
+    wm = context.window_manager
+    if bpy.app.background or wm is None:
+        return 0
+    framed = 0
+    for win in wm.windows:
+        if win.scene != context.scene or win.screen is None:
+            continue
+        for area in win.screen.areas:
+            if area.type != "VIEW_3D":
+                continue
+            for region in area.regions:
+                rv3d = region.data if region.type == "WINDOW" else None
+                if rv3d is None or rv3d.view_perspective == "CAMERA":
+                    continue
+                with context.temp_override(window=win, area=area, region=region):
+                    bpy.ops.view3d.view_selected(use_all_regions=False)
+                framed += 1
+    return framed
+
+
+def show_new_objects(context: bpy.types.Context, objects: list[bpy.types.Object]) -> int:
+    """Make just-imported ``objects`` what the artist looks at: selected (the first one
+    active) and framed in the 3D Viewports (:func:`frame_in_views`). Returns the number of
+    views framed."""
+    select_only(context, objects)
+    return frame_in_views(context) if objects else 0
 
 
 def place_on_point(obj: bpy.types.Object, point: Any) -> None:
@@ -201,15 +282,22 @@ def import_generated(
     camera: bpy.types.Object | None = None,
     decimate: bool = True,
 ) -> bpy.types.Object:
-    """The whole import of one generated object; returns it (selected and active).
+    """The whole import of one generated object; returns it, selected, active and framed
+    in the 3D Viewports (:func:`show_new_objects`).
 
     ``result``: the job's result.json (pose, intrinsics) - when absent the pose is read
     from the GLB node's ``extras["sam3d"]``. ``placement_mode``: "CURSOR" (stand on the 3D
-    cursor) or "CAMERA" (camera-aligned by the pose; ``camera`` or the scene camera, created
-    from the intrinsics when the scene has none).
+    cursor - on top of the object the cursor is inside, if any: :func:`standing_point`;
+    provenance ``placement`` then says ``"cursor:on top of <name>"``) or "CAMERA"
+    (camera-aligned by the pose; ``camera`` or the scene camera, created from the
+    intrinsics when the scene has none).
     """
     scene = context.scene
     coll = ensure_collection(scene)
+    # Where the object will stand on the cursor, found before the import (the new object
+    # must not count as something to climb out of).
+    context.view_layer.update()
+    stand, lifted_from = standing_point(context, scene.cursor.location)
     new = import_glb(context, glb_path, coll)
     meshes = [ob for ob in new if ob.type == "MESH"]
     obj = meshes[0] if meshes else new[0]
@@ -229,7 +317,9 @@ def import_generated(
         placed = f"camera:{cam.name}"
     else:
         context.view_layer.update()
-        place_on_point(obj, scene.cursor.location)
+        place_on_point(obj, stand)
+        if lifted_from is not None:
+            placed = f"cursor:on top of {lifted_from.name}"
     if decimate and obj.type == "MESH":
         add_decimate(obj)
     prov = dict(provenance or {})
@@ -237,12 +327,18 @@ def import_generated(
     if pose:
         prov.setdefault("pose", pose)
     set_provenance(obj, prov)
-    for ob in context.view_layer.objects:
-        ob.select_set(False)
-    obj.select_set(True)
-    context.view_layer.objects.active = obj
-    context.view_layer.update()
+    show_new_objects(context, [obj])
     return obj
+
+
+def placement_note(obj: bpy.types.Object) -> str:
+    """' on top of "Cube" (the 3D cursor is inside it)' when the import lifted ``obj`` out
+    of the object the cursor was in (see :func:`standing_point`); else ''."""
+    placed = str(obj.get(PROP_PREFIX + "placement", ""))
+    prefix = "cursor:on top of "
+    if not placed.startswith(prefix):
+        return ""
+    return f" on top of '{placed[len(prefix) :]}' (the 3D cursor is inside it)"
 
 
 def extras_of(obj: bpy.types.Object) -> dict[str, Any]:

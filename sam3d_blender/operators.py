@@ -229,7 +229,9 @@ class SAM3D_OT_generate(JobOptionOverrides, bpy.types.Operator):
             # The import ran nested inside this operator, where Blender skips its undo
             # push: push one explicitly so Undo removes the object.
             bpy.ops.ed.undo_push(message=f"SAM 3D: import {obj.name}")
-            self.report({"INFO"}, f"SAM 3D: '{obj.name}' added to the scene.")
+            self.report(
+                {"INFO"}, f"SAM 3D: '{obj.name}' added to the scene{importer.placement_note(obj)}."
+            )
             return {"FINISHED"}
         if job.phase == Phase.CANCELLED:
             self.report({"WARNING"}, describe("cancelled"))
@@ -300,7 +302,7 @@ class SAM3D_OT_import_result(bpy.types.Operator):
         except (RuntimeError, OSError) as exc:
             self.report({"ERROR"}, describe("import_failed", str(exc)))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"SAM 3D: imported '{obj.name}'.")
+        self.report({"INFO"}, f"SAM 3D: imported '{obj.name}'{importer.placement_note(obj)}.")
         return {"FINISHED"}
 
     def _import_job(self, context: bpy.types.Context) -> bpy.types.Object:

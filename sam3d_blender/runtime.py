@@ -302,7 +302,10 @@ def handle_finished(job: Job, context: bpy.types.Context) -> bpy.types.Object | 
         if "FINISHED" not in result:
             return None
         name = job.request.meta.get("object_name")
-        return bpy.data.objects.get(name) if name else None
+        obj = bpy.data.objects.get(name) if name else None
+        if obj is not None:  # replaces an earlier job's notice (e.g. "cancelled")
+            get().notify("INFO", f"'{obj.name}' added to the scene{importer.placement_note(obj)}.")
+        return obj
     if job.phase == Phase.CANCELLED:
         get().notify("INFO", "Generation cancelled.")
         _record(job, "cancelled", "")

@@ -234,7 +234,8 @@ def import_scene(
     decimate: bool = True,
     provenance: Mapping[str, Any] | None = None,
 ) -> ImportedScene:
-    """Build the scene of one finished scene job in ``context.scene``.
+    """Build the scene of one finished scene job in ``context.scene``; the new objects are
+    left selected and framed in the 3D Viewports (:func:`.importer.show_new_objects`).
 
     ``result``: the job's result.json (``camera``, ``parts``). ``part_glbs``: part index ->
     local GLB (see :func:`fetch_part_glbs`). ``photo``: the photo (a Blender image, or a
@@ -292,6 +293,7 @@ def import_scene(
         coll[PROP_JOB] = str(base["job_id"])
         cam[PROP_JOB] = str(base["job_id"])
     context.view_layer.update()
+    importer.show_new_objects(context, list(imported.objects.values()))
     return imported
 
 

@@ -372,7 +372,9 @@ def configure_backend(bpy: Any, addon: str, args: argparse.Namespace, out: Path)
         if args.backend_token:
             os.environ["SAM3D_BACKEND_TOKEN"] = args.backend_token
     elif args.backend_python:
-        os.environ["SAM3D_BACKEND_PYTHON"] = str(Path(args.backend_python).resolve())
+        # Absolute, but never resolved: a venv's python is a symlink to the base
+        # interpreter, and only the link itself runs inside the venv (with its packages).
+        os.environ["SAM3D_BACKEND_PYTHON"] = os.path.abspath(args.backend_python)
     elif module_mode(bpy) and not os.environ.get("SAM3D_BACKEND_PYTHON"):
         # python + bpy module: this interpreter can run the backend when its deps are here.
         if all(importlib.util.find_spec(m) for m in ("fastapi", "uvicorn", "scipy")):

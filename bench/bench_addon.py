@@ -41,8 +41,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="sam3d-bench-"))
     helpers.preferences().cache_dir = str(work / "cache")
     photo, mask, _ = helpers.make_photo(work / "in", 640, 480)
-    runtime = helpers.addon("runtime")
-    importer = helpers.addon("importer")
+    session = helpers.addon("session")
+    import_object = helpers.addon("importing.object").import_object
+    textured_image = helpers.addon("importing.gltf").textured_image
     rows: list[tuple[str, str, str]] = []
 
     def generate(seed: int) -> float:
@@ -81,7 +82,7 @@ def main() -> int:
         )
     )
     rows.append(("Generate -> object, same request again (backend cache)", f"{cached:.2f} s", ""))
-    job = runtime.get().manager.jobs[-2]
+    job = session.get().manager.jobs[-2]
     timings = (job.result.get("stats") or {}).get("stage_seconds") or {}
     if timings:
         rows.append(
@@ -91,7 +92,7 @@ def main() -> int:
                 "s",
             )
         )
-    runtime.get().shutdown()
+    session.get().shutdown()
 
     # Import of a 20k-face, 1024^2 textured GLB
     glb = helpers.make_textured_glb(work / "sphere20k.glb", subdivisions=5, texture=1024)
@@ -99,9 +100,9 @@ def main() -> int:
     for i in range(max(3, args.runs)):
         bpy.ops.wm.read_homefile(use_empty=True)
         t0 = time.perf_counter()
-        obj = importer.import_generated(bpy.context, glb, label=f"s{i}")
+        obj = import_object(bpy.context, glb, label=f"s{i}")
         imports.append(time.perf_counter() - t0)
-        image = importer.textured_image(obj)
+        image = textured_image(obj)
         t1 = time.perf_counter()
         image.pixels[0]  # decode the packed PNG (Blender does this lazily, at first draw)
         with_pixels.append(imports[-1] + time.perf_counter() - t1)

@@ -1,9 +1,17 @@
 """SAM 3D for Blender - the add-on (loaded through the extension's root ``__init__.py``).
 
-Modules split like glTF-Blender-IO: bpy-free ones (``client``, ``backend_process``,
-``job_manager``, ``installer``, ``settings``, ``placement``, ``messages``) can be imported
-and tested without Blender; bpy-touching ones (``prefs``, ``props``, ``operators``,
-``panels``, ``importer``, ``image_io``, ``runtime``) are imported only by :func:`register`.
+Where things are (a folder per layer, see docs/ADDON.md for the module map):
+
+* ``core/``      - no bpy: HTTP client, backend process, jobs and the job manager, the
+  results folder, job options, masks, messages, frame math. Testable without Blender.
+* ``importing/`` - bpy: a finished result's GLBs -> placed objects (frames applied here).
+* ``operators/`` - ``bpy.ops.sam3d.*``, by what they act on.
+* ``ui/``        - panels and preferences.
+* ``session.py`` (backend, jobs, installer), ``timer.py`` (the one timer), ``finish.py``
+  (the one road from a finished job to the scene), ``props.py``, ``job_inputs.py``,
+  ``image_io.py``, ``measure.py``, ``batch.py`` (the headless batch), ``paths.py``.
+
+Only :func:`register` imports the bpy-side modules.
 """
 
 from __future__ import annotations
@@ -14,39 +22,33 @@ _registered: list[type] = []
 
 
 def _classes() -> list[type]:
-    from . import operators, panels, prefs, props, scene_ops
+    from . import operators, props, ui
 
-    return [
-        *prefs.classes,
-        *props.classes,
-        *operators.classes,
-        *panels.classes,
-        *scene_ops.classes,
-    ]
+    return [*props.classes, *operators.classes, *ui.classes]
 
 
 def register() -> None:
     import bpy
 
-    from . import props, runtime
+    from . import props, timer
 
     for cls in _classes():
         bpy.utils.register_class(cls)
         _registered.append(cls)
     props.register_properties()
-    runtime.register_handlers()
+    timer.register_handlers()
     atexit.register(_at_exit)
 
 
 def unregister() -> None:
     import bpy
 
-    from . import props, runtime
+    from . import props, session, timer
 
     atexit.unregister(_at_exit)
-    runtime.unregister_handlers()
-    runtime.stop_timer()
-    runtime.reset()  # stops the managed backend and any installer run
+    timer.unregister_handlers()
+    timer.stop()
+    session.reset()  # stops the managed backend and any installer run
     props.unregister_properties()
     for cls in reversed(_registered):
         bpy.utils.unregister_class(cls)
@@ -56,6 +58,6 @@ def unregister() -> None:
 def _at_exit() -> None:
     """Blender is quitting: stop the backend (it would also exit on its own, see
     ``--parent-pid``, but not before noticing)."""
-    from . import runtime
+    from . import session
 
-    runtime.reset()
+    session.reset()

@@ -1,4 +1,4 @@
-"""Where the add-on lives and where it may write.
+"""Where the add-on lives, where it may write, and where its preferences are.
 
 The add-on writes only below ``bpy.utils.extension_path_user(<package>)`` (the backend
 venv, the cache, logs) or into the cache folder the user chose - never into its own
@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 #: ``bl_ext.<repo>.<id>`` when Blender loaded us as an extension (this package's parent is
 #: the extension's root package); "" when imported as plain ``sam3d_blender``.
 ADDON_PACKAGE: str = __package__.rpartition(".")[0] if __package__ else ""
+#: The add-on's name in ``context.preferences.addons`` (its preferences' ``bl_idname``).
+ADDON_ID: str = ADDON_PACKAGE or "sam3d_blender"
 
 
 def extension_root() -> Path:
@@ -37,3 +40,13 @@ def user_dir(*parts: str, create: bool = True) -> Path:
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def addon_preferences(context: Any = None) -> Any:
+    """This add-on's ``AddonPreferences`` (see ``ui/prefs.py``), or None when they are not
+    registered (a plain import)."""
+    import bpy
+
+    ctx = context or bpy.context
+    addon = ctx.preferences.addons.get(ADDON_ID)
+    return addon.preferences if addon is not None else None

@@ -1,8 +1,10 @@
-"""The panel's settings (``scene.sam3d``) and this file's job history."""
+"""What the panels edit and the .blend keeps: ``scene.sam3d`` (the panel's settings and
+this file's job History) and ``scene.sam3d_scene`` (the "Photo to scene" sub-panel)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import bpy
 from bpy.props import (
@@ -15,13 +17,28 @@ from bpy.props import (
     StringProperty,
 )
 
-TEXTURE_SIZES = [(str(s), f"{s} px", f"{s} x {s} texels") for s in (256, 512, 1024, 2048, 4096)]
+from . import image_io
+from .core.options import ENGINES, QUALITIES, TEXTURE_SIZES, JobOptions
+
+DEFAULTS = JobOptions()
+_ENGINE_TEXT = {
+    "auto": ("Auto", "SAM 3D when the backend can run it, else the preview engine"),
+    "sam3d": ("SAM 3D", "Meta's SAM 3D Objects (NVIDIA GPU)"),
+    "preview": ("Preview", "Fast CPU preview: inflates the mask's silhouette"),
+}
+_QUALITY_TEXT = {
+    "fast": ("Fast", "Fewer diffusion steps"),
+    "balanced": ("Balanced", "Default steps"),
+    "high": ("High", "More diffusion steps (slower)"),
+}
+# Enum items of the option properties, one per allowed value of ``core/options.py``.
+ENGINE_ITEMS = [(k, *_ENGINE_TEXT[k]) for k in ENGINES]
+QUALITY_ITEMS = [(k, *_QUALITY_TEXT[k]) for k in QUALITIES]
+TEXTURE_SIZE_ITEMS = [(str(t), f"{t} px", f"{t} x {t} texels") for t in TEXTURE_SIZES]
 
 
 def _refresh_file_coverage(self: Sam3DSettings, context: bpy.types.Context) -> None:
     """File images are loaded here (update callbacks may create data; draw may not)."""
-    from . import image_io
-
     try:
         if self.mask_source == "FILE" and self.mask_path:
             image_io.file_coverage(self.mask_path, use_alpha=False)
@@ -49,6 +66,7 @@ class Sam3DHistoryItem(bpy.types.PropertyGroup):
 
     @property
     def options(self) -> dict:
+        """The job options this object was made with (JSON of ``JobOptions.to_json``)."""
         try:
             return json.loads(self.options_json or "{}")
         except ValueError:
@@ -87,35 +105,37 @@ class Sam3DSettings(bpy.types.PropertyGroup):
 
     engine: EnumProperty(
         name="Engine",
-        items=[
-            ("auto", "Auto", "SAM 3D when the backend can run it, else the preview engine"),
-            ("sam3d", "SAM 3D", "Meta's SAM 3D Objects (NVIDIA GPU)"),
-            ("preview", "Preview", "Fast CPU preview: inflates the mask's silhouette"),
-        ],
-        default="auto",
+        items=ENGINE_ITEMS,
+        default=DEFAULTS.engine,
     )
-    seed: IntProperty(name="Seed", default=0, min=0, max=2**31 - 1)
+    seed: IntProperty(name="Seed", default=DEFAULTS.seed, min=0, max=2**31 - 1)
     quality: EnumProperty(
         name="Quality",
-        items=[
-            ("fast", "Fast", "Fewer diffusion steps"),
-            ("balanced", "Balanced", "Default steps"),
-            ("high", "High", "More diffusion steps (slower)"),
-        ],
-        default="balanced",
+        items=QUALITY_ITEMS,
+        default=DEFAULTS.quality,
     )
     simplify: BoolProperty(
-        name="Simplify", description="Reduce the mesh to a target face count", default=True
+        name="Simplify",
+        description="Reduce the mesh to a target face count",
+        default=DEFAULTS.target_faces is not None,
     )
     target_faces: IntProperty(
-        name="Target faces", default=20000, min=100, max=2_000_000, soft_max=200_000
+        name="Target faces",
+        default=DEFAULTS.target_faces or 20000,
+        min=100,
+        max=2_000_000,
+        soft_max=200_000,
     )
     bake: BoolProperty(
         name="Bake texture",
         description="Bake a colour texture (off: vertex colours)",
-        default=True,
+        default=DEFAULTS.bake,
     )
-    texture_size: EnumProperty(name="Texture size", items=TEXTURE_SIZES, default="1024")
+    texture_size: EnumProperty(
+        name="Texture size",
+        items=TEXTURE_SIZE_ITEMS,
+        default=str(DEFAULTS.texture_size),
+    )
     placement: EnumProperty(
         name="Place at",
         items=[
@@ -132,24 +152,69 @@ class Sam3DSettings(bpy.types.PropertyGroup):
     history: CollectionProperty(type=Sam3DHistoryItem)
     history_index: IntProperty(default=0)
 
-    def job_options(self) -> dict:
-        """The backend ``JobOptions`` these settings ask for."""
-        return {
-            "engine": self.engine,
-            "seed": int(self.seed),
-            "quality": self.quality,
-            "target_faces": int(self.target_faces) if self.simplify else None,
-            "bake": bool(self.bake),
-            "texture_size": int(self.texture_size),
-        }
+    def job_options(self) -> JobOptions:
+        """The job options these settings ask for."""
+        return JobOptions(
+            engine=self.engine,
+            seed=int(self.seed),
+            quality=self.quality,
+            target_faces=int(self.target_faces) if self.simplify else None,
+            bake=bool(self.bake),
+            texture_size=int(self.texture_size),
+        )
 
 
-classes = (Sam3DHistoryItem, Sam3DSettings)
+class Sam3DSceneMask(bpy.types.PropertyGroup):
+    """One mask of the sub-panel's list: a Blender image, or a file when no image is set."""
+
+    image: PointerProperty(name="Mask image", type=bpy.types.Image)
+    path: StringProperty(name="Mask file", subtype="FILE_PATH")
+
+    def label(self) -> str:
+        if self.image is not None:
+            return self.image.name
+        return Path(self.path).stem if self.path else ""
+
+
+class Sam3DSceneSettings(bpy.types.PropertyGroup):
+    """The "Photo to scene" sub-panel's settings (``scene.sam3d_scene``)."""
+
+    mask_source: EnumProperty(
+        name="Masks from",
+        items=[
+            ("LIST", "Mask list", "Mask images or files chosen one by one"),
+            ("FOLDER", "Folder", "A folder of masks named 0.png, 1.png, ..."),
+        ],
+        default="LIST",
+    )
+    masks: CollectionProperty(type=Sam3DSceneMask)
+    mask_dir: StringProperty(name="Mask folder", subtype="DIR_PATH")
+    camera_height: FloatProperty(
+        name="Camera height",
+        description=(
+            "Metres above the ground (z = 0) for the new camera; negative: the engine's own "
+            "assumption (preview: 1.2 m, others: at the origin)"
+        ),
+        default=-1.0,
+        soft_min=-1.0,
+        soft_max=10.0,
+        unit="LENGTH",
+    )
+    make_scene_camera: BoolProperty(
+        name="Make it the scene camera",
+        description="Look through the new camera and use the photo's resolution for renders",
+        default=True,
+    )
+
+
+classes = (Sam3DHistoryItem, Sam3DSettings, Sam3DSceneMask, Sam3DSceneSettings)
 
 
 def register_properties() -> None:
     bpy.types.Scene.sam3d = PointerProperty(type=Sam3DSettings)
+    bpy.types.Scene.sam3d_scene = PointerProperty(type=Sam3DSceneSettings)
 
 
 def unregister_properties() -> None:
+    del bpy.types.Scene.sam3d_scene
     del bpy.types.Scene.sam3d

@@ -6,6 +6,7 @@ serve`` started by the add-on's own supervision code, Blender is the real bpy mo
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import tempfile
@@ -82,8 +83,8 @@ def _raise(exc: BaseException) -> None:
 
 
 def addon(name: str):
-    """A submodule of the enabled add-on, e.g. ``addon("runtime")``."""
-    return sys.modules[f"{ADDON_MODULE}.sam3d_blender.{name}"]
+    """A submodule of the enabled add-on, e.g. ``addon("session")``, ``addon("core.jobs")``."""
+    return importlib.import_module(f"{ADDON_MODULE}.sam3d_blender.{name}")
 
 
 def preferences():

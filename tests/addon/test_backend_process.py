@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from sam3d_blender.backend_process import (
+from sam3d_blender.core.backend_process import (
     BackendState,
     LaunchConfig,
     ManagedBackend,
     RemoteBackend,
-    pid_alive,
     reap_stale_backends,
 )
-from sam3d_blender.client import BackendClient, BackendClientError
+from sam3d_blender.core.client import BackendClient, BackendClientError
+from sam3d_blender.core.subprocesses import pid_alive
 from tests.addon.helpers import REPO
 
 
@@ -110,7 +110,9 @@ def test_unwritable_cache_folder_is_a_sentence(tmp_path):
 
 
 def test_results_folder_unwritable_fails_the_job_with_a_sentence(backend, tmp_path):
-    from sam3d_blender.job_manager import JobManager, JobRequest, Phase, run_to_completion
+    from sam3d_blender.core.job_manager import JobManager, run_to_completion
+    from sam3d_blender.core.jobs import JobRequest, Phase
+    from sam3d_blender.core.options import JobOptions
     from tests.addon.helpers import make_photo
 
     image, mask, _ = make_photo(tmp_path / "photo")
@@ -118,7 +120,9 @@ def test_results_folder_unwritable_fails_the_job_with_a_sentence(backend, tmp_pa
     blocker.write_text("x")
     manager = JobManager(lambda: backend, blocker / "results")
     job = manager.submit(
-        JobRequest(image=image.read_bytes(), mask=mask.read_bytes(), options={"engine": "preview"})
+        JobRequest(
+            image=image.read_bytes(), mask=mask.read_bytes(), options=JobOptions(engine="preview")
+        )
     )
     run_to_completion(manager, job, timeout=120)
     assert job.phase == Phase.FAILED
@@ -221,7 +225,7 @@ def test_stop_does_not_wait_out_its_timeout_without_proc(backend, monkeypatch):
     """macOS has no /proc: there an exited, not yet reaped child still answers kill(pid, 0)
     and looks alive. stop() must notice the exit through the Popen object instead of
     spinning until its timeout."""
-    import sam3d_blender.backend_process as bp
+    import sam3d_blender.core.subprocesses as bp
 
     def pid_alive_without_proc(pid: int) -> bool:  # pid_alive's answer on macOS
         try:

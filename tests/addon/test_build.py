@@ -61,7 +61,8 @@ def test_zip_contents(built_zip):
     assert tops == shipped | ({"LICENSE"} & tops), sorted(tops)
     for required in (
         "sam3d_blender/__init__.py",
-        "sam3d_blender/operators.py",
+        "sam3d_blender/operators/jobs.py",
+        "sam3d_blender/core/client.py",
         "backend/__init__.py",
         "backend/__main__.py",
         "backend/server.py",
@@ -92,7 +93,7 @@ INSTALL_SCRIPT = textwrap.dedent(
     assert str(root) != {repo!r}
     bpy.context.preferences.addons[name].preferences.cache_dir = {cache!r}
     assert bpy.ops.sam3d.backend_start(blocking=True) == {{"FINISHED"}}
-    rt = sys.modules[name + ".sam3d_blender.runtime"].get()
+    rt = sys.modules[name + ".sam3d_blender.session"].get()
     print("READY", rt.backend.describe(), flush=True)
     # The Install button, dry run: the real installer runs from a staged copy in the user
     # folder and would pip-install that copy, not the extension folder.

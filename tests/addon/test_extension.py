@@ -53,8 +53,8 @@ def test_enable_disable_twice():
         assert _ops_present() == []
         assert not hasattr(bpy.types.Scene, "sam3d")
         # the session state (backend, jobs) was shut down with it
-        rt_mod = sys.modules.get(f"{ADDON_MODULE}.sam3d_blender.runtime")
-        assert rt_mod is None or rt_mod._runtime is None
+        session_mod = sys.modules.get(f"{ADDON_MODULE}.sam3d_blender.session")
+        assert session_mod is None or session_mod.current() is None
     enable_addon()
 
 
@@ -62,20 +62,20 @@ def test_disable_stops_the_backend(tmp_path):
     enable_addon()
     preferences().cache_dir = str(tmp_path)
     assert bpy.ops.sam3d.backend_start(blocking=True) == {"FINISHED"}
-    backend = addon("runtime").get().backend
+    backend = addon("session").get().backend
     pid = backend.pid
-    bp = addon("backend_process")
-    assert bp.pid_alive(pid)
+    sp = addon("core.subprocesses")
+    assert sp.pid_alive(pid)
     disable_addon()
     deadline = time.monotonic() + 10
-    while bp.pid_alive(pid) and time.monotonic() < deadline:
+    while sp.pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not bp.pid_alive(pid)
+    assert not sp.pid_alive(pid)
     enable_addon()
 
 
 def _panel_classes():
-    return [cls for cls in addon("panels").classes]
+    return [*addon("ui.panels").classes, *addon("ui.scene_panel").classes]
 
 
 def _draw_all(context) -> RecordingLayout:
@@ -118,13 +118,13 @@ def scene_ready(tmp_path):
     s.image = bpy.data.images.load(str(photo))
     s.mask_image = bpy.data.images.load(str(mask))
     yield s
-    addon("runtime").get().shutdown()
+    addon("session").get().shutdown()
 
 
 def test_panels_draw_in_every_backend_state(scene_ready, tmp_path):
-    rt_mod = addon("runtime")
-    bp = addon("backend_process")
-    rt = rt_mod.get()
+    timer = addon("timer")
+    bp = addon("core.backend_process")
+    rt = addon("session").get()
     ctx = bpy.context
     seen = {}
 
@@ -142,10 +142,10 @@ def test_panels_draw_in_every_backend_state(scene_ready, tmp_path):
     # a job running (progress bar + Cancel)
     s = ctx.scene.sam3d
     assert bpy.ops.sam3d.generate(engine="crashtest", seed=3, blocking=False) == {"FINISHED"}
-    rt_mod.wait_for(lambda: any(j.state == "running" for j in rt.manager.active()), 60)
+    timer.wait_for(lambda: any(j.state == "running" for j in rt.manager.active()), 60)
     seen["running"] = _draw_all(ctx)
     bpy.ops.sam3d.cancel()
-    rt_mod.wait_for(lambda: not rt.manager.active(), 30)
+    timer.wait_for(lambda: not rt.manager.active(), 30)
     seen["after cancel"] = _draw_all(ctx)
     # error (the process died) + not installed
     import os
@@ -202,15 +202,15 @@ def test_panels_draw_in_every_backend_state(scene_ready, tmp_path):
 def test_changing_a_backend_preference_mid_job_keeps_the_job(scene_ready):
     """Drawing the panel after a preference change must not stop the backend under a
     running job; the change applies once no job uses the backend."""
-    rt_mod = addon("runtime")
-    bp = addon("backend_process")
-    panels = addon("panels")
-    rt = rt_mod.get()
+    timer = addon("timer")
+    bp = addon("core.backend_process")
+    panels = addon("ui.panels")
+    rt = addon("session").get()
     backend = rt.current_backend()
     assert backend.wait_ready(60) == bp.BackendState.READY
     assert bpy.ops.sam3d.generate(engine="crashtest", seed=3, blocking=False) == {"FINISHED"}
     job = rt.manager.jobs[-1]
-    assert rt_mod.wait_for(lambda: job.state == "running", 60), job.error
+    assert timer.wait_for(lambda: job.state == "running", 60), job.error
     prefs = preferences()
     old = prefs.idle_unload_min
     prefs.idle_unload_min = old + 1
@@ -223,11 +223,11 @@ def test_changing_a_backend_preference_mid_job_keeps_the_job(scene_ready):
         assert rt.backend is backend and backend.alive()
         assert any("settings changed" in text for text in layout.labels)
         for _ in range(5):  # the timer's steps (which ask for the backend) don't switch
-            rt_mod.tick()
+            timer.tick()
             time.sleep(0.05)
         assert rt.backend is backend and backend.alive() and not job.finished, job.error
         bpy.ops.sam3d.cancel()
-        assert rt_mod.wait_for(lambda: job.finished, 30)
+        assert timer.wait_for(lambda: job.finished, 30)
         assert job.phase.value == "cancelled", job.error
         assert rt.current_backend() is not backend  # applied now that no job uses it
         assert not rt.restart_pending()
@@ -236,21 +236,21 @@ def test_changing_a_backend_preference_mid_job_keeps_the_job(scene_ready):
 
 
 def test_stop_backend_mid_job_ends_it_cancelled(scene_ready):
-    rt_mod = addon("runtime")
-    rt = rt_mod.get()
+    timer = addon("timer")
+    rt = addon("session").get()
     assert bpy.ops.sam3d.backend_start(blocking=True) == {"FINISHED"}
     assert bpy.ops.sam3d.generate(engine="crashtest", seed=3, blocking=False) == {"FINISHED"}
     job = rt.manager.jobs[-1]
-    assert rt_mod.wait_for(lambda: job.state == "running", 60), job.error
+    assert timer.wait_for(lambda: job.state == "running", 60), job.error
     assert bpy.ops.sam3d.backend_stop() == {"FINISHED"}
     assert job.phase.value == "cancelled" and job.error is None
-    rt_mod.tick()
+    timer.tick()
     assert rt.notice is not None and "cancelled" in rt.notice.text.lower()
     assert "reach" not in rt.notice.text
 
 
 def test_mask_coverage_line(scene_ready):
-    panels = addon("panels")
+    panels = addon("ui.panels")
     s = scene_ready
     text, warn = panels._mask_status(s)
     frac = float(text.split()[1].rstrip("%"))
@@ -265,7 +265,7 @@ def test_mask_coverage_of_a_large_image_being_painted_is_not_reread_in_draw(scen
     import numpy as np
 
     image_io = addon("image_io")
-    panels = addon("panels")
+    panels = addon("ui.panels")
     s = scene_ready
     w, h = 3000, 2000  # 6 MP
     big = image_io.new_mask_image("big mask", w, h)
@@ -295,7 +295,7 @@ def test_new_mask_operator_makes_a_paintable_mask(scene_ready):
     mask = s.mask_image
     assert mask is not None and tuple(mask.size) == tuple(s.image.size)
     assert s.mask_source == "IMAGE"
-    text, warn = addon("panels")._mask_status(s)
+    text, warn = addon("ui.panels")._mask_status(s)
     assert warn and "empty" in text
     # Generate refuses an empty mask with a sentence, before any backend work.
     with pytest.raises(RuntimeError, match="mask is empty"):
@@ -307,8 +307,8 @@ def test_install_button_runs_the_real_installer(tmp_path):
     --dry-run mode (checks + the exact commands, nothing downloaded)."""
     enable_addon()
     preferences().cache_dir = str(tmp_path / "cache")
-    rt_mod = addon("runtime")
-    rt = rt_mod.get()
+    timer = addon("timer")
+    rt = addon("session").get()
     venv = tmp_path / "venv"
     assert bpy.ops.sam3d.backend_install(
         profile="cpu", venv=str(venv), dry_run=True, blocking=False
@@ -318,7 +318,7 @@ def test_install_button_runs_the_real_installer(tmp_path):
     rec = RecordingLayout()
     prefs = preferences()
     type(prefs).draw(_with_layout(prefs, rec), bpy.context)  # progress shown while running
-    assert rt_mod.wait_for(lambda: run.state.value != "running", timeout=120)
+    assert timer.wait_for(lambda: run.state.value != "running", timeout=120)
     assert run.state.value == "succeeded", run.progress.lines
     p = run.progress
     assert p.total >= 1 and p.step == p.total, p.lines

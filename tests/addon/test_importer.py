@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import time
+from types import SimpleNamespace
 
 import bpy
 import numpy as np
@@ -27,9 +28,19 @@ INTRINSICS = {"fx": 600.0, "fy": 600.0, "cx": 300.0, "cy": 260.0, "width": 640, 
 
 @pytest.fixture
 def importer(tmp_path):
+    """The importing modules of the enabled add-on, by the names the tests use."""
     enable_addon()
     bpy.ops.wm.read_homefile(use_empty=True)
-    return addon("importer")
+    gltf, cameras = addon("importing.gltf"), addon("importing.cameras")
+    return SimpleNamespace(
+        import_object=addon("importing.object").import_object,
+        apply_intrinsics=cameras.apply_intrinsics,
+        CAMERA_NAME=cameras.CAMERA_NAME,
+        COLLECTION_NAME=gltf.COLLECTION_NAME,
+        DECIMATE_NAME=gltf.DECIMATE_NAME,
+        ensure_collection=gltf.ensure_collection,
+        textured_image=gltf.textured_image,
+    )
 
 
 def _box_glb(path, extras):
@@ -65,7 +76,7 @@ def _match(got: np.ndarray, want: np.ndarray) -> float:
 def test_camera_aligned_placement_projects_like_the_photo(importer, tmp_path):
     verts = _box_glb(tmp_path / "box.glb", {"sam3d": {"pose": POSE, "intrinsics": INTRINSICS}})
     ctx = bpy.context
-    obj = importer.import_generated(ctx, tmp_path / "box.glb", label="box", placement_mode="CAMERA")
+    obj = importer.import_object(ctx, tmp_path / "box.glb", label="box", placement_mode="CAMERA")
     scene = ctx.scene
     cam = scene.camera
     assert cam is not None and cam.name == importer.CAMERA_NAME
@@ -87,7 +98,7 @@ def test_camera_aligned_with_an_existing_camera_anywhere(importer, tmp_path):
     importer.apply_intrinsics(cam, INTRINSICS, ctx.scene)
     ctx.scene.camera = cam
     ctx.view_layer.update()
-    obj = importer.import_generated(ctx, tmp_path / "box.glb", label="box", placement_mode="CAMERA")
+    obj = importer.import_object(ctx, tmp_path / "box.glb", label="box", placement_mode="CAMERA")
     assert ctx.scene.camera == cam and importer.CAMERA_NAME not in bpy.data.objects
     err = _match(_projected_pixels(obj, ctx.scene, cam), _expected_pixels(verts))
     assert err < 0.05, f"projection differs by {err:.3f} px"
@@ -97,7 +108,7 @@ def test_cursor_placement_stands_on_the_cursor(importer, tmp_path):
     _box_glb(tmp_path / "box.glb", {"sam3d": {"pose": POSE}})
     ctx = bpy.context
     ctx.scene.cursor.location = (1.0, 2.0, 3.0)
-    obj = importer.import_generated(ctx, tmp_path / "box.glb", label="box")
+    obj = importer.import_object(ctx, tmp_path / "box.glb", label="box")
     ctx.view_layer.update()
     corners = np.array([tuple(obj.matrix_world @ Vector(c)) for c in obj.bound_box])
     lo, hi = corners.min(0), corners.max(0)
@@ -111,7 +122,7 @@ def test_textured_glb_import(importer, tmp_path):
     path = make_textured_glb(tmp_path / "sphere.glb", extras=extras)
     ctx = bpy.context
     t0 = time.perf_counter()
-    obj = importer.import_generated(
+    obj = importer.import_object(
         ctx,
         path,
         label="chair",

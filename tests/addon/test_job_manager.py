@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sam3d_blender.backend_process import BackendState, LaunchConfig, ManagedBackend
-from sam3d_blender.job_manager import JobManager, JobRequest, Phase, run_to_completion
+from sam3d_blender.core.backend_process import BackendState, LaunchConfig, ManagedBackend
+from sam3d_blender.core.job_manager import JobManager, run_to_completion
+from sam3d_blender.core.jobs import JobRequest, Phase
+from sam3d_blender.core.options import JobOptions
 from tests.addon.helpers import REPO, make_photo
 
 
@@ -43,8 +45,7 @@ def _manager(backend, tmp_path, auto_start=True):
 
 def _request(photo, **options):
     image, mask = photo
-    opts = {"engine": "preview", "target_faces": 3000, "texture_size": 256}
-    opts.update(options)
+    opts = JobOptions(engine="preview", target_faces=3000, texture_size=256).updated(options)
     return JobRequest(image=image, mask=mask, options=opts, label="photo")
 
 
@@ -140,7 +141,7 @@ def test_bad_input_maps_to_a_sentence(backend, tmp_path, photo):
     manager = _manager(backend, tmp_path)
     image, _ = photo
     job = manager.submit(
-        JobRequest(image=image, mask=b"not an image", options={"engine": "preview"})
+        JobRequest(image=image, mask=b"not an image", options=JobOptions(engine="preview"))
     )
     run_to_completion(manager, job, timeout=60)
     assert job.phase == Phase.FAILED
@@ -191,7 +192,9 @@ def test_step_never_waits_for_the_upload_of_a_large_photo(backend, tmp_path):
     assert backend.wait_ready(60) == BackendState.READY
     manager = _manager(backend, tmp_path)
     job = manager.submit(
-        JobRequest(image=image, mask=mask, options={"engine": "crashtest", "seed": 3}, label="big")
+        JobRequest(
+            image=image, mask=mask, options=JobOptions(engine="crashtest", seed=3), label="big"
+        )
     )
     worst, t_submit0, t_submit = 0.0, None, None
     deadline = time.monotonic() + 120
@@ -222,7 +225,9 @@ def test_cancel_while_the_upload_is_in_flight_cancels_on_the_backend(backend, tm
     assert backend.wait_ready(60) == BackendState.READY
     manager = _manager(backend, tmp_path)
     job = manager.submit(
-        JobRequest(image=image, mask=mask, options={"engine": "crashtest", "seed": 3}, label="big")
+        JobRequest(
+            image=image, mask=mask, options=JobOptions(engine="crashtest", seed=3), label="big"
+        )
     )
     while job.phase != Phase.SUBMITTING or job._call is None:
         time.sleep(manager.step() or 0.02)

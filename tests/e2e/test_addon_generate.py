@@ -1,7 +1,7 @@
 """End to end: real Blender (bpy), the add-on enabled like Blender does, the add-on's own
 supervision starting the real backend subprocess (preview / crashtest engines), real HTTP,
 the real glTF importer. Timers don't fire in module mode, so the UI path is driven by
-calling the add-on's timer body (``runtime.tick``) exactly as the timer would."""
+calling the add-on's timer body (``timer.tick``) exactly as the timer would."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def blender(tmp_path):
     preferences().backend_mode = "LOCAL"
     photo, mask_path, mask = make_photo(tmp_path / "in")
     yield {"photo": photo, "mask_path": mask_path, "mask": mask, "tmp": tmp_path}
-    addon("runtime").get().shutdown()
+    addon("session").get().shutdown()
 
 
 def _sam3d_objects():
@@ -69,7 +69,7 @@ def test_generate_from_files_blocking_then_undo(blender):
     obj = objs[0]
     assert obj.name == "photo"
     # textured material, texture connected and packed into the .blend
-    image = addon("importer").textured_image(obj)
+    image = addon("importing.gltf").textured_image(obj)
     assert image is not None and image.packed_file is not None and image.size[0] == 512
     assert 4000 <= len(obj.data.polygons) <= 5000
     # provenance
@@ -123,13 +123,13 @@ def test_generate_ui_path_with_packed_image_painted_mask_and_camera(blender):
     t0 = time.perf_counter()
     assert bpy.ops.sam3d.generate(blocking=False) == {"FINISHED"}
     assert time.perf_counter() - t0 < 1.0  # returns at once; the timer does the rest
-    rt_mod = addon("runtime")
-    rt = rt_mod.get()
+    timer = addon("timer")
+    rt = addon("session").get()
     job = rt.manager.jobs[-1]
     assert job.request.mask is not None and job.request.mask[:4] == b"\x89PNG"
     phases, progress = [], []
     while not _sam3d_objects():
-        wait = rt_mod.tick()
+        wait = timer.tick()
         phases.append(job.phase.value)
         progress.append(job.progress)
         assert time.perf_counter() - t0 < 120, job.status_line()
@@ -161,7 +161,7 @@ def test_generate_ui_path_with_packed_image_painted_mask_and_camera(blender):
     assert ctx.scene.sam3d.history[-1].seconds > 0
     # With the new object active, the panel offers its Decimate ratio.
     rec = RecordingLayout()
-    for cls in addon("panels").classes:
+    for cls in addon("ui.panels").classes:
         cls.draw(SimpleNamespace(layout=rec), ctx)
     assert "Object.modifiers" not in rec.props  # drawn through the modifier itself
     assert "DecimateModifier.ratio" in rec.props
@@ -169,25 +169,25 @@ def test_generate_ui_path_with_packed_image_painted_mask_and_camera(blender):
 
 
 def _start_and_wait_running(engine_seed=3):
-    rt_mod = addon("runtime")
-    rt = rt_mod.get()
+    timer = addon("timer")
+    rt = addon("session").get()
     assert bpy.ops.sam3d.generate(engine="crashtest", seed=engine_seed, blocking=False) == {
         "FINISHED"
     }
     job = rt.manager.jobs[-1]
-    assert rt_mod.wait_for(lambda: job.state == "running" or job.finished, 60)
+    assert timer.wait_for(lambda: job.state == "running" or job.finished, 60)
     assert job.state == "running", job.status_line()
-    return rt_mod, rt, job
+    return timer, rt, job
 
 
 def test_cancel_mid_job(blender):
     s = bpy.context.scene.sam3d
     s.image = bpy.data.images.load(str(blender["photo"]))
     s.mask_image = bpy.data.images.load(str(blender["mask_path"]))
-    rt_mod, rt, job = _start_and_wait_running()
+    timer, rt, job = _start_and_wait_running()
     t0 = time.perf_counter()
     assert bpy.ops.sam3d.cancel() == {"FINISHED"}
-    assert rt_mod.wait_for(lambda: job.finished and job.handled, 30)
+    assert timer.wait_for(lambda: job.finished and job.delivery.value == "delivered", 30)
     print(f"cancel took {time.perf_counter() - t0:.2f} s")
     assert job.phase.value == "cancelled"
     assert _sam3d_objects() == []
@@ -199,10 +199,10 @@ def test_backend_killed_mid_job_then_next_job_works(blender):
     s = bpy.context.scene.sam3d
     s.image = bpy.data.images.load(str(blender["photo"]))
     s.mask_image = bpy.data.images.load(str(blender["mask_path"]))
-    rt_mod, rt, job = _start_and_wait_running()
+    timer, rt, job = _start_and_wait_running()
     pid = rt.backend.pid
     os.killpg(pid, signal.SIGKILL)
-    assert rt_mod.wait_for(lambda: job.finished and job.handled, 30)
+    assert timer.wait_for(lambda: job.finished and job.delivery.value == "delivered", 30)
     assert job.phase.value == "failed" and job.error.code == "backend_died"
     assert rt.notice.level == "ERROR"
     assert "stopped unexpectedly" in rt.notice.text and "Traceback" not in rt.notice.text
@@ -230,7 +230,7 @@ def test_script_overrides_and_bad_inputs(blender):
     obj = bpy.data.objects["scripted"]
     opts = json.loads(obj["sam3d_options"])
     assert opts["engine"] == "preview" and opts["seed"] == 42 and opts["bake"] is False
-    assert addon("importer").textured_image(obj) is None  # vertex colours, as asked
+    assert addon("importing.gltf").textured_image(obj) is None  # vertex colours, as asked
     assert obj.data.color_attributes  # ... which the importer brought in
     # the panel's engine is unavailable here: a sentence, not a traceback
     with pytest.raises(RuntimeError) as err:
@@ -250,8 +250,8 @@ def test_script_overrides_and_bad_inputs(blender):
 
 
 def test_remote_wrong_token_and_unreachable(blender):
-    bp = addon("backend_process")
-    cfg = addon("runtime").launch_config(addon("runtime").settings())
+    bp = addon("core.backend_process")
+    cfg = addon("session").launch_config(addon("session").settings())
     server = bp.ManagedBackend(cfg)  # a real backend standing in for a GPU server
     assert server.wait_ready(60) == bp.BackendState.READY
     try:
@@ -268,7 +268,7 @@ def test_remote_wrong_token_and_unreachable(blender):
             bpy.ops.sam3d.generate(**args)
         os.environ["SAM3D_BACKEND_TOKEN"] = server.token
         assert bpy.ops.sam3d.generate(**args) == {"FINISHED"}
-        assert addon("runtime").get().backend.kind == "remote"
+        assert addon("session").get().backend.kind == "remote"
         os.environ["SAM3D_BACKEND_URL"] = "http://127.0.0.1:9"
         t0 = time.perf_counter()
         with pytest.raises(RuntimeError, match="Cannot reach the SAM 3D backend"):
@@ -290,7 +290,7 @@ CHILD = textwrap.dedent(
     helpers.enable_addon()
     helpers.preferences().cache_dir = {cache!r}
     assert bpy.ops.sam3d.backend_start(blocking=True) == {{"FINISHED"}}
-    backend = helpers.addon("runtime").get().backend
+    backend = helpers.addon("session").get().backend
     print("BACKEND_PID", backend.pid, flush=True)
     if {graceful!r}:
         helpers.disable_addon()   # what Blender does on quit: unregister
@@ -308,15 +308,15 @@ def test_blender_exit_leaves_no_backend(blender, graceful):
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BACKEND_PID")), None)
     assert line, out.stdout + out.stderr
     pid = int(line.split()[1])
-    bp = addon("backend_process")
+    sp = addon("core.subprocesses")
     t0 = time.monotonic()
-    while bp.pid_alive(pid) and time.monotonic() - t0 < 10:
+    while sp.pid_alive(pid) and time.monotonic() - t0 < 10:
         time.sleep(0.05)
     gone_after = time.monotonic() - t0
     print(
         f"backend gone {gone_after:.2f} s after Blender exited ({'clean' if graceful else 'hard'})"
     )
-    assert not bp.pid_alive(pid)
+    assert not sp.pid_alive(pid)
     assert gone_after < 5
 
 
@@ -335,7 +335,7 @@ def test_history_reimport_damaged_json_then_async_download(blender):
     ) == {"FINISHED"}
     item = ctx.scene.sam3d.history[-1]
     job_id = item.job_id
-    glb = addon("runtime").results_folder(job_id) / "result.glb"
+    glb = addon("session").results_files(job_id).glb
     assert str(glb) == item.glb_path
     glb.with_name("result.json").write_text('{"pose": ')  # truncated
     with pytest.raises(RuntimeError) as err:
@@ -346,8 +346,8 @@ def test_history_reimport_damaged_json_then_async_download(blender):
     assert "damaged" in str(err.value) and "Traceback" not in str(err.value)
 
     shutil.rmtree(glb.parent)
-    rt_mod = addon("runtime")
-    rt = rt_mod.get()
+    timer = addon("timer")
+    rt = addon("session").get()
     t0 = time.perf_counter()
     assert bpy.ops.sam3d.import_result(job_id=job_id, blocking=False) == {"FINISHED"}
     assert time.perf_counter() - t0 < 0.5  # the download runs in the background
@@ -356,7 +356,7 @@ def test_history_reimport_damaged_json_then_async_download(blender):
     deadline = time.monotonic() + 60
     while len(_sam3d_objects()) < 2:
         t = time.perf_counter()
-        wait = rt_mod.tick()
+        wait = timer.tick()
         worst = max(worst, time.perf_counter() - t)
         assert time.monotonic() < deadline, rt.notice
         time.sleep(wait or 0.05)
@@ -371,14 +371,14 @@ def test_opening_another_file_mid_job_does_not_import_into_it(blender):
     s.image_source, s.image_path = "FILE", str(blender["photo"])
     s.mask_source, s.mask_path = "FILE", str(blender["mask_path"])
     assert bpy.ops.sam3d.generate(engine="crashtest", seed=3, blocking=False) == {"FINISHED"}
-    rt_mod = addon("runtime")
-    rt = rt_mod.get()
+    timer = addon("timer")
+    rt = addon("session").get()
     job = rt.manager.jobs[-1]
-    assert rt_mod.wait_for(lambda: job.state == "running", 60), job.error
+    assert timer.wait_for(lambda: job.state == "running", 60), job.error
     bpy.ops.wm.read_homefile(use_empty=True)  # the artist opens another file
-    assert job.handled and job.cancel_requested
+    assert job.delivery.value == "dropped" and job.cancel_requested
     assert rt.notice is not None and "previous file" in rt.notice.text
-    assert rt_mod.wait_for(lambda: job.finished, 30)
+    assert timer.wait_for(lambda: job.finished, 30)
     assert job.phase.value == "cancelled"
     assert rt.manager.step() is None
     assert not [o for o in bpy.data.objects if o.type == "MESH"]

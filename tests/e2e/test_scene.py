@@ -37,7 +37,7 @@ def bpy_addon():
 
     enable_addon()
     yield bpy
-    addon("runtime").reset()  # stop the managed backend started by these tests
+    addon("session").reset()  # stop the managed backend started by these tests
 
 
 @pytest.fixture
@@ -62,20 +62,16 @@ def _scene_objects(bpy, scene):
 def _measure(bpy, scene, masks):
     """Per object: (part index, IoU of the reprojected silhouette vs its mask, depth of the
     bounding-box centre along the camera axis in metres)."""
-    si = addon("scene_import")
-    from mathutils import Vector
-
+    measure, raster = addon("measure"), addon("core.raster")
     meshes, _ = _scene_objects(bpy, scene)
     cam = scene.camera
     rows = []
     with bpy.context.temp_override(scene=scene):
         for ob in meshes:
             i = int(ob["sam3d_part"])
-            sil = si.reprojected_silhouette(bpy.context, ob, cam)
-            corners = [ob.matrix_world @ Vector(c) for c in ob.bound_box]
-            centre = sum(corners, Vector()) / 8.0
-            depth = -(cam.matrix_world.inverted() @ centre).z
-            rows.append((i, si.mask_iou(sil, masks[i]), depth, ob))
+            sil = measure.reprojected_silhouette(bpy.context, ob, cam)
+            depth = measure.camera_depth(ob, cam)
+            rows.append((i, raster.mask_iou(sil, masks[i]), depth, ob))
     return rows
 
 
@@ -85,9 +81,9 @@ def test_preview_assumption_is_stated_once(bpy_addon):
     from backend.engines import preview
     from tests import scene_fixture
 
-    si = addon("scene_import")
-    assert si.PREVIEW_CAMERA_HEIGHT_M == preview.CAMERA_HEIGHT_M == scene_fixture.CAMERA_HEIGHT_M
-    assert si.FALLBACK_FOV_X_DEG == preview.FOV_X_DEG == scene_fixture.FOV_X_DEG
+    sr = addon("core.scene_result")
+    assert sr.PREVIEW_CAMERA_HEIGHT_M == preview.CAMERA_HEIGHT_M == scene_fixture.CAMERA_HEIGHT_M
+    assert sr.FALLBACK_FOV_X_DEG == preview.FOV_X_DEG == scene_fixture.FOV_X_DEG
 
 
 def test_photo_to_scene_matches_masks_and_depth_order(empty_file, fixture_dir, tmp_path):
@@ -173,7 +169,7 @@ def test_masks_from_blender_images_and_panel(empty_file, fixture_dir):
     s.image_source = "FILE"
     s.image_path = layout.photo
     s.engine, s.target_faces, s.texture_size = "preview", 3000, "256"
-    panel = addon("scene_ops")
+    panel = addon("ui.scene_panel")
     layout_rec = RecordingLayout()
     panel.draw_scene_panel(layout_rec, bpy.context)
     assert "sam3d.generate_scene" in layout_rec.operators
@@ -203,7 +199,7 @@ def _generate_once(bpy, layout):
     )
     assert result == {"FINISHED"}
     bpy.ops.wm.read_homefile(use_empty=True)
-    return addon("runtime").get().manager.jobs[-1]
+    return addon("session").get().manager.jobs[-1]
 
 
 def test_ui_path_imports_when_the_job_ends(empty_file, fixture_dir):
@@ -211,23 +207,25 @@ def test_ui_path_imports_when_the_job_ends(empty_file, fixture_dir):
     (timers never fire in module mode: call it as Blender would)."""
     bpy = empty_file
     layout = load_layout(fixture_dir)
-    ops = addon("scene_ops")
+    timer = addon("timer")
     _generate_once(bpy, layout)
     result = bpy.ops.sam3d.generate_scene(
         image_path=layout.photo, mask_dir=layout.masks_dir, blocking=False, **FAST
     )
     assert result == {"FINISHED"}
-    assert ops._pending, "the scene job should be pending"
+    session = addon("session").get()
+    job = session.manager.jobs[-1]
+    assert job.delivery.value == "timer", "the timer should bring the scene job in"
     deadline = time.monotonic() + 300
-    while ops.scene_tick() is not None:
+    while timer.tick() is not None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    job = addon("runtime").get().manager.jobs[-1]
     assert job.cached  # the same request as the blocking test: answered from the cache
+    assert job.delivery.value == "delivered"
     meshes, cams = _scene_objects(bpy, bpy.context.scene)
     assert len(meshes) == 4 and len(cams) == 1
-    assert not ops._pending
-    ops.stop_scene_timer()
+    assert "4 of 4 objects" in session.notice.text
+    timer.stop()
 
 
 def test_reimport_by_job_id_and_scene_glb(empty_file, fixture_dir):

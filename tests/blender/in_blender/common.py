@@ -9,6 +9,7 @@ failure inside Blender reads like any test failure.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -25,8 +26,8 @@ ADDON = "bl_ext.user_default.sam3d"
 
 
 def addon(name: str) -> Any:
-    """A submodule of the installed add-on, e.g. ``addon("runtime")``."""
-    return sys.modules[f"{ADDON}.sam3d_blender.{name}"]
+    """A submodule of the installed add-on, e.g. ``addon("session")``."""
+    return importlib.import_module(f"{ADDON}.sam3d_blender.{name}")
 
 
 def parse_args(
@@ -92,8 +93,7 @@ def world_bbox(obj: bpy.types.Object) -> dict[str, list[float]]:
 
 def object_facts(obj: bpy.types.Object) -> dict[str, Any]:
     """Name, collection, selection, box, texture and provenance of an imported object."""
-    importer = addon("importer")
-    image = importer.textured_image(obj)
+    image = addon("importing.gltf").textured_image(obj)
     layer = bpy.context.view_layer
     return {
         "name": obj.name,

@@ -134,14 +134,14 @@ class Session:
 
     # -- the add-on ------------------------------------------------------------------------
     @property
-    def runtime(self):
-        return addon("runtime").get()
+    def session(self):
+        return addon("session").get()
 
     def active_jobs(self) -> list:
-        return self.runtime.manager.active()
+        return self.session.manager.active()
 
     def backend_processes(self) -> dict:
-        backend = self.runtime.backend
+        backend = self.session.backend
         pid = getattr(backend, "pid", None)
         return {"blender_pid": os.getpid(), "backend_pid": pid, "children": _children(pid)}
 
@@ -294,7 +294,7 @@ def scenario_session(s: Session) -> Steps:
     f["cancel"] = {
         "idle": idle,
         "phase": job.phase.name,
-        "notice": s.runtime.notice.text if s.runtime.notice else None,
+        "notice": s.session.notice.text if s.session.notice else None,
         "objects": sorted(o.name for o in bpy.data.objects),
         "history": [(h.state, h.label) for h in scene.sam3d.history],
     }
@@ -319,7 +319,7 @@ def scenario_session(s: Session) -> Steps:
     yield 1.0  # the view's smooth zoom
     obj = bpy.data.objects["photo"]
     f["imported"] = object_facts(obj)
-    f["notice_after_import"] = s.runtime.notice.text if s.runtime.notice else None
+    f["notice_after_import"] = s.session.notice.text if s.session.notice else None
     f["frame"] = s.frame_facts(obj, view_before)
     cube = bpy.data.objects.get("Cube")
     f["cube_bbox"] = None if cube is None else {"min": [-1.0, -1.0, -1.0], "max": [1.0, 1.0, 1.0]}

@@ -76,7 +76,7 @@ def scenario_generate(facts: Facts, args) -> None:
     bpy.ops.wm.save_as_mainfile(filepath=args.blend)
     facts["saved"] = os.path.isfile(args.blend)
     facts["saved_state"] = _scene_state()
-    facts["backend_pid"] = addon("runtime").get().backend.pid
+    facts["backend_pid"] = addon("session").get().backend.pid
 
 
 def scenario_reopen(facts: Facts, args) -> None:
@@ -101,7 +101,7 @@ def scenario_reopen(facts: Facts, args) -> None:
 
 
 def scenario_bad_input(facts: Facts, args) -> None:
-    messages = addon("messages")
+    messages = addon("core.messages")
     bad = Path(args.bad_dir)
     # An image without alpha, loaded in Blender, used with "mask from alpha".
     opaque = bpy.data.images.load(str(bad / "opaque.png"))
@@ -186,7 +186,7 @@ def main() -> None:
     facts = Facts(args.result)
     facts["scenario"] = args.scenario
     run_background(lambda f: SCENARIOS[args.scenario](f, args), facts)
-    addon("runtime").reset()  # stop the backend before Blender exits
+    addon("session").reset()  # stop the backend before Blender exits
 
 
 main()

@@ -1,6 +1,6 @@
 """Blocking work in a daemon thread, so Blender's main thread never waits for the network.
 
-bpy-free: the functions run here must not touch bpy; the main thread polls ``done`` (from a
+No bpy: the functions run here must not touch bpy; the main thread polls ``done`` (from a
 timer step) and then takes ``result()``.
 """
 

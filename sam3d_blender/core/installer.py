@@ -1,4 +1,4 @@
-"""Running the backend installer as a subprocess and reading its progress, bpy-free.
+"""Running the backend installer as a subprocess and reading its progress (no bpy).
 
 The installer (``python -m backend install --venv DIR --profile cuda|cpu``) prints
 ``STEP i/n <name>`` when a step starts and lines starting with ``OK``/``FAIL`` as steps end.
@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from .backend_process import LineReader
+from .subprocesses import LineReader, new_group_kwargs, signal_group
 
 _STEP = re.compile(r"^\s*STEP\s+(\d+)\s*/\s*(\d+)\s*(.*)$")
 
@@ -102,11 +102,6 @@ class InstallerRun:
             [str(self.backend_root), *filter(None, [env.get("PYTHONPATH")])]
         )
         env["PYTHONUNBUFFERED"] = "1"
-        kwargs: dict[str, Any] = {}
-        if sys.platform == "win32":
-            kwargs["creationflags"] = 0x08000000 | 0x00000200  # NO_WINDOW | NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True  # its own group: cancel() reaches pip too
         self.state = InstallState.RUNNING
         self.progress = InstallProgress()
         try:
@@ -117,7 +112,7 @@ class InstallerRun:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                **kwargs,
+                **new_group_kwargs(),  # its own group: cancel() reaches pip too
             )
         except OSError as exc:
             self.progress.feed(f"FAIL cannot run {self.python}: {exc}")
@@ -155,7 +150,7 @@ class InstallerRun:
         proc = self.proc
         if proc is None or proc.poll() is not None or self.state != InstallState.RUNNING:
             return
-        _signal_tree(proc, signal.SIGTERM if sys.platform != "win32" else None)
+        signal_group(proc.pid, signal.SIGTERM if sys.platform != "win32" else None)
         self.progress.feed("FAIL cancelled")
         log_fh, reader = self._log_fh, self._reader
         self._log_fh = None  # the reaper closes it once the reader is done writing
@@ -166,7 +161,7 @@ class InstallerRun:
                 proc.wait(grace_s)
             except subprocess.TimeoutExpired:
                 pass
-            _signal_tree(proc, signal.SIGKILL if sys.platform != "win32" else None)
+            signal_group(proc.pid, signal.SIGKILL if sys.platform != "win32" else None)
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -199,20 +194,6 @@ class InstallerRun:
             last = p.failures[-1] if p.failures else (p.lines[-1] if p.lines else "")
             return f"Install failed (exit code {self.returncode}): {last}"[:300]
         return ""
-
-
-def _signal_tree(proc: subprocess.Popen, sig: int | None) -> None:
-    """Signal the installer's whole process group (POSIX); on Windows (``sig`` None) end
-    its process tree with taskkill."""
-    if sys.platform == "win32":
-        subprocess.run(
-            ["taskkill", "/PID", str(proc.pid), "/T", "/F"], capture_output=True, check=False
-        )
-        return
-    try:
-        os.killpg(proc.pid, sig if sig is not None else signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def stage_source(extension_root: Path, dest: Path) -> Path | None:

@@ -1,43 +1,77 @@
-"""The add-on's bpy-free modules: messages, backend choice, installer runner, frame math.
-Run in a subprocess where needed to prove bpy is never imported."""
+"""The add-on's bpy-free ``core/``: messages, job options, masks, backend choice,
+installer runner, frame math, the batch's manifest and report. (That nothing in ``core/``
+imports bpy is ``tests/test_architecture.py``.)"""
 
 from __future__ import annotations
 
-import subprocess
+import dataclasses
 import sys
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from backend.errors import ERROR_STATUS
+from backend.options import JobOptions as BackendJobOptions
+from backend.options import QualityPreset
 from backend.reconstruction import Intrinsics, Pose
-from sam3d_blender import messages, placement
-from sam3d_blender.installer import InstallerRun, InstallProgress, InstallState
-from sam3d_blender.settings import PreferenceValues, resolve
+from sam3d_blender.core import messages, placement
+from sam3d_blender.core.installer import InstallerRun, InstallProgress, InstallState
+from sam3d_blender.core.masks import MASK_SUFFIXES, mask_files_in
+from sam3d_blender.core.options import ENGINES, QUALITIES, TEXTURE_SIZES, JobOptions
+from sam3d_blender.core.settings import PreferenceValues, resolve
+from sam3d_blender.core.subprocesses import pid_alive
 from tests.addon.helpers import REPO
 
-BPY_FREE = [
-    "client",
-    "backend_process",
-    "job_manager",
-    "installer",
-    "settings",
-    "placement",
-    "messages",
-]
+
+def test_job_options_match_the_backends_model():
+    """The add-on's typed options are a subset of the backend's model with the backend's
+    defaults and allowed values, and every value the add-on can send validates there."""
+    ours = dataclasses.fields(JobOptions)
+    theirs = BackendJobOptions.model_fields
+    assert {f.name for f in ours} <= set(theirs)
+    for f in ours:
+        assert f.default == theirs[f.name].default, f.name
+    assert set(QUALITIES) == set(typing.get_args(QualityPreset))
+    assert JobOptions().engine in ENGINES and "auto" in ENGINES
+    for size in TEXTURE_SIZES:
+        BackendJobOptions.model_validate({"texture_size": size})
+    for engine, quality in zip(ENGINES, QUALITIES, strict=True):
+        opts = JobOptions(engine=engine, quality=quality, target_faces=None, bake=False)
+        assert (
+            BackendJobOptions.model_validate(opts.to_json()).model_dump(include=set(opts.to_json()))
+            == opts.to_json()
+        )
 
 
-def test_bpy_free_modules_do_not_import_bpy():
-    code = (
-        "import sys\n"
-        + "".join(f"import sam3d_blender.{m}\n" for m in BPY_FREE)
-        + "assert 'bpy' not in sys.modules, 'bpy imported'\n"
-        + "assert 'torch' not in sys.modules\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+def test_job_options_read_as_overrides_and_back_from_json():
+    base = JobOptions(engine="preview", target_faces=5000)
+    row = {"id": "x", "image": "a.png", "seed": "7", "bake": "no", "engine": " SAM3D ", "x": 1}
+    got = base.updated(row)
+    assert got == JobOptions(engine="sam3d", seed=7, target_faces=5000, bake=False)
+    assert base.updated({"target_faces": "0"}).target_faces is None  # 0 keeps every face
+    assert base.updated({"target_faces": "", "engine": None}) == base  # not given
+    with pytest.raises(ValueError):
+        base.updated({"seed": "seven"})
+    kept_all = JobOptions(target_faces=None)
+    assert JobOptions.from_json(kept_all.to_json()) == kept_all  # null survives the trip
+    assert JobOptions.from_json({"fill_holes": True, "seed": 4}) == JobOptions(seed=4)
+
+
+def test_mask_folder_reader_takes_numbered_files_of_every_image_type(tmp_path):
+    for name in ("10.png", "2.jpg", "0.JPEG", "1.webp", "3.exr", "notes.txt", "x.png", "4.gif"):
+        (tmp_path / name).write_bytes(b"")
+    got = [p.name for p in mask_files_in(tmp_path)]
+    assert got == ["0.JPEG", "1.webp", "2.jpg", "3.exr", "10.png"]
+    assert ".jpg" in MASK_SUFFIXES and ".jpeg" in MASK_SUFFIXES
+    with pytest.raises(messages.InputError) as err:
+        mask_files_in(tmp_path / "nowhere")
+    assert err.value.code == "no_mask" and "not found" in err.value.sentence()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(messages.InputError, match="0.png"):
+        mask_files_in(tmp_path / "empty")
 
 
 def test_every_backend_error_code_has_a_sentence():
@@ -122,8 +156,6 @@ def test_cancelling_the_installer_ends_its_children_without_blocking(tmp_path):
     """pip runs as the installer's child; cancel must end it too, and must not wait for a
     process that ignores SIGTERM (Blender's main thread calls cancel)."""
     import stat
-
-    from sam3d_blender.backend_process import pid_alive
 
     pidfile = tmp_path / "child.pid"
     fake = tmp_path / "python"  # stands in for the interpreter running pip

@@ -1,38 +1,34 @@
-"""Jobs as a state machine advanced by small steps, bpy-free.
+"""The job manager: every job of the session advanced by small steps (no bpy).
 
 ``JobManager.step()`` never waits for the network: every HTTP exchange (upload, status
-poll, cancel, download, result.json) runs in a daemon thread (:class:`BackgroundCall`,
-bpy-free), and ``step`` only starts one or looks whether it has finished and applies its
-answer. It returns the seconds until it wants to be called again (None when nothing is
-left to do). In the UI a ``bpy.app.timers`` callback calls it on the main thread; in
-``bpy.app.background``, in tests and in batch scripts :func:`run_to_completion` calls the
-very same step in a loop.
+poll, cancel, download, result.json) runs in a daemon thread (:class:`BackgroundCall`),
+and ``step`` only starts one or looks whether it has finished and applies its answer. It
+returns the seconds until it wants to be called again (None when nothing is left to do).
+In the UI the add-on's timer calls it on the main thread; in ``bpy.app.background``, in
+tests and in the batch :func:`run_to_completion` calls the very same step in a loop.
 
-Phases: ``waiting_backend`` (start/check the backend) -> ``submitting`` (POST /jobs) ->
-``running`` (GET /jobs/{id} until done) -> ``downloading`` (GLB in chunks + result.json) ->
-``done``; or ``failed`` (with an :class:`~.messages.ErrorInfo`) / ``cancelled``.
-The GLB lands in ``<results_dir>/<job id>/result.glb`` (a scene job's part GLBs in
-``parts/<index>/result.glb`` beside it); importing it is the caller's job (it needs bpy).
-Once the backend has a job, its image and mask bytes are dropped (only their SHA-256 is
-kept).
+A job's phases are in :class:`~.jobs.Phase`. Its files land in the results folder
+(:class:`~.results.ResultFiles`: the GLB, result.json and a scene job's part GLBs);
+bringing them into Blender is ``sam3d_blender/finish.py``'s work (it needs bpy). Once the
+backend has a job, its image and mask bytes are dropped (only their SHA-256 is kept).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from .backend_process import Backend, BackendState
-from .background import BackgroundCall
 from .client import BackendClientError, ResultDownload
-from .messages import ErrorInfo
+from .jobs import Delivery, Job, JobRequest, Phase
+from .messages import ErrorInfo, cache_error
+from .results import ResultFiles, write_json
+from .threads import BackgroundCall
+
+__all__ = ["JobManager", "run_to_completion"]
 
 #: Seconds between status polls while a job runs.
 POLL_INTERVAL = 0.25
@@ -40,117 +36,6 @@ POLL_INTERVAL = 0.25
 MAX_POLL_FAILURES = 3
 #: Seconds between looks at an HTTP exchange still running in its thread.
 CALL_CHECK_INTERVAL = 0.03
-
-
-class Phase(str, Enum):
-    WAITING_BACKEND = "waiting_backend"
-    SUBMITTING = "submitting"
-    RUNNING = "running"
-    DOWNLOADING = "downloading"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (Phase.DONE, Phase.FAILED, Phase.CANCELLED)
-
-
-@dataclass
-class JobRequest:
-    """What to generate.
-
-    ``image``: encoded image bytes (PNG written by Blender, or the user's PNG/JPEG file).
-    ``mask``: encoded mask (white = object), None = the image's alpha. ``masks``: several
-    masks of the same photo (a scene job; ``mask`` must then be None). ``options``: the
-    ``JobOptions`` JSON (engine, seed, quality, target_faces, bake, texture_size, ...).
-    ``label``: the name the imported object gets. ``meta``: the caller's data carried to the
-    import (placement, camera name, source image name), never sent to the backend.
-    """
-
-    image: bytes
-    mask: bytes | None = None
-    options: dict[str, Any] = field(default_factory=dict)
-    label: str = "SAM 3D object"
-    masks: list[bytes] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    #: SHA-256 of the image bytes (computed when not given); kept after the bytes are gone.
-    sha256: str = ""
-    #: How many masks a scene job sent (kept after the bytes are gone).
-    mask_count: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.sha256:
-            self.sha256 = hashlib.sha256(self.image).hexdigest()
-        if not self.mask_count:
-            self.mask_count = len(self.masks) if self.masks else int(self.mask is not None)
-
-    @property
-    def source_sha256(self) -> str:
-        """SHA-256 of the image bytes sent (provenance: which photo made this object)."""
-        return self.sha256
-
-    def drop_payload(self) -> None:
-        """Forget the image/mask bytes (the backend has them; a re-import needs only the
-        result files)."""
-        self.image = b""
-        self.mask = None
-        self.masks = None
-
-
-@dataclass
-class Job:
-    """One request's journey; read by the panel, mutated only by the manager."""
-
-    local_id: int
-    request: JobRequest
-    phase: Phase = Phase.WAITING_BACKEND
-    backend_id: str | None = None
-    state: str = ""  # the backend's JobStatus.state
-    stage: str = ""
-    progress: float = 0.0
-    cached: bool = False
-    warnings: list[str] = field(default_factory=list)
-    error: ErrorInfo | None = None
-    glb_path: Path | None = None
-    result: dict[str, Any] = field(default_factory=dict)
-    created: float = field(default_factory=time.time)
-    submitted_at: float | None = None
-    finished_at: float | None = None
-    cancel_requested: bool = False
-    cancel_sent: bool = False
-    handled: bool = False  # set by whoever imported / reported the finished job
-    start_tried: bool = False
-    _download: ResultDownload | None = field(default=None, repr=False)
-    _call: BackgroundCall | None = field(default=None, repr=False)
-    _poll_failures: int = 0
-    _next_poll: float = 0.0
-
-    @property
-    def finished(self) -> bool:
-        return self.phase.finished
-
-    def status_line(self) -> str:
-        """'Running: reconstruct (42%)' style text for the panel."""
-        if self.phase == Phase.WAITING_BACKEND:
-            return "Starting backend..."
-        if self.phase == Phase.SUBMITTING:
-            return "Sending image..."
-        if self.phase == Phase.RUNNING:
-            if self.cancel_requested:
-                return "Cancelling..."
-            stage = self.stage or self.state or "queued"
-            return f"{stage.replace('_', ' ').capitalize()} ({self.progress * 100:.0f}%)"
-        if self.phase == Phase.DOWNLOADING:
-            dl = self._download
-            if dl is not None and dl.bytes_total:
-                return f"Downloading result ({dl.fraction * 100:.0f}%)..."
-            return "Downloading result..."
-        if self.phase == Phase.DONE:
-            return "Done (from cache)" if self.cached else "Done"
-        if self.phase == Phase.CANCELLED:
-            return "Cancelled"
-        return self.error.sentence() if self.error else "Failed"
 
 
 class JobManager:
@@ -180,16 +65,25 @@ class JobManager:
 
     # -- public API -----------------------------------------------------------------------
 
-    def submit(self, request: JobRequest) -> Job:
-        """Queue a request; nothing blocks here, the next ``step`` starts work."""
-        job = Job(next(self._ids), request)
+    def submit(self, request: JobRequest, delivery: Delivery = Delivery.TIMER) -> Job:
+        """Queue a request; nothing blocks here, the next ``step`` starts work.
+        ``delivery``: who brings it into the scene once it has finished."""
+        job = Job(next(self._ids), request, delivery=delivery)
         self.jobs.append(job)
         return job
 
-    def fetch(self, backend_id: str, request: JobRequest) -> Job:
-        """Queue the download of a job the backend already finished (a History re-import
-        whose local files are gone); it ends DONE like a generated job."""
-        job = Job(next(self._ids), request, phase=Phase.DOWNLOADING, backend_id=backend_id)
+    def fetch(
+        self, backend_id: str, request: JobRequest, delivery: Delivery = Delivery.TIMER
+    ) -> Job:
+        """Queue the download of a job the backend already finished (a re-import whose
+        local files are gone); it ends DONE like a generated job."""
+        job = Job(
+            next(self._ids),
+            request,
+            phase=Phase.DOWNLOADING,
+            delivery=delivery,
+            backend_id=backend_id,
+        )
         job.submitted_at = time.time()
         self.jobs.append(job)
         return job
@@ -200,9 +94,22 @@ class JobManager:
     def active(self) -> list[Job]:
         return [j for j in self.jobs if not j.finished]
 
-    def unhandled(self) -> list[Job]:
-        """Finished jobs nobody has imported or reported yet (oldest first)."""
-        return [j for j in self.jobs if j.finished and not j.handled]
+    def to_deliver(self) -> list[Job]:
+        """Finished jobs the timer is to bring into the scene (oldest first)."""
+        return [j for j in self.jobs if j.finished and j.delivery == Delivery.TIMER]
+
+    def drop_undelivered(self) -> int:
+        """A file is being opened: cancel the active jobs and let nothing that was meant
+        for the old file be imported later. Returns how many jobs were dropped."""
+        dropped = 0
+        for job in self.jobs:
+            if job.delivery not in (Delivery.TIMER, Delivery.CALLER):
+                continue
+            if not job.finished:
+                self.cancel(job)
+            job.delivery = Delivery.DROPPED
+            dropped += 1
+        return dropped
 
     def cancel(self, job: Job) -> None:
         """Ask to cancel. Before the backend has the job it is cancelled at once; after,
@@ -336,7 +243,7 @@ class JobManager:
                     image,
                     mask=mask,
                     masks=masks,
-                    options=req.options,
+                    options=req.options.to_json(),
                     image_name=f"{req.label}.png",
                 ),
             )
@@ -351,11 +258,11 @@ class JobManager:
                 job._call = BackgroundCall("status", lambda: client.job(backend_id))
             return
         if job.phase == Phase.DOWNLOADING:
-            dest = self._results_dir() / backend_id / "result.glb"
-            job._download = ResultDownload(client, backend_id, dest)
+            files = ResultFiles.of(self._results_dir(), backend_id)
+            job._download = ResultDownload(client, backend_id, files.glb)
             download = job._download
             job._call = BackgroundCall(
-                "download", lambda: _download_job(client, backend_id, download, job)
+                "download", lambda: _download_job(client, files, download, job)
             )
 
     def _apply(self, job: Job, kind: str, answer: Any) -> None:
@@ -379,7 +286,7 @@ class JobManager:
             job._download = None
             if answer is None or download is None:  # aborted: the job ended meanwhile
                 return
-            job.glb_path = download.dest
+            job.files = ResultFiles(download.dest.parent)
             job.result = answer
             job.progress = 1.0
             self._end(job, Phase.DONE)
@@ -512,49 +419,8 @@ def run_to_completion(
     return job
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON atomically (a temporary file, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    tmp.replace(path)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A result.json written by :func:`write_json`; ValueError with a sentence when the
-    file is not a JSON object (truncated, edited by hand)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is damaged ({exc}); generate the object again") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} is damaged (not a JSON object); generate the object again")
-    return data
-
-
-def cache_error(folder: Path, exc: OSError) -> ErrorInfo:
-    """The error for a results/cache folder that cannot be written."""
-    return ErrorInfo("cache_unwritable", f"cannot write to the cache folder {folder}: {exc}")
-
-
-def part_glb_path(folder: Path, index: int) -> Path:
-    """Where a scene job's part ``index`` GLB is kept: ``<folder>/parts/<index>/result.glb``
-    (the backend's own layout)."""
-    return Path(folder) / "parts" / str(int(index)) / "result.glb"
-
-
-def done_part_indices(result: dict[str, Any]) -> list[int]:
-    """Indices of a scene result's parts that finished (none for a single-object job)."""
-    out = []
-    for p in result.get("parts") or []:
-        state = p.get("state") or ("failed" if p.get("error") else "done")
-        if state == "done":
-            out.append(int(p["index"]))
-    return sorted(out)
-
-
 def _download_job(
-    client: Any, backend_id: str, download: ResultDownload, job: Job
+    client: Any, files: ResultFiles, download: ResultDownload, job: Job
 ) -> dict[str, Any] | None:
     """Background thread (no bpy): the GLB, result.json and a scene job's part GLBs.
     Returns the result, or None when the job ended (cancelled, failed) meanwhile."""
@@ -572,13 +438,10 @@ def _download_job(
 
     if not fetch(download):
         return None
-    result = client.result_json(backend_id)
-    folder = download.dest.parent
-    for i in done_part_indices(result):
-        dest = part_glb_path(folder, i)
-        if dest.is_file() and dest.stat().st_size > 0:
-            continue
-        if not fetch(ResultDownload(client, backend_id, dest, part=i)):
+    job_id = download.job_id
+    result = client.result_json(job_id)
+    for i in files.missing_parts(result):
+        if not fetch(ResultDownload(client, job_id, files.part_glb(i), part=i)):
             return None
-    write_json(folder / "result.json", result)
+    write_json(files.json, result)
     return result

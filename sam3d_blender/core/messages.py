@@ -1,13 +1,18 @@
-"""Error codes -> sentences a person can act on (bpy-free).
+"""Error codes -> sentences a person can act on; the add-on's error types.
 
 The backend's codes (``backend/errors.py``) are stable; the add-on adds a few of its own for
 things only it can see (no backend installed, backend unreachable, the backend process
 died). Reports shown to artists use :func:`describe`; tracebacks never reach them.
+
+:class:`ErrorInfo` is a failure as the add-on shows it (the backend's wire model of the
+same shape lives in the backend process: Blender never imports the backend);
+:class:`InputError` is the one exception for bad input found before anything is sent.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 #: code -> what happened and what to do, in the add-on's own words.
@@ -104,6 +109,41 @@ MESSAGES: dict[str, str] = {
 }
 
 
+#: Failure codes that a second try may not repeat (the backend was away, a worker crashed,
+#: time ran out): a batch re-run retries them; every other failure is the input's own.
+RETRYABLE_CODES = frozenset(
+    {
+        "backend_unreachable",
+        "backend_stopped",
+        "backend_start_failed",
+        "backend_start_timeout",
+        "backend_died",
+        "backend_not_installed",
+        "timeout",
+        "interrupted",
+        "cancelled",
+        "worker_crashed",
+        "out_of_memory",
+        "import_failed",
+        "internal_error",
+        "bad_response",
+    }
+)
+
+
+class InputError(Exception):
+    """Bad input found before anything is sent (a missing file, an empty mask, no mask
+    folder): a stable ``code`` (a key of :data:`MESSAGES`) and a specific ``message``."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(message or code)
+        self.code = code
+        self.message = message
+
+    def sentence(self) -> str:
+        return describe(self.code, self.message)
+
+
 @dataclass
 class ErrorInfo:
     """A failure as the add-on shows it: a stable ``code``, the backend's own ``message``
@@ -116,6 +156,11 @@ class ErrorInfo:
 
     def sentence(self) -> str:
         return describe(self.code, self.message)
+
+
+def cache_error(folder: Path, exc: OSError) -> ErrorInfo:
+    """The error for a results/cache folder that cannot be written."""
+    return ErrorInfo("cache_unwritable", f"cannot write to the cache folder {folder}: {exc}")
 
 
 def describe(code: str, message: str = "") -> str:

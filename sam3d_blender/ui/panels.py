@@ -1,6 +1,7 @@
 """The "SAM 3D" sidebar panels (3D Viewport and Image Editor).
 
-Drawing only reads state: the backend/job objects of :mod:`.runtime` and ``scene.sam3d``.
+Drawing only reads state: the backend/job objects of the session (``session.py``) and
+``scene.sam3d``.
 Nothing here talks HTTP or loads files (coverage of a file is computed by the property
 update callbacks; a Blender image's coverage is read from its pixels, throttled).
 """
@@ -11,9 +12,10 @@ import time
 
 import bpy
 
-from . import image_io, importer, runtime
-from .backend_process import BackendState
-from .installer import InstallState
+from .. import image_io, session
+from ..core.backend_process import BackendState
+from ..core.installer import InstallState
+from ..importing.gltf import DECIMATE_NAME
 
 CATEGORY = "SAM 3D"
 
@@ -30,7 +32,7 @@ def draw_backend_status(
     layout: bpy.types.UILayout, context: bpy.types.Context, details: bool = True
 ) -> None:
     """State line (+ engine/GPU when ready, reason + log tail on error) and buttons."""
-    rt = runtime.get()
+    rt = session.get()
     backend = rt.shown_backend()  # drawing never stops or switches the backend
     if backend.state == BackendState.READY:
         backend.poll()  # cheap (no I/O): notices a backend that died while idle
@@ -144,7 +146,7 @@ def draw_inputs(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
 
 def draw_job(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
     """Generate button, or progress + Cancel while a job runs; then the last notice."""
-    rt = runtime.get()
+    rt = session.get()
     active = rt.manager.active()
     if active:
         job = active[0]
@@ -200,7 +202,7 @@ def draw_selected(layout: bpy.types.UILayout, context: bpy.types.Context) -> Non
         text=f"{obj.name}: {obj.get('sam3d_engine', '')} seed {obj.get('sam3d_seed', 0)}",
         icon="OBJECT_DATA",
     )
-    mod = obj.modifiers.get(importer.DECIMATE_NAME)
+    mod = obj.modifiers.get(DECIMATE_NAME)
     if mod is not None:
         box.prop(mod, "ratio", text="Simplify further")
 

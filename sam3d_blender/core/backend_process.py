@@ -1,4 +1,4 @@
-"""Starting, watching and stopping the backend, bpy-free.
+"""Starting, watching and stopping the backend (no bpy).
 
 Two kinds of backend share one small interface (``state``, ``ensure_started``, ``poll``,
 ``client``, ``stop``):
@@ -21,22 +21,28 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from .background import BackgroundCall
 from .client import BackendClient, BackendClientError
-from .messages import ErrorInfo
+from .messages import ErrorInfo, cache_error
+from .subprocesses import (
+    LineReader,
+    cmdline,
+    new_group_kwargs,
+    pid_alive,
+    signal_group,
+    tail_lines,
+    terminate_tree,
+)
+from .threads import BackgroundCall
 
 
 class BackendState(str, Enum):
@@ -72,71 +78,6 @@ class Backend(Protocol):
         """One line for the panel (engine, GPU, VRAM when ready)."""
 
 
-# ---------------------------------------------------------------------------------------
-# Reading a subprocess's lines without blocking
-
-
-class LineReader:
-    """Drains ``stream`` in a daemon thread: every line goes to ``queue`` and, when given,
-    to ``log`` (a text file opened for appending). The thread never touches bpy."""
-
-    def __init__(self, stream: IO[bytes], log: IO[str] | None = None, keep: int = 200) -> None:
-        self.queue: queue.Queue[str] = queue.Queue()
-        self.recent: deque[str] = deque(maxlen=keep)
-        self._log = log
-        self._thread = threading.Thread(
-            target=self._run, args=(stream,), daemon=True, name="sam3d-line-reader"
-        )
-        self._thread.start()
-
-    def _run(self, stream: IO[bytes]) -> None:
-        try:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                self.recent.append(line)
-                self.queue.put(line)
-                if self._log is not None:
-                    try:
-                        self._log.write(line + "\n")
-                        self._log.flush()
-                    except (OSError, ValueError):
-                        pass
-        except (OSError, ValueError):
-            pass
-        finally:
-            try:
-                stream.close()
-            except OSError:
-                pass
-
-    def lines(self) -> list[str]:
-        """Lines that arrived since the last call (non-blocking)."""
-        out = []
-        while True:
-            try:
-                out.append(self.queue.get_nowait())
-            except queue.Empty:
-                return out
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-
-
-def tail_lines(path: Path | None, n: int = 20) -> list[str]:
-    """The last ``n`` lines of a text file (empty when it does not exist)."""
-    if path is None or not path.exists():
-        return []
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            data = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return [ln for ln in data.splitlines() if ln.strip()][-n:]
-
-
 class CompatibilityCheck(BackgroundCall):
     """``client.check_compatible()`` (health, API version, token, ``/info``) in the
     background, so a slow first ``/info`` (GPU probing) or a remote host that does not
@@ -157,84 +98,11 @@ class CompatibilityCheck(BackgroundCall):
         return BackendClientError("bad_response", str(self._exc))
 
 
-def pid_alive(pid: int) -> bool:
-    """True when a process with this pid exists (and is not a zombie on Linux)."""
-    if pid <= 0:
-        return False
-    if sys.platform == "win32":
-        import ctypes
-
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # QUERY_LIMITED_INFO
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return code.value == 259  # STILL_ACTIVE
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():
-        try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return True
-    return True
-
-
-def _cmdline(pid: int) -> list[str] | None:
-    """The command line of ``pid`` where the OS tells it cheaply (Linux), else None."""
-    path = Path(f"/proc/{pid}/cmdline")
-    try:
-        return [a for a in path.read_bytes().decode("utf-8", "replace").split("\0") if a]
-    except OSError:
-        return None
-
-
 def _looks_like_backend(pid: int) -> bool:
-    cmd = _cmdline(pid)
+    cmd = cmdline(pid)
     if cmd is None:  # no /proc: trust the record only if the process still exists
         return pid_alive(pid)
     return "backend" in cmd and "serve" in cmd
-
-
-def _terminate_tree(
-    proc_pid: int, group: bool, timeout: float, proc: subprocess.Popen | None = None
-) -> None:
-    """SIGTERM the backend (and its worker processes when it leads a process group), then
-    SIGKILL whatever is left after ``timeout`` seconds. With ``proc`` (our own child) its
-    exit is awaited with ``proc.wait``: an exited but not yet reaped child still looks
-    alive to :func:`pid_alive` where there is no /proc (macOS)."""
-    if sys.platform == "win32":
-        subprocess.run(
-            ["taskkill", "/PID", str(proc_pid), "/T", "/F"], capture_output=True, check=False
-        )
-        return
-
-    def send(sig: int) -> None:
-        try:
-            if group:
-                os.killpg(proc_pid, sig)
-            else:
-                os.kill(proc_pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    send(signal.SIGTERM)
-    if proc is not None:
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
-    else:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and pid_alive(proc_pid):
-            time.sleep(0.05)
-    send(signal.SIGKILL)
 
 
 def reap_stale_backends(run_dir: Path, own_parent_pid: int) -> list[int]:
@@ -256,7 +124,7 @@ def reap_stale_backends(run_dir: Path, own_parent_pid: int) -> list[int]:
         if parent != own_parent_pid and pid_alive(parent):
             continue  # another Blender's backend
         if pid_alive(pid) and _looks_like_backend(pid):
-            _terminate_tree(pid, group=bool(rec.get("group")), timeout=3.0)
+            terminate_tree(pid, group=bool(rec.get("group")), timeout=3.0)
             killed.append(pid)
         rec_path.unlink(missing_ok=True)
     return killed
@@ -409,29 +277,22 @@ class ManagedBackend:
         except OSError as exc:
             folder = getattr(exc, "filename", None) or self.config.log_path.parent
             self.state = BackendState.ERROR
-            self.error = ErrorInfo(
-                "cache_unwritable", f"cannot write to the cache folder {folder}: {exc}"
-            )
+            self.error = cache_error(Path(folder), exc)
             return
         self._log_fh.write(
             f"\n--- starting backend {time.strftime('%Y-%m-%d %H:%M:%S')}: "
             f"{' '.join(self.command())}\n"
         )
         self._log_fh.flush()
-        kwargs: dict[str, Any] = {}
-        if sys.platform == "win32":
-            kwargs["creationflags"] = 0x08000000 | 0x00000200  # NO_WINDOW | NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True  # its own group: stop() reaches the workers
         try:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(  # its own group: stop() reaches the workers
                 self.command(),
                 cwd=str(self.config.backend_root),
                 env=self.environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=self._log_fh,
-                **kwargs,
+                **new_group_kwargs(),
             )
         except OSError as exc:
             self._log_fh.write(f"cannot start: {exc}\n")
@@ -533,13 +394,10 @@ class ManagedBackend:
         proc = self.proc
         if proc is not None:
             if kill and proc.poll() is None:
-                _terminate_tree(proc.pid, group=sys.platform != "win32", timeout=timeout, proc=proc)
+                terminate_tree(proc.pid, group=sys.platform != "win32", timeout=timeout, proc=proc)
             elif sys.platform != "win32":
                 # The backend exited on its own; its workers share its group: end them too.
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+                signal_group(proc.pid, signal.SIGKILL)
             try:
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -1,4 +1,4 @@
-"""Add-on preferences: which backend, where its files go, and the Install button."""
+"""Add-on preferences: which backend, where its files go, and the Install button (bpy)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import os
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import paths
-from .settings import PreferenceValues
+from .. import paths, session
+from ..core.installer import InstallState
+from ..core.settings import PreferenceValues
+from .panels import draw_backend_status
 
 
 class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
-    bl_idname = paths.ADDON_PACKAGE or "sam3d_blender"
+    bl_idname = paths.ADDON_ID
 
     backend_mode: EnumProperty(
         name="Backend",
@@ -81,11 +83,9 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
         )
 
     def draw(self, context: bpy.types.Context) -> None:
-        from . import panels, runtime
-
         layout = self.layout
-        rt = runtime.get()
-        settings = runtime.settings()
+        rt = session.get()
+        settings = session.settings()
         layout.prop(self, "backend_mode", expand=True)
         if os.environ.get("SAM3D_BACKEND_URL"):
             layout.label(text="SAM3D_BACKEND_URL is set: it overrides these settings.", icon="INFO")
@@ -100,7 +100,7 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
                 box.label(text=f"Using: {settings.python} ({settings.source})")
             row = box.row(align=True)
             row.prop(self, "install_profile", text="")
-            installing = rt.installer is not None and rt.installer.state.value == "running"
+            installing = rt.installer is not None and rt.installer.state == InstallState.RUNNING
             sub = row.row(align=True)
             sub.enabled = not installing
             sub.operator("sam3d.backend_install", icon="IMPORT")
@@ -112,7 +112,7 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
             box.prop(self, "remote_url")
             box.prop(self, "remote_token")
         layout.prop(self, "cache_dir")
-        panels.draw_backend_status(layout.box(), context)
+        draw_backend_status(layout.box(), context)
 
     def _draw_installer(self, layout: bpy.types.UILayout, rt: object) -> None:
         run = getattr(rt, "installer", None)
@@ -130,13 +130,6 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
         if self.show_install_log or state == "failed":
             for line in run.progress.lines[-12:]:
                 col.label(text=line[:160])
-
-
-def get_preferences(context: bpy.types.Context | None = None) -> SAM3D_AddonPreferences | None:
-    """This add-on's preferences, or None when they are not registered (plain import)."""
-    ctx = context or bpy.context
-    addon = ctx.preferences.addons.get(SAM3D_AddonPreferences.bl_idname)
-    return addon.preferences if addon is not None else None
 
 
 classes = (SAM3D_AddonPreferences,)

@@ -1,0 +1,169 @@
+"""The add-on's session: one backend, one job manager, the installer run, the last notice.
+
+One :class:`Session` per Blender session (:func:`get`), shut down when the add-on is
+disabled or Blender quits (:func:`reset`). It holds state only: the timer that advances it
+is :mod:`.timer`, and bringing finished jobs into the scene is :mod:`.finish`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import paths
+from .core.backend_process import Backend, LaunchConfig, ManagedBackend, RemoteBackend
+from .core.installer import InstallerRun, InstallState
+from .core.job_manager import JobManager
+from .core.jobs import Delivery, Job, JobRequest, Phase
+from .core.results import ResultFiles
+from .core.settings import BackendSettings, PreferenceValues, resolve
+
+
+@dataclass
+class Notice:
+    """The last thing worth telling the artist (shown in the panel)."""
+
+    level: str  # "INFO" | "WARNING" | "ERROR"
+    text: str
+    at: float
+
+
+class Session:
+    """The backend, jobs, installer and notice of one Blender session."""
+
+    def __init__(self) -> None:
+        self.backend: ManagedBackend | RemoteBackend | None = None
+        self._backend_key: tuple | None = None
+        self.manager = JobManager(
+            self.current_backend,
+            lambda: settings().results_dir,
+            lambda: settings().auto_start,
+        )
+        self.installer: InstallerRun | None = None
+        self.notice: Notice | None = None
+
+    def _wanted(self) -> tuple[tuple, Callable[[], ManagedBackend | RemoteBackend]]:
+        """The key of the backend the preferences/environment ask for, and its factory."""
+        s = settings()
+        if s.mode == "REMOTE":
+            return ("remote", s.url, s.token), lambda: RemoteBackend(s.url, s.token)
+        cfg = launch_config(s)
+        return ("local", *cfg.key()), lambda: ManagedBackend(cfg)
+
+    def _in_use(self) -> bool:
+        """True while a job needs the current backend (it has, or is about to get, the
+        job; or an exchange with it is in flight)."""
+        return any(
+            j._call is not None or (not j.finished and j.phase != Phase.WAITING_BACKEND)
+            for j in self.manager.jobs
+        )
+
+    def current_backend(self) -> Backend:
+        """The backend the preferences/environment ask for. A changed choice stops the old
+        managed backend and makes a new one, but only while no job uses the old one (until
+        then it stays, and :meth:`restart_pending` is True). Never call this from draw
+        code: use :meth:`shown_backend`."""
+        key, make = self._wanted()
+        if self.backend is None:
+            self.backend, self._backend_key = make(), key
+        elif key != self._backend_key and not self._in_use():
+            self.backend.stop()
+            self.backend, self._backend_key = make(), key
+            for job in self.manager.active():  # waiting jobs start the new backend
+                job.start_tried = False
+        return self.backend
+
+    def shown_backend(self) -> Backend:
+        """For drawing: the backend in use, never stopped or switched here."""
+        if self.backend is None:
+            key, make = self._wanted()
+            self.backend, self._backend_key = make(), key
+        return self.backend
+
+    def restart_pending(self) -> bool:
+        """True when the preferences ask for another backend than the one in use (the
+        change applies once no job uses it, on the next start or generation)."""
+        return self.backend is not None and self._wanted()[0] != self._backend_key
+
+    def notify(self, level: str, text: str) -> None:
+        self.notice = Notice(level, text, time.time())
+        print(f"SAM 3D: {text}")
+
+    def submit(self, request: JobRequest, wait_here: bool) -> Job:
+        """Queue a job; ``wait_here``: the caller waits for it and brings it into the scene
+        itself, else the timer does once it has finished."""
+        return self.manager.submit(request, Delivery.CALLER if wait_here else Delivery.TIMER)
+
+    def fetch(self, job_id: str, request: JobRequest, wait_here: bool) -> Job:
+        """Queue the download of a finished job whose local files are gone (see
+        :meth:`submit` for ``wait_here``)."""
+        return self.manager.fetch(job_id, request, Delivery.CALLER if wait_here else Delivery.TIMER)
+
+    def stop_backend(self) -> None:
+        """Stop the backend; jobs it runs are cancelled there (DELETE) and end CANCELLED
+        here, not failed as 'cannot reach the backend'."""
+        backend = self.backend
+        client = backend.client() if backend is not None else None
+        self.manager.cancel_all(client, wait_s=2.0)
+        if backend is not None:
+            backend.stop()
+
+    def shutdown(self) -> None:
+        """Stop everything this session started (add-on disabled, Blender quitting)."""
+        self.stop_backend()
+        if self.installer is not None and self.installer.state == InstallState.RUNNING:
+            self.installer.cancel()
+
+
+_session: Session | None = None
+
+
+def get() -> Session:
+    global _session
+    if _session is None:
+        _session = Session()
+    return _session
+
+
+def current() -> Session | None:
+    """The session if one was started (never starts one)."""
+    return _session
+
+
+def reset() -> None:
+    """Shut the session down and forget it (unregister)."""
+    global _session
+    if _session is not None:
+        _session.shutdown()
+    _session = None
+
+
+def preference_values() -> PreferenceValues:
+    prefs = paths.addon_preferences()
+    return prefs.values() if prefs is not None else PreferenceValues()
+
+
+def settings() -> BackendSettings:
+    """The resolved backend choice (preferences + environment)."""
+    return resolve(preference_values(), os.environ, paths.user_dir())
+
+
+def launch_config(s: BackendSettings) -> LaunchConfig:
+    """How the managed backend is started for settings ``s``."""
+    logs = s.cache_dir / "logs"
+    return LaunchConfig(
+        python=s.python,
+        backend_root=paths.extension_root(),
+        log_path=logs / "backend.log",
+        run_dir=paths.user_dir("run"),
+        data_dir=s.data_dir,
+        checkpoints=s.checkpoints,
+        idle_unload_s=s.idle_unload_s,
+    )
+
+
+def results_files(job_id: str) -> ResultFiles:
+    """Where the finished job ``job_id``'s files are kept on this computer."""
+    return ResultFiles.of(settings().results_dir, job_id)

@@ -56,7 +56,7 @@ def test_zip_built_by_blenders_cli_installs_and_enables(real_blender, installed)
     assert installed["enabled"], installed["addons"]
     assert {"generate", "generate_scene", "cancel", "import_result"} <= set(installed["operators"])
     files = installed["installed_files"]
-    assert "blender_manifest.toml" in files and "sam3d_blender/operators.py" in files
+    assert "blender_manifest.toml" in files and "sam3d_blender/operators/jobs.py" in files
     assert "backend/server.py" in files  # the bundled backend ships
     shipped = installed["zip_names"]
     assert not [n for n in shipped if n.startswith(("tests/", "bench/", ".venv/", "scripts/"))]

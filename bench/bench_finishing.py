@@ -2,7 +2,7 @@
 """Mesh finishing benchmark (issue #3): prints a table; not a test.
 
 One input for every row: a 400,056-face bumpy torus whose vertex colours are a known
-function of position (``backend.finishing.synthetic.smooth_color``), simplified to 20,000
+function of position (``tests/synthetic_meshes.py: smooth_color``), simplified to 20,000
 faces with a 1024² texture.
 
 * ours: ``finish_to_glb`` end to end in a fresh child process (per-stage times, peak RSS);
@@ -43,10 +43,10 @@ from backend.finishing.bake import (  # noqa: E402
     texel_points,
     vertex_normals,
 )
-from backend.finishing.gltf_export import srgb_to_linear  # noqa: E402
+from backend.finishing.glb import srgb_to_linear  # noqa: E402
 from backend.finishing.simplify import simplify_mesh  # noqa: E402
-from backend.finishing.synthetic import smooth_color, torus  # noqa: E402
 from backend.finishing.uv import unwrap  # noqa: E402
+from tests.synthetic_meshes import smooth_color, torus  # noqa: E402
 
 TARGET = 20_000
 SIZE = 1024

@@ -22,7 +22,7 @@ import torch  # noqa: E402
 
 from backend.errors import BackendError  # noqa: E402
 from backend.gpu.residency import MIB, ResidencyManager, attach_stage_hooks  # noqa: E402
-from backend.gpu.synthetic import SAM3D_SIZES_GB, SAM3D_STAGES, make_synthetic  # noqa: E402
+from tests.synthetic_models import SAM3D_SIZES_GB, SAM3D_STAGES, make_synthetic  # noqa: E402
 
 GB = 10**9
 

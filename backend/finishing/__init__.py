@@ -7,10 +7,10 @@ bake on CUDA). Entry points:
 * ``export_scene_glb(parts, camera, camera_name, out_path)`` - several finished objects
   placed by their poses in the camera frame, plus the camera.
 
-GLB layout and frames: see ``backend.finishing.gltf_export``.
+GLB layout and frames: see ``backend.finishing.glb``.
 """
 
-from backend.finishing.gltf_export import export_scene_glb
+from backend.finishing.glb import export_scene_glb
 from backend.finishing.pipeline import finish_to_glb
 
 __all__ = ["finish_to_glb", "export_scene_glb"]

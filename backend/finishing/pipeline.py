@@ -9,7 +9,7 @@ Stages, each reported through ``JobContext.stage(name)`` / ``.progress(f)``:
 * ``bake`` - base-colour transfer from the dense mesh into a ``texture_size``² texture
   (CPU numpy/scipy; the torch path when CUDA is available and torch is already loaded,
   see ``choose_bake_device``), gutter dilation.
-* ``export`` - GLB writing (``backend.finishing.gltf_export`` documents the layout).
+* ``export`` - GLB writing (``backend.finishing.glb`` documents the layout).
 
 Everything stays in the OBJECT frame (glTF +Y up, metres); the pose goes into the node's
 extras. Failures raise ``BackendError``: ``degenerate_mesh`` for unusable input,
@@ -34,7 +34,7 @@ import numpy as np
 
 from backend.errors import BackendError
 from backend.finishing.bake import DenseColorSource, bake_base_color, vertex_normals
-from backend.finishing.gltf_export import write_object_glb
+from backend.finishing.glb import write_object_glb
 from backend.finishing.mesh_prep import (
     edge_topology,
     fill_small_holes,

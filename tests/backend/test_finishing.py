@@ -1,7 +1,7 @@
 """Mesh finishing: quality of simplify -> UV -> bake -> GLB against known colour functions.
 
 The dense sources are synthetic shapes whose colour is a known function of position
-(``backend.finishing.synthetic``), so every check compares results with ground truth.
+(``tests/synthetic_meshes.py``), so every check compares results with ground truth.
 """
 
 from __future__ import annotations
@@ -20,18 +20,19 @@ from gltf_validator import assert_valid  # noqa: E402
 from backend.errors import BackendError  # noqa: E402
 from backend.finishing import finish_to_glb  # noqa: E402
 from backend.finishing.bake import DenseColorSource, rasterize_uv  # noqa: E402
-from backend.finishing.gltf_export import read_object_glb, sample_texture  # noqa: E402
+from backend.finishing.glb import read_object_glb  # noqa: E402
 from backend.finishing.mesh_prep import edge_topology  # noqa: E402
-from backend.finishing.synthetic import (  # noqa: E402
-    checker_color,
-    icosphere,
-    smooth_color,
-    torus,
-)
 from backend.finishing.uv import unwrap  # noqa: E402
 from backend.options import FinishOptions  # noqa: E402
 from backend.progress import JobContext  # noqa: E402
 from backend.reconstruction import Intrinsics, Pose, Reconstruction  # noqa: E402
+from tests.synthetic_meshes import (  # noqa: E402
+    checker_color,
+    icosphere,
+    sample_texture,
+    smooth_color,
+    torus,
+)
 
 RNG = np.random.default_rng(7)
 
@@ -236,7 +237,7 @@ def test_vertex_colour_mode(tmp_path):
     assert mesh["texture"] is None and mesh["uv"] is None
     g = mesh["gltf"]
     assert "baseColorTexture" not in g["materials"][0]["pbrMetallicRoughness"]
-    from backend.finishing.gltf_export import linear_to_srgb
+    from backend.finishing.glb import linear_to_srgb
 
     srgb = linear_to_srgb(mesh["colors_linear"])
     err = np.abs(srgb - smooth_color(mesh["positions"]))

@@ -13,9 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gltf_validator import assert_valid  # noqa: E402
 
 from backend.finishing import export_scene_glb, finish_to_glb  # noqa: E402
-from backend.finishing.synthetic import icosphere, smooth_color, torus  # noqa: E402
 from backend.options import FinishOptions  # noqa: E402
 from backend.reconstruction import Intrinsics, Pose, Reconstruction  # noqa: E402
+from tests.synthetic_meshes import icosphere, smooth_color, torus  # noqa: E402
 
 bpy = pytest.importorskip("bpy")
 

@@ -14,7 +14,7 @@ from gltf_validator import assert_valid  # noqa: E402
 
 from backend.errors import BackendError  # noqa: E402
 from backend.finishing import finish_to_glb  # noqa: E402
-from backend.finishing.gltf_export import read_object_glb  # noqa: E402
+from backend.finishing.glb import read_object_glb  # noqa: E402
 from backend.finishing.mesh_prep import (  # noqa: E402
     MeshData,
     edge_topology,
@@ -22,9 +22,9 @@ from backend.finishing.mesh_prep import (  # noqa: E402
     remove_floaters,
     sanitize,
 )
-from backend.finishing.synthetic import icosphere, smooth_color  # noqa: E402
 from backend.options import FinishOptions  # noqa: E402
 from backend.reconstruction import Reconstruction  # noqa: E402
+from tests.synthetic_meshes import icosphere, smooth_color  # noqa: E402
 
 
 def recon_of(v, f, c=None) -> Reconstruction:

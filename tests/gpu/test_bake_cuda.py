@@ -19,7 +19,7 @@ from backend.finishing.bake import (
     texel_points,
     vertex_normals,
 )
-from backend.finishing.synthetic import parametric_torus_uv, smooth_color, torus
+from tests.synthetic_meshes import parametric_torus_uv, smooth_color, torus
 
 
 @pytest.mark.gpu

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 from backend.errors import BackendError  # noqa: E402
 from backend.gpu.residency import MIB, ResidencyManager, attach_stage_hooks  # noqa: E402
-from backend.gpu.synthetic import SAM3D_SIZES_GB, SAM3D_STAGES, make_synthetic  # noqa: E402
+from tests.synthetic_models import SAM3D_SIZES_GB, SAM3D_STAGES, make_synthetic  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 

@@ -4,7 +4,7 @@ The weights are gated, so upstream's ``InferencePipelinePointMap`` cannot be bui
 stand-in has its interface (``depth_model.model``, ``condition_embedders``, ``models``,
 ``compute_pointmap``, ``run``, ``postprocess_slat_output``, ``run_post_optimization``) and
 calls its sub-models in upstream's order; the sub-models are synthetic modules sized like
-the real ones (``backend.gpu.synthetic``), which fail if their weights are not on the GPU
+the real ones (``tests/synthetic_models.py``), which fail if their weights are not on the GPU
 when called. Its depth model returns a plane 3 m away seen through known intrinsics, in
 OpenCV coordinates as MoGe does, and its pose puts a sphere where the mask is, in upstream's
 PyTorch3D convention - so the engine's frame conversions are checked end to end too.
@@ -19,9 +19,9 @@ torch = pytest.importorskip("torch")
 
 from backend.engines.sam3d import Sam3DEngine  # noqa: E402
 from backend.errors import BackendError  # noqa: E402
-from backend.gpu.synthetic import SAM3D_SIZES_GB, make_synthetic  # noqa: E402
 from backend.options import JobOptions  # noqa: E402
 from backend.progress import JobContext  # noqa: E402
+from tests.synthetic_models import SAM3D_SIZES_GB, make_synthetic  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 

@@ -1,4 +1,5 @@
-"""Synthetic coloured meshes whose colour is a known function of position.
+"""Test data: synthetic coloured meshes whose colour is a known function of position, and
+a texture lookup to compare a baked result with them.
 
 Used by the finishing tests, the GPU bake test and ``bench/bench_finishing.py`` to measure
 colour error against ground truth. Shapes are in the object frame (glTF +Y up, metres),
@@ -146,3 +147,23 @@ def parametric_torus_uv(
     if np.dot(n, centre - tube) < 0:
         faces = faces[:, ::-1]
     return verts, np.ascontiguousarray(faces, np.int64), uv.reshape(-1, 2).astype(np.float32)
+
+
+def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear, clamp-to-edge lookup of ``texture`` (H, W, C) uint8 at glTF texcoords
+    ``uv`` (N, 2) ((0, 0) = top-left): colours (N, C) float in [0, 1]."""
+    h, w = texture.shape[:2]
+    x = np.asarray(uv[:, 0], np.float64) * w - 0.5
+    y = np.asarray(uv[:, 1], np.float64) * h - 0.5
+    x0 = np.floor(x).astype(np.int64)
+    y0 = np.floor(y).astype(np.int64)
+    fx = (x - x0)[:, None]
+    fy = (y - y0)[:, None]
+    tex = texture.astype(np.float64) / 255.0
+
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        return tex[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
+    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
+    return top * (1 - fy) + bottom * fy

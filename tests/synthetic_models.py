@@ -1,4 +1,5 @@
-"""Synthetic sub-models sized like SAM 3D Objects' (for the residency test and benchmark).
+"""Test data: synthetic sub-models sized like SAM 3D Objects' (for the residency tests and
+benchmark).
 
 Each ``SyntheticModel`` holds ``nbytes`` of bf16 parameters in 256 MiB slabs and, when
 called, multiplies a (tokens x width) activation with every slab, so a stage really reads

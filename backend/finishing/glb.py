@@ -1,4 +1,5 @@
-"""GLB writing and reading (glTF 2.0 JSON + one binary buffer, written here with numpy).
+"""The GLB format of our objects: its writer and its reader, together (glTF 2.0 JSON + one
+binary buffer, written and read here with numpy).
 
 Conventions (others depend on these):
 
@@ -412,23 +413,3 @@ def read_object_glb(path: Path | str) -> dict[str, Any]:
         data = binary[start : start + int(bv["byteLength"])]
         out["texture"] = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     return out
-
-
-def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Bilinear, clamp-to-edge lookup of ``texture`` (H, W, C) uint8 at glTF texcoords
-    ``uv`` (N, 2) ((0, 0) = top-left): colours (N, C) float in [0, 1]."""
-    h, w = texture.shape[:2]
-    x = np.asarray(uv[:, 0], np.float64) * w - 0.5
-    y = np.asarray(uv[:, 1], np.float64) * h - 0.5
-    x0 = np.floor(x).astype(np.int64)
-    y0 = np.floor(y).astype(np.int64)
-    fx = (x - x0)[:, None]
-    fy = (y - y0)[:, None]
-    tex = texture.astype(np.float64) / 255.0
-
-    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
-        return tex[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
-
-    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
-    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
-    return top * (1 - fy) + bottom * fy

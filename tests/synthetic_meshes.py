@@ -38,7 +38,12 @@ def torus(
         [np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)]
     )
     verts = pts.reshape(-1, 3).astype(np.float32)
-    # Orient outward: check one face against the direction from the tube centre.
+    return verts, _outward(verts, faces, major_radius)
+
+
+def _outward(verts: np.ndarray, faces: np.ndarray, major_radius: float) -> np.ndarray:
+    """A torus's faces (m, 3) wound so their normals point out of the tube: one face is
+    checked against the direction from the tube's centre line."""
     tri = verts[faces[0]].astype(np.float64)
     n = np.cross(tri[1] - tri[0], tri[2] - tri[0])
     centre = tri.mean(0)
@@ -47,7 +52,7 @@ def torus(
     tube *= major_radius / np.linalg.norm(tube)
     if np.dot(n, centre - tube) < 0:
         faces = faces[:, ::-1]
-    return verts, np.ascontiguousarray(faces, np.int64)
+    return np.ascontiguousarray(faces, np.int64)
 
 
 def torus_faces_for(target_faces: int) -> tuple[int, int]:
@@ -138,15 +143,8 @@ def parametric_torus_uv(
     span = 1.0 - 2 * gutter
     uv = np.stack([gutter + span * uu / (2 * np.pi), gutter + span * vv / (2 * np.pi)], axis=-1)
     verts = pts.reshape(-1, 3).astype(np.float32)
-    tri = verts[faces[0]].astype(np.float64)
-    n = np.cross(tri[1] - tri[0], tri[2] - tri[0])
-    centre = tri.mean(0)
-    tube = centre.copy()
-    tube[1] = 0.0
-    tube *= major_radius / np.linalg.norm(tube)
-    if np.dot(n, centre - tube) < 0:
-        faces = faces[:, ::-1]
-    return verts, np.ascontiguousarray(faces, np.int64), uv.reshape(-1, 2).astype(np.float32)
+    faces = _outward(verts, faces, major_radius)
+    return verts, faces, uv.reshape(-1, 2).astype(np.float32)
 
 
 def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:

@@ -73,6 +73,21 @@ def import_glb(
     return new
 
 
+def import_named(
+    context: bpy.types.Context, path: str | Path, collection: bpy.types.Collection, name: str
+) -> tuple[bpy.types.Object, list[bpy.types.Object]]:
+    """Import one generated GLB into ``collection`` and name its object (and, when the
+    object alone uses it, its mesh) ``name``. Returns (the object: the first mesh, else the
+    first new object; every new object, roots first)."""
+    new = import_glb(context, path, collection)
+    meshes = [ob for ob in new if ob.type == "MESH"]
+    obj = meshes[0] if meshes else new[0]
+    obj.name = name
+    if obj.type == "MESH" and obj.data.users == 1:
+        obj.data.name = name
+    return obj, new
+
+
 def extras_of(obj: bpy.types.Object) -> dict[str, Any]:
     """The ``sam3d`` node extras (pose, intrinsics, stats, engine) that Blender's glTF
     importer stored on the object as a custom property; {} when absent."""

@@ -10,7 +10,7 @@ import bpy
 
 from ..core.provenance import ON_TOP_OF
 from .cameras import ensure_camera
-from .gltf import add_decimate, ensure_collection, extras_of, import_glb, set_provenance
+from .gltf import add_decimate, ensure_collection, extras_of, import_named, set_provenance
 from .placing import place_by_pose, place_on_point, standing_point
 from .view import show_new_objects
 
@@ -43,12 +43,7 @@ def import_object(
     # must not count as something to climb out of).
     context.view_layer.update()
     stand, lifted_from = standing_point(context, scene.cursor.location)
-    new = import_glb(context, glb_path, coll)
-    meshes = [ob for ob in new if ob.type == "MESH"]
-    obj = meshes[0] if meshes else new[0]
-    obj.name = label
-    if obj.type == "MESH" and obj.data.users == 1:
-        obj.data.name = label
+    obj, new = import_named(context, glb_path, coll, label)
     extras = extras_of(obj)
     pose = (result or {}).get("pose") or extras.get("pose")
     intrinsics = (result or {}).get("intrinsics") or extras.get("intrinsics")

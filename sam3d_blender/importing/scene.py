@@ -34,7 +34,7 @@ from ..core.scene_result import (
     scene_parts,
 )
 from .cameras import create_scene_camera, load_photo, set_background_image
-from .gltf import add_decimate, ensure_collection, extras_of, import_glb, set_provenance
+from .gltf import add_decimate, ensure_collection, extras_of, import_named, set_provenance
 from .placing import place_by_pose
 from .view import show_new_objects
 
@@ -158,12 +158,7 @@ def _import_part(
     provenance: Mapping[str, Any],
 ) -> bpy.types.Object:
     """One part: import its GLB into ``collection``, pose it in ``camera``'s frame."""
-    new = import_glb(context, glb, collection)
-    meshes = [ob for ob in new if ob.type == "MESH"]
-    obj = meshes[0] if meshes else new[0]
-    obj.name = name
-    if obj.type == "MESH" and obj.data.users == 1:
-        obj.data.name = name
+    obj, new = import_named(context, glb, collection, name)
     pose = part.get("pose") or extras_of(obj).get("pose")
     context.view_layer.update()  # matrix_world of the fresh import
     if pose:

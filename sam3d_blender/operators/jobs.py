@@ -28,30 +28,6 @@ from ..core.messages import InputError
 from .mixins import SKIP, JobOptionOverrides, Pending, WaitOrTimer
 
 
-def _photo(op: bpy.types.Operator, context: bpy.types.Context):
-    """The photo an operator was given, else the panel's: (bytes, label, source, the
-    Blender image or None). ``source`` is its path or Blender image name (provenance)."""
-    s = context.scene.sam3d
-    path = op.image_path
-    img = None
-    if not path and op.image_name:
-        img = bpy.data.images.get(op.image_name)
-        if img is None:
-            raise InputError("no_image", f"no Blender image named {op.image_name!r}")
-    elif not path and s.image_source == "FILE":
-        if not s.image_path:
-            raise InputError("no_image")
-        path = s.image_path
-    elif not path:
-        img = s.image
-        if img is None:
-            raise InputError("no_image")
-    if path:
-        path = bpy.path.abspath(path)
-        return job_inputs.file_bytes(path, "image"), job_inputs.label_for(path), path, None
-    return job_inputs.image_bytes(img), job_inputs.label_for(img.name), img.name, img
-
-
 def _blender_image(name: str, code: str) -> bpy.types.Image:
     img = bpy.data.images.get(name)
     if img is None:
@@ -65,15 +41,47 @@ def _scene_settings(context: bpy.types.Context, source: str) -> ImportSettings:
     )
 
 
-class SAM3D_OT_generate(WaitOrTimer, JobOptionOverrides, bpy.types.Operator):
+class GenerateOperator(WaitOrTimer, JobOptionOverrides):
+    """What ``generate`` and ``generate_scene`` share: the photo (``image_path`` or
+    ``image_name``, else the panel's), the job options, ``timeout`` when waiting."""
+
+    image_path: StringProperty(name="Image file", subtype="FILE_PATH", options=SKIP)
+    image_name: StringProperty(name="Blender image", options=SKIP)
+    timeout: FloatProperty(name="Timeout (s)", description="0: no limit", min=0.0, options=SKIP)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.scene is not None and hasattr(context.scene, "sam3d")
+
+    def photo(self, context: bpy.types.Context):
+        """The photo this call was given, else the panel's: (bytes, label, source, the
+        Blender image or None). ``source`` is its path or Blender image name."""
+        s = context.scene.sam3d
+        path = self.image_path
+        img = None
+        if not path and self.image_name:
+            img = _blender_image(self.image_name, "no_image")
+        elif not path and s.image_source == "FILE":
+            if not s.image_path:
+                raise InputError("no_image")
+            path = s.image_path
+        elif not path:
+            img = s.image
+            if img is None:
+                raise InputError("no_image")
+        if path:
+            path = bpy.path.abspath(path)
+            return job_inputs.file_bytes(path, "image"), job_inputs.label_for(path), path, None
+        return job_inputs.image_bytes(img), job_inputs.label_for(img.name), img.name, img
+
+
+class SAM3D_OT_generate(GenerateOperator, bpy.types.Operator):
     """Generate a textured 3D object from the image and mask"""
 
     bl_idname = "sam3d.generate"
     bl_label = "Generate 3D"
     bl_options = {"REGISTER"}
 
-    image_path: StringProperty(name="Image file", subtype="FILE_PATH", options=SKIP)
-    image_name: StringProperty(name="Blender image", options=SKIP)
     mask_path: StringProperty(name="Mask file", subtype="FILE_PATH", options=SKIP)
     mask_name: StringProperty(name="Blender mask image", options=SKIP)
     use_alpha: BoolProperty(name="Mask from alpha", options=SKIP)
@@ -82,11 +90,6 @@ class SAM3D_OT_generate(WaitOrTimer, JobOptionOverrides, bpy.types.Operator):
     blocking: BoolProperty(
         name="Wait", description="Wait for the object (default in background mode)", options=SKIP
     )
-    timeout: FloatProperty(name="Timeout (s)", description="0: no limit", min=0.0, options=SKIP)
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and hasattr(context.scene, "sam3d")
 
     def _mask(self, context: bpy.types.Context, image: bpy.types.Image | None) -> bytes | None:
         """Mask bytes, or None when the image's alpha is the mask."""
@@ -110,7 +113,7 @@ class SAM3D_OT_generate(WaitOrTimer, JobOptionOverrides, bpy.types.Operator):
 
     def begin(self, context: bpy.types.Context) -> Pending | set[str]:
         s = context.scene.sam3d
-        image, label, source, blender_image = _photo(self, context)
+        image, label, source, blender_image = self.photo(context)
         mask = self._mask(context, blender_image)
         placement = (self.placement or s.placement).upper()
         if placement not in {"CURSOR", "CAMERA"}:
@@ -129,7 +132,7 @@ class SAM3D_OT_generate(WaitOrTimer, JobOptionOverrides, bpy.types.Operator):
         return self.submit(request, timeout=self.timeout or None)
 
 
-class SAM3D_OT_generate_scene(WaitOrTimer, JobOptionOverrides, bpy.types.Operator):
+class SAM3D_OT_generate_scene(GenerateOperator, bpy.types.Operator):
     """Turn every masked object of one photo into a posed 3D object under a camera that
     matches the photo"""
 
@@ -137,8 +140,6 @@ class SAM3D_OT_generate_scene(WaitOrTimer, JobOptionOverrides, bpy.types.Operato
     bl_label = "Generate scene"
     bl_options = {"REGISTER"}
 
-    image_path: StringProperty(name="Image file", subtype="FILE_PATH", options=SKIP)
-    image_name: StringProperty(name="Blender image", options=SKIP)
     mask_dir: StringProperty(
         name="Mask folder",
         description="Masks named 0.png, 1.png, ...",
@@ -162,11 +163,6 @@ class SAM3D_OT_generate_scene(WaitOrTimer, JobOptionOverrides, bpy.types.Operato
     blocking: BoolProperty(
         name="Wait", description="Wait for the scene (default in background mode)", options=SKIP
     )
-    timeout: FloatProperty(name="Timeout (s)", description="0: no limit", min=0.0, options=SKIP)
-
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and hasattr(context.scene, "sam3d")
 
     def _masks(self, context: bpy.types.Context) -> tuple[list[bytes], list[str]]:
         """(mask bytes, object names) in object order ("" = the default name)."""
@@ -200,7 +196,7 @@ class SAM3D_OT_generate_scene(WaitOrTimer, JobOptionOverrides, bpy.types.Operato
 
     def begin(self, context: bpy.types.Context) -> Pending | set[str]:
         ss = context.scene.sam3d_scene
-        image, label, source, blender_image = _photo(self, context)
+        image, label, source, blender_image = self.photo(context)
         masks, names = self._masks(context)
         if not masks:
             raise InputError("no_mask", "add at least one mask")

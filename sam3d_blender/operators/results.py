@@ -27,42 +27,13 @@ from .mixins import SKIP, Pending, WaitOrTimer
 DOWNLOAD_TIMEOUT_S = 300.0
 
 
-def _session_job(local_id: int, need_glb: bool) -> Job:
-    job = session.get().manager.get(local_id)
-    if job is None or not job.finished or (need_glb and job.glb_path is None):
-        raise InputError("no_result", f"job {local_id} has no result")
-    return job
-
-
-def _restored(request: JobRequest, job_id: str, files: ResultFiles) -> Job:
-    """A finished job read back from its local files."""
-    try:
-        return Job.from_results(request, job_id, files)
-    except ValueError as exc:  # a damaged result.json
-        raise InputError("no_result", str(exc)) from None
-
-
-def _fetch_again(op: WaitOrTimer, job_id: str, request: JobRequest, started: str) -> Pending:
-    """Download a finished job again (its local files are gone), in the background like a
-    generation's download."""
-    s = session.get()
-    backend = s.backend
-    if backend is None or backend.poll() != BackendState.READY or backend.client() is None:
-        raise InputError("no_result", "the backend is not running, and no local copy exists")
-    job = s.fetch(job_id, request, op.wait_here())
-    return op.pending_job(job, started, DOWNLOAD_TIMEOUT_S)
-
-
-class SAM3D_OT_import_result(WaitOrTimer, bpy.types.Operator):
-    """Import a finished SAM 3D result into the scene"""
-
-    bl_idname = "sam3d.import_result"
-    bl_label = "Import SAM 3D result"
-    bl_options = {"REGISTER", "UNDO"}
+class ImportOperator(WaitOrTimer):
+    """What ``import_result`` and ``import_scene`` share: ``local_job`` (a finished job of
+    this session) or ``job_id`` (a finished backend job: its local files, else downloaded
+    again first). Subclasses say how to find their job and how to restore it."""
 
     local_job: IntProperty(name="Job (this session)", options=SKIP)
     job_id: StringProperty(name="Backend job id", options=SKIP)
-    placement: StringProperty(name="Placement", description="CURSOR or CAMERA", options=SKIP)
     blocking: BoolProperty(
         name="Wait",
         description="When the result must be downloaded again, wait for it (default in "
@@ -72,18 +43,75 @@ class SAM3D_OT_import_result(WaitOrTimer, bpy.types.Operator):
 
     def begin(self, context: bpy.types.Context) -> Pending | set[str]:
         if self.local_job:
-            job = _session_job(self.local_job, need_glb=True)
-            if job.phase != Phase.DONE:
+            job = session.get().manager.get(self.local_job)
+            if job is None or not self.importable(job):
                 raise InputError("no_result", f"job {self.local_job} has no result")
-            if self.placement:
-                job.request.settings.placement = self.placement.upper()
             return self.deliver(context, job)
         if not self.job_id:
             self.report({"ERROR"}, "Nothing to import: give local_job or job_id.")
             return {"CANCELLED"}
+        request = self.request(context)
+        files = self.local_files(context)
+        if files is None:
+            return self._fetch_again(request)
+        try:
+            job = Job.from_results(request, self.job_id, files)
+        except ValueError as exc:  # a damaged result.json
+            raise InputError("no_result", str(exc)) from None
+        self.restored(job)
+        return self.deliver(context, job)
+
+    def importable(self, job: Job) -> bool:
+        """Whether a job of this session can be imported (it may take a placement)."""
+        return job.finished
+
+    def request(self, context: bpy.types.Context) -> JobRequest:
+        """What a job restored or downloaded by ``job_id`` is imported as."""
+        raise NotImplementedError
+
+    def local_files(self, context: bpy.types.Context) -> ResultFiles | None:
+        """The job's files on this computer, or None when they must be downloaded."""
+        files = session.results_files(self.job_id)
+        return files if files.complete() else None
+
+    def restored(self, job: Job) -> None:
+        """A hook for what only the restored result tells."""
+
+    def _fetch_again(self, request: JobRequest) -> Pending:
+        """Download the finished job again, in the background like a generation's."""
+        s = session.get()
+        backend = s.backend
+        if backend is None or backend.poll() != BackendState.READY or backend.client() is None:
+            raise InputError("no_result", "the backend is not running, and no local copy exists")
+        job = s.fetch(self.job_id, request, self.wait_here())
+        return self.pending_job(job, "SAM 3D: downloading the result again...", DOWNLOAD_TIMEOUT_S)
+
+
+class SAM3D_OT_import_result(ImportOperator, bpy.types.Operator):
+    """Import a finished SAM 3D result into the scene"""
+
+    bl_idname = "sam3d.import_result"
+    bl_label = "Import SAM 3D result"
+    bl_options = {"REGISTER", "UNDO"}
+
+    placement: StringProperty(name="Placement", description="CURSOR or CAMERA", options=SKIP)
+
+    def importable(self, job: Job) -> bool:
+        return job.phase == Phase.DONE and job.glb_path is not None
+
+    def begin(self, context: bpy.types.Context) -> Pending | set[str]:
+        job = session.get().manager.get(self.local_job) if self.local_job else None
+        if job is not None and self.placement:  # this call's placement wins
+            job.request.settings.placement = self.placement.upper()
+        return super().begin(context)
+
+    def _history_item(self, context: bpy.types.Context):
+        return next((h for h in context.scene.sam3d.history if h.job_id == self.job_id), None)
+
+    def request(self, context: bpy.types.Context) -> JobRequest:
         s = context.scene.sam3d
-        item = next((h for h in s.history if h.job_id == self.job_id), None)
-        request = JobRequest(
+        item = self._history_item(context)
+        return JobRequest(
             image=b"",
             options=JobOptions.from_json(item.options if item else {}),
             label=item.label if item else self.job_id[:8],
@@ -97,15 +125,18 @@ class SAM3D_OT_import_result(WaitOrTimer, bpy.types.Operator):
                 camera=context.scene.camera.name if context.scene.camera else "",
             ),
         )
+
+    def local_files(self, context: bpy.types.Context) -> ResultFiles | None:
+        """The GLB the History entry points at, else the results folder's."""
+        item = self._history_item(context)
         kept = Path(bpy.path.abspath(item.glb_path)) if item and item.glb_path else None
-        files = ResultFiles(kept.parent) if kept is not None and kept.is_file() else None
-        files = files or session.results_files(self.job_id)
-        if files.glb.is_file():
-            return self.deliver(context, _restored(request, self.job_id, files))
-        return _fetch_again(self, self.job_id, request, "SAM 3D: downloading the result again...")
+        if kept is not None and kept.is_file():
+            return ResultFiles(kept.parent)
+        files = session.results_files(self.job_id)
+        return files if files.glb.is_file() else None
 
 
-class SAM3D_OT_import_scene(WaitOrTimer, bpy.types.Operator):
+class SAM3D_OT_import_scene(ImportOperator, bpy.types.Operator):
     """Import a finished SAM 3D scene job: its objects posed under a camera matching the
     photo"""
 
@@ -113,37 +144,21 @@ class SAM3D_OT_import_scene(WaitOrTimer, bpy.types.Operator):
     bl_label = "Import SAM 3D scene"
     bl_options = {"REGISTER", "UNDO"}
 
-    local_job: IntProperty(name="Job (this session)", options=SKIP)
-    job_id: StringProperty(name="Backend job id", options=SKIP)
     image_path: StringProperty(name="Photo (background)", subtype="FILE_PATH", options=SKIP)
     label: StringProperty(name="Scene name", options=SKIP)
-    blocking: BoolProperty(
-        name="Wait",
-        description="When the result must be downloaded again, wait for it (default in "
-        "background mode)",
-        options=SKIP,
-    )
 
-    def begin(self, context: bpy.types.Context) -> Pending | set[str]:
-        if self.local_job:
-            return self.deliver(context, _session_job(self.local_job, need_glb=False))
-        if not self.job_id:
-            self.report({"ERROR"}, "Nothing to import: give local_job or job_id.")
-            return {"CANCELLED"}
+    def request(self, context: bpy.types.Context) -> JobRequest:
         photo = bpy.path.abspath(self.image_path) if self.image_path else ""
-        request = JobRequest(
+        return JobRequest(
             image=b"",
             label=self.label or f"scene {self.job_id[:8]}",
             kind=JobKind.SCENE,
             sha256="-",
             settings=ImportSettings(scene=context.scene.name, source=photo, photo_path=photo),
         )
-        files = session.results_files(self.job_id)
-        if files.complete():
-            job = _restored(request, self.job_id, files)
-            request.options = JobOptions.from_json(job.result.get("options") or {})
-            return self.deliver(context, job)
-        return _fetch_again(self, self.job_id, request, "SAM 3D: downloading the scene again...")
+
+    def restored(self, job: Job) -> None:
+        job.request.options = JobOptions.from_json(job.result.get("options") or {})
 
 
 class SAM3D_OT_open_folder(bpy.types.Operator):

@@ -3,7 +3,7 @@ add-on preferences. Drawing only reads state; buttons call ``bpy.ops.sam3d.*``."
 
 from __future__ import annotations
 
-from . import panels, prefs, scene_panel
+from . import panels, prefs
 
 #: Sub-panels after their parents (Blender registers a child only under a known parent).
-classes = (*prefs.classes, *panels.classes, *scene_panel.classes)
+classes = (*prefs.classes, *panels.classes)

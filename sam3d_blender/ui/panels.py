@@ -16,6 +16,7 @@ from .. import image_io, session
 from ..core.backend_process import BackendState
 from ..core.installer import InstallState
 from ..importing.gltf import DECIMATE_NAME
+from .scene_panel import draw_scene_panel
 
 CATEGORY = "SAM 3D"
 
@@ -235,11 +236,28 @@ class _Sidebar:
         return context.scene is not None and hasattr(context.scene, "sam3d")
 
 
+def _sub_panel(space: str, prefix: str, key: str, label: str, draw, closed: bool) -> type:
+    """A sub-panel of the main SAM 3D panel of ``space`` that draws with ``draw``."""
+
+    class Sub(_Sidebar, bpy.types.Panel):
+        bl_idname = f"SAM3D_PT_{prefix}_{key}"
+        bl_label = label
+        bl_space_type = space
+        bl_parent_id = f"SAM3D_PT_{prefix}_main"
+        bl_options = {"DEFAULT_CLOSED"} if closed else set()
+
+        def draw(self, context: bpy.types.Context) -> None:
+            draw(self.layout, context)
+
+    Sub.__name__ = Sub.__qualname__ = Sub.bl_idname
+    return Sub
+
+
 def _panels_for(space: str, prefix: str) -> list[type]:
-    main_id = f"SAM3D_PT_{prefix}_main"
+    """The main panel of ``space`` and its sub-panels, in the order they are shown."""
 
     class Main(_Sidebar, bpy.types.Panel):
-        bl_idname = main_id
+        bl_idname = f"SAM3D_PT_{prefix}_main"
         bl_label = "SAM 3D"
         bl_space_type = space
 
@@ -252,39 +270,14 @@ def _panels_for(space: str, prefix: str) -> list[type]:
             draw_job(layout, context)
             draw_selected(layout, context)
 
-    class Options(_Sidebar, bpy.types.Panel):
-        bl_idname = f"SAM3D_PT_{prefix}_options"
-        bl_label = "Options"
-        bl_space_type = space
-        bl_parent_id = main_id
-
-        def draw(self, context: bpy.types.Context) -> None:
-            draw_options(self.layout, context)
-
-    class History(_Sidebar, bpy.types.Panel):
-        bl_idname = f"SAM3D_PT_{prefix}_history"
-        bl_label = "History"
-        bl_space_type = space
-        bl_parent_id = main_id
-        bl_options = {"DEFAULT_CLOSED"}
-
-        def draw(self, context: bpy.types.Context) -> None:
-            draw_history(self.layout, context)
-
-    class Backend(_Sidebar, bpy.types.Panel):
-        bl_idname = f"SAM3D_PT_{prefix}_backend"
-        bl_label = "Backend"
-        bl_space_type = space
-        bl_parent_id = main_id
-        bl_options = {"DEFAULT_CLOSED"}
-
-        def draw(self, context: bpy.types.Context) -> None:
-            draw_backend_status(self.layout, context, details=True)
-
-    for cls in (Main, Options, History, Backend):
-        cls.__name__ = cls.bl_idname
-        cls.__qualname__ = cls.bl_idname
-    return [Main, Options, History, Backend]
+    Main.__name__ = Main.__qualname__ = Main.bl_idname
+    return [
+        Main,
+        _sub_panel(space, prefix, "options", "Options", draw_options, closed=False),
+        _sub_panel(space, prefix, "history", "History", draw_history, closed=True),
+        _sub_panel(space, prefix, "backend", "Backend", draw_backend_status, closed=True),
+        _sub_panel(space, prefix, "scene", "Photo to scene", draw_scene_panel, closed=True),
+    ]
 
 
 classes = (*_panels_for("VIEW_3D", "view3d"), *_panels_for("IMAGE_EDITOR", "image"))

@@ -1,4 +1,5 @@
-"""The "Photo to scene" sub-panel: one photo's masks -> objects under one camera (bpy).
+"""What the "Photo to scene" sub-panel draws: one photo's masks -> objects under one
+camera (bpy; the sub-panel itself is made with the others in ``panels.py``).
 
 The photo is the main panel's image; the masks come from a list (Blender images or files)
 or a folder (``scene.sam3d_scene``, see ``props.py``). Drawing only reads state.
@@ -51,28 +52,3 @@ def draw_scene_panel(layout: bpy.types.UILayout, context: bpy.types.Context) -> 
         row = layout.row()
         row.scale_y = 1.3
         row.operator("sam3d.generate_scene", icon="SCENE_DATA")
-
-
-def _scene_panel(space: str, prefix: str) -> type:
-    class ScenePanel(bpy.types.Panel):
-        bl_idname = f"SAM3D_PT_{prefix}_scene"
-        bl_label = "Photo to scene"
-        bl_space_type = space
-        bl_region_type = "UI"
-        bl_category = "SAM 3D"
-        bl_parent_id = f"SAM3D_PT_{prefix}_main"
-        bl_options = {"DEFAULT_CLOSED"}
-
-        @classmethod
-        def poll(cls, context: bpy.types.Context) -> bool:
-            scene = context.scene
-            return scene is not None and hasattr(scene, "sam3d") and hasattr(scene, "sam3d_scene")
-
-        def draw(self, context: bpy.types.Context) -> None:
-            draw_scene_panel(self.layout, context)
-
-    ScenePanel.__name__ = ScenePanel.__qualname__ = ScenePanel.bl_idname
-    return ScenePanel
-
-
-classes = (_scene_panel("VIEW_3D", "view3d"), _scene_panel("IMAGE_EDITOR", "image"))

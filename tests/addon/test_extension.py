@@ -75,7 +75,7 @@ def test_disable_stops_the_backend(tmp_path):
 
 
 def _panel_classes():
-    return [*addon("ui.panels").classes, *addon("ui.scene_panel").classes]
+    return list(addon("ui.panels").classes)
 
 
 def _draw_all(context) -> RecordingLayout:

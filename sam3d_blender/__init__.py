@@ -9,7 +9,7 @@ Where things are (a folder per layer, see docs/ADDON.md for the module map):
 * ``ui/``        - panels and preferences.
 * ``session.py`` (backend, jobs, installer), ``timer.py`` (the one timer), ``finish.py``
   (the one road from a finished job to the scene), ``props.py``, ``job_inputs.py``,
-  ``image_io.py``, ``measure.py``, ``batch.py`` (the headless batch), ``paths.py``.
+  ``blender_images.py``, ``measure.py``, ``batch.py`` (the headless batch), ``paths.py``.
 
 Only :func:`register` imports the bpy-side modules.
 """

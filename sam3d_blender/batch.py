@@ -35,7 +35,7 @@ from typing import Any
 
 import bpy
 
-from . import finish, image_io, job_inputs, measure, paths, session, timer
+from . import blender_images, finish, job_inputs, measure, paths, session, timer
 from .core.backend_process import BackendState
 from .core.batch_items import (
     Item,
@@ -286,9 +286,9 @@ def _iou(obj: bpy.types.Object, camera: bpy.types.Object, mask_path: Path) -> fl
     """Reprojected silhouette vs the mask the object came from (None when the mask's size
     differs from the photo's)."""
     sil = measure.reprojected_silhouette(bpy.context, obj, camera)
-    with image_io.loaded_image(mask_path) as img:
-        px = image_io.pixels(img)
-    mask = image_io.mask_from_pixels(px)[::-1]  # Blender stores the bottom row first
+    with blender_images.loaded_image(mask_path) as img:
+        px = blender_images.pixels(img)
+    mask = blender_images.mask_from_pixels(px)[::-1]  # Blender stores the bottom row first
     if mask.shape != sil.shape:
         return None
     return round(mask_iou(sil, mask), 4)

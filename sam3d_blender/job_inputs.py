@@ -2,7 +2,7 @@
 
 Every problem is an :class:`~.core.messages.InputError` with its code, found before
 anything is sent. PNG and JPEG files go as they are; other formats, and Blender images
-(loaded, packed, painted), are written as PNG by Blender (:mod:`.image_io`). A mask is the
+(loaded, packed, painted), are written as PNG by Blender (:mod:`.blender_images`). A mask is the
 image's alpha when it has transparency, else its brightness (white = object), exactly as
 the backend reads masks.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import bpy
 
-from . import image_io
+from . import blender_images
 from .core.jobs import ImportSettings, JobKind, JobRequest
 from .core.messages import InputError
 from .core.options import JobOptions
@@ -39,7 +39,7 @@ def file_bytes(path: str | Path, what: str) -> bytes:
     allowed) as bytes for the backend."""
     p = bpy.path.abspath(str(path))
     try:
-        return image_io.file_bytes(p)
+        return blender_images.file_bytes(p)
     except FileNotFoundError:
         code = "no_image" if what == "image" else "no_mask"
         raise InputError(code, f"{what} file not found: {p}") from None
@@ -50,7 +50,7 @@ def file_bytes(path: str | Path, what: str) -> bytes:
 def image_bytes(img: bpy.types.Image) -> bytes:
     """A Blender image as bytes for the backend."""
     try:
-        return image_io.image_png(img)
+        return blender_images.image_png(img)
     except (RuntimeError, ValueError, OSError) as exc:
         raise InputError("image_unreadable", f"{img.name}: {exc}") from None
 
@@ -58,17 +58,17 @@ def image_bytes(img: bpy.types.Image) -> bytes:
 def mask_bytes(img: bpy.types.Image) -> bytes:
     """A Blender image used as a mask -> black/white PNG bytes (white = object)."""
     try:
-        mask = image_io.mask_from_pixels(image_io.pixels(img))
+        mask = blender_images.mask_from_pixels(blender_images.pixels(img))
     except (RuntimeError, ValueError) as exc:
         raise InputError("bad_mask", f"{img.name}: {exc}") from None
     if not mask.any():
         raise InputError("empty_mask", f"the mask image {img.name!r} is empty")
-    return image_io.mask_png(mask)
+    return blender_images.mask_png(mask)
 
 
 def require_alpha(img: bpy.types.Image) -> None:
     """``no_alpha`` unless the image has transparent pixels (its alpha is the mask)."""
-    if image_io.alpha_mask(image_io.pixels(img)) is None:
+    if blender_images.alpha_mask(blender_images.pixels(img)) is None:
         raise InputError("no_alpha")
 
 

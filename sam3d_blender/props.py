@@ -17,8 +17,8 @@ from bpy.props import (
     StringProperty,
 )
 
-from . import image_io
-from .core.options import ENGINES, QUALITIES, TEXTURE_SIZES, JobOptions
+from . import blender_images
+from .core.options import DEFAULT_TARGET_FACES, ENGINES, QUALITIES, TEXTURE_SIZES, JobOptions
 
 DEFAULTS = JobOptions()
 _ENGINE_TEXT = {
@@ -41,9 +41,9 @@ def _refresh_file_coverage(self: Sam3DSettings, context: bpy.types.Context) -> N
     """File images are loaded here (update callbacks may create data; draw may not)."""
     try:
         if self.mask_source == "FILE" and self.mask_path:
-            image_io.file_coverage(self.mask_path, use_alpha=False)
+            blender_images.file_coverage(self.mask_path, use_alpha=False)
         elif self.mask_source == "ALPHA" and self.image_source == "FILE" and self.image_path:
-            image_io.file_coverage(self.image_path, use_alpha=True)
+            blender_images.file_coverage(self.image_path, use_alpha=True)
     except (RuntimeError, OSError, ValueError):
         pass  # shown as "unknown" in the panel; Generate reports the real problem
 
@@ -121,7 +121,7 @@ class Sam3DSettings(bpy.types.PropertyGroup):
     )
     target_faces: IntProperty(
         name="Target faces",
-        default=DEFAULTS.target_faces or 20000,
+        default=DEFAULT_TARGET_FACES,
         min=100,
         max=2_000_000,
         soft_max=200_000,

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-__all__ = ["ENGINES", "QUALITIES", "TEXTURE_SIZES", "JobOptions"]
+__all__ = ["DEFAULT_TARGET_FACES", "ENGINES", "QUALITIES", "TEXTURE_SIZES", "JobOptions"]
 
 #: Engines an artist may ask for ("auto": SAM 3D when the backend can run it, else preview).
 ENGINES: tuple[str, ...] = ("auto", "sam3d", "preview")
@@ -25,6 +25,9 @@ ENGINES: tuple[str, ...] = ("auto", "sam3d", "preview")
 QUALITIES: tuple[str, ...] = ("fast", "balanced", "high")
 #: Texture edges the backend accepts (powers of two from 256 to 4096 texels).
 TEXTURE_SIZES: tuple[int, ...] = (256, 512, 1024, 2048, 4096)
+
+#: Triangles in a finished mesh unless asked otherwise (the backend's default too).
+DEFAULT_TARGET_FACES = 20000
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -36,7 +39,7 @@ class JobOptions:
     engine: str = "auto"
     seed: int = 0
     quality: str = "balanced"
-    target_faces: int | None = 20000
+    target_faces: int | None = DEFAULT_TARGET_FACES
     bake: bool = True
     texture_size: int = 1024
 

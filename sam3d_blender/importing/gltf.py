@@ -47,7 +47,7 @@ def import_glb(
 ) -> list[bpy.types.Object]:
     """Import one GLB with Blender's glTF importer; returns the new objects (roots first).
 
-    The importer converts glTF's Y-up to Blender's Z-up (see :mod:`.placement`), packs the
+    The importer converts glTF's Y-up to Blender's Z-up (see ``core/placement.py``), packs the
     embedded textures into the .blend, and copies node ``extras`` into custom properties.
     With ``collection``, the new objects are moved into it (out of the active collection).
     """

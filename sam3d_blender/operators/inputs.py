@@ -11,7 +11,7 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, CollectionProperty, IntProperty, StringProperty
 
-from .. import image_io, timer
+from .. import blender_images, timer
 from ..core.messages import describe
 from .mixins import SKIP
 
@@ -30,7 +30,7 @@ class SAM3D_OT_new_mask(bpy.types.Operator):
             name = f"{s.image.name} mask"
         elif s.image_source == "FILE" and s.image_path:
             try:
-                with image_io.loaded_image(bpy.path.abspath(s.image_path)) as img:
+                with blender_images.loaded_image(bpy.path.abspath(s.image_path)) as img:
                     w, h = img.size
             except RuntimeError as exc:
                 self.report({"ERROR"}, describe("image_unreadable", str(exc)))
@@ -42,7 +42,7 @@ class SAM3D_OT_new_mask(bpy.types.Operator):
         if w == 0 or h == 0:
             self.report({"ERROR"}, describe("image_unreadable", "the image has no pixels"))
             return {"CANCELLED"}
-        mask = image_io.new_mask_image(name, w, h)
+        mask = blender_images.new_mask_image(name, w, h)
         s.mask_image = mask
         s.mask_source = "IMAGE"
         space = context.space_data
@@ -64,12 +64,12 @@ class SAM3D_OT_mask_coverage(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         s = context.scene.sam3d
         if s.mask_source == "IMAGE" and s.mask_image is not None:
-            frac, why = image_io.image_coverage(s.mask_image, use_alpha=False, force=True)
+            frac, why = blender_images.image_coverage(s.mask_image, use_alpha=False, force=True)
         elif s.mask_source == "ALPHA" and s.image_source == "IMAGE" and s.image is not None:
-            frac, why = image_io.image_coverage(s.image, use_alpha=True, force=True)
+            frac, why = blender_images.image_coverage(s.image, use_alpha=True, force=True)
         else:
             return {"CANCELLED"}
-        self.report({"INFO"}, image_io.coverage_text(frac, why)[0])
+        self.report({"INFO"}, blender_images.coverage_text(frac, why)[0])
         timer.redraw()
         return {"FINISHED"}
 

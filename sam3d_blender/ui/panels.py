@@ -12,7 +12,7 @@ import time
 
 import bpy
 
-from .. import image_io, session
+from .. import blender_images, session
 from ..core.backend_process import BackendState
 from ..core.installer import InstallState
 from ..importing.gltf import DECIMATE_NAME
@@ -91,8 +91,8 @@ def _mask_status(settings) -> tuple[str, bool]:
         if settings.mask_source == "IMAGE":
             if settings.mask_image is None:
                 return ("mask: none chosen", True)
-            frac, why = image_io.image_coverage(settings.mask_image, use_alpha=False)
-            text, warn = image_io.coverage_text(frac, why)
+            frac, why = blender_images.image_coverage(settings.mask_image, use_alpha=False)
+            text, warn = blender_images.coverage_text(frac, why)
             img = settings.image if settings.image_source == "IMAGE" else None
             if img is not None and tuple(img.size) != tuple(settings.mask_image.size):
                 return (f"{text} (size differs from the image)", True)
@@ -100,17 +100,19 @@ def _mask_status(settings) -> tuple[str, bool]:
         if settings.mask_source == "FILE":
             if not settings.mask_path:
                 return ("mask: no file chosen", True)
-            hit = image_io.cached_file_coverage(settings.mask_path, use_alpha=False)
-            return image_io.coverage_text(*(hit or (None, "")))
+            hit = blender_images.cached_file_coverage(settings.mask_path, use_alpha=False)
+            return blender_images.coverage_text(*(hit or (None, "")))
         # ALPHA
         if settings.image_source == "IMAGE":
             if settings.image is None:
                 return ("mask: choose an image", True)
-            return image_io.coverage_text(*image_io.image_coverage(settings.image, use_alpha=True))
+            return blender_images.coverage_text(
+                *blender_images.image_coverage(settings.image, use_alpha=True)
+            )
         if not settings.image_path:
             return ("mask: choose an image", True)
-        hit = image_io.cached_file_coverage(settings.image_path, use_alpha=True)
-        return image_io.coverage_text(*(hit or (None, "")))
+        hit = blender_images.cached_file_coverage(settings.image_path, use_alpha=True)
+        return blender_images.coverage_text(*(hit or (None, "")))
     except (ReferenceError, RuntimeError, ValueError) as exc:
         return (f"mask: {exc}", True)
 
@@ -138,7 +140,7 @@ def draw_inputs(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         col.prop(s, "mask_path", text="")
     text, warn = _mask_status(s)
     row = col.row()
-    painting = image_io.PAINTING in text
+    painting = blender_images.PAINTING in text
     row.alert = warn and not painting
     row.label(text=text, icon="BRUSH_DATA" if painting else ("ERROR" if warn else "INFO"))
     if painting:

@@ -255,7 +255,7 @@ def test_mask_coverage_line(scene_ready):
     text, warn = panels._mask_status(s)
     frac = float(text.split()[1].rstrip("%"))
     assert 20 <= frac <= 30 and not warn, text  # the ellipse covers ~25.6% of the photo
-    blank = addon("image_io").new_mask_image("blank", 320, 240)
+    blank = addon("blender_images").new_mask_image("blank", 320, 240)
     s.mask_image = blank
     text, warn = panels._mask_status(s)
     assert warn and "empty" in text
@@ -264,11 +264,11 @@ def test_mask_coverage_line(scene_ready):
 def test_mask_coverage_of_a_large_image_being_painted_is_not_reread_in_draw(scene_ready):
     import numpy as np
 
-    image_io = addon("image_io")
+    blender_images = addon("blender_images")
     panels = addon("ui.panels")
     s = scene_ready
     w, h = 3000, 2000  # 6 MP
-    big = image_io.new_mask_image("big mask", w, h)
+    big = blender_images.new_mask_image("big mask", w, h)
     rgba = np.zeros((h, w, 4), np.float32)
     rgba[..., 3] = 1.0
     rgba[: h // 2, :, :3] = 1.0  # half painted white

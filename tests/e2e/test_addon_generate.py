@@ -112,7 +112,7 @@ def test_generate_ui_path_with_packed_image_painted_mask_and_camera(blender):
     image = bpy.data.images.load(str(blender["photo"]))
     image.pack()
     h, w = blender["mask"].shape
-    mask_img = addon("image_io").new_mask_image("painted", w, h)
+    mask_img = addon("blender_images").new_mask_image("painted", w, h)
     rgba = np.zeros((h, w, 4), np.float32)
     rgba[..., 3] = 1.0
     rgba[blender["mask"][::-1], :3] = 1.0  # Blender rows go bottom-up: "paint" the object white

@@ -1,4 +1,4 @@
-"""Images and masks leaving Blender as PNG bytes; mask coverage for the panel.
+"""Blender images as pixels and PNG bytes (images and masks leaving Blender); mask coverage.
 
 Blender stores ``Image.pixels`` bottom row first, RGBA floats. For byte images the floats
 are the stored 8-bit values / 255 (sRGB-encoded for colour images); float images hold

@@ -150,7 +150,6 @@ def _history(
     if settings is None:
         return
     req = job.request
-    item = None
     if obj is not None and req.settings.reimport:  # a re-import updates its own line only
         item = next((h for h in settings.history if h.job_id == job.backend_id), None)
         if item is None:

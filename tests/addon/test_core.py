@@ -223,3 +223,65 @@ def test_camera_params_reproduce_the_intrinsics():
     u = intr["width"] / 2 + f * pts[:, 0] / -pts[:, 2] - p["shift_x"] * big
     v = intr["height"] / 2 - (f * pts[:, 1] / -pts[:, 2] - p["shift_y"] * big)
     assert np.allclose(np.stack([u, v], 1), want)
+
+
+def test_batch_manifest_items_options_and_fingerprints(tmp_path):
+    from sam3d_blender.core.batch_items import (
+        UsageError,
+        base_options,
+        build_parser,
+        fingerprint,
+        load_manifest,
+    )
+
+    (tmp_path / "masks").mkdir()
+    for name in ("photo.png", "masks/0.png", "masks/1.jpg", "m.png"):
+        (tmp_path / name).write_bytes(name.encode())
+    manifest = tmp_path / "items.csv"
+    manifest.write_text(
+        "id,image,mask,masks,target_faces,bake\n"
+        "folder,photo.png,,masks,1500,no\n"
+        "one,photo.png,m.png,,,\n"
+        "gone,missing.png,m.png,,,\n"
+    )
+    items, defaults = load_manifest(manifest)
+    assert [i.id for i in items] == ["folder", "one", "gone"] and defaults == {}
+    assert [m.name for m in items[0].masks] == ["0.png", "1.jpg"]
+    assert items[2].input_error[0] == "no_image"
+    args = build_parser().parse_args(["--image", "x", "--out", "o", "--target-faces", "0"])
+    base = base_options(args)
+    assert base == JobOptions(target_faces=None)
+    opts = base.updated(items[0].options)
+    assert opts.target_faces == 1500 and opts.bake is False and opts.engine == "auto"
+    fp = fingerprint(items[0], opts)
+    assert fp == fingerprint(items[0], base.updated(items[0].options))
+    assert fp != fingerprint(items[0], opts.updated({"seed": 1}))
+    (tmp_path / "masks" / "0.png").write_bytes(b"changed")
+    assert fp != fingerprint(items[0], opts)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"items": [{"image": "photo.png", "mask": "m.png", "seed": "x"}]}')
+    with pytest.raises(UsageError, match="not valid"):
+        load_manifest(bad)
+
+
+def test_batch_report_resumes_only_what_may_pass_again(tmp_path):
+    from sam3d_blender.core.batch_report import Report
+
+    report = Report(tmp_path / "report.json")
+    report.items.update(
+        {
+            "done": {"status": "done", "fingerprint": "a"},
+            "bad": {"status": "failed", "fingerprint": "b", "error": {"code": "empty_mask"}},
+            "away": {"status": "failed", "fingerprint": "c", "error": {"code": "backend_died"}},
+        }
+    )
+    report.save()
+    again = Report(tmp_path / "report.json")
+    assert again.finished_before("done", "a", retry_failed=False)["status"] == "done"
+    assert again.finished_before("done", "changed", retry_failed=False) is None
+    assert again.finished_before("bad", "b", retry_failed=False) is not None  # the input's
+    assert again.finished_before("bad", "b", retry_failed=True) is None
+    assert again.finished_before("away", "c", retry_failed=False) is None  # retryable
+    assert (
+        "backend_died" in messages.RETRYABLE_CODES and "empty_mask" not in messages.RETRYABLE_CODES
+    )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,7 @@ class JobManager:
             if job.backend_id is not None and job.phase == Phase.RUNNING and not job.cancel_sent:
                 job.cancel_sent = True
                 backend_id = job.backend_id
-                calls.append(BackgroundCall("cancel", lambda b=backend_id: client.cancel(b)))
+                calls.append(BackgroundCall("cancel", partial(client.cancel, backend_id)))
             self._end(job, Phase.CANCELLED)
         deadline = time.monotonic() + wait_s
         for call in calls:

@@ -72,9 +72,10 @@ class JobOptions:
         options present as they are (a null ``target_faces`` keeps every face), the
         others default; other keys (the backend's own options) are ignored."""
         known = {f.name for f in fields(cls)}
-        return cls(
-            **{k: None if v is None else _parse(k, v) for k, v in data.items() if k in known}
-        )
+        values: dict[str, Any] = {
+            k: None if v is None else _parse(k, v) for k, v in data.items() if k in known
+        }
+        return cls(**values)
 
 
 def _parse(name: str, value: Any) -> Any:

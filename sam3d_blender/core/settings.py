@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .installer import venv_python
 
@@ -73,7 +74,7 @@ def resolve(prefs: PreferenceValues, env: Mapping[str, str], user_dir: Path) -> 
         Path(prefs.checkpoints_dir).expanduser() if prefs.checkpoints_dir.strip() else None
     )
     idle = float(prefs.idle_unload_min * 60) if prefs.idle_unload_min > 0 else None
-    common = dict(
+    common: dict[str, Any] = dict(
         cache_dir=cache,
         checkpoints=checkpoints,
         idle_unload_s=idle,

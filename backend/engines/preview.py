@@ -175,12 +175,39 @@ class PreviewEngine:
         return rec
 
 
+def mask_window(mask: np.ndarray, pad: int = 1) -> tuple[slice, slice] | None:
+    """Row and column slices of the mask's bounding box grown by ``pad`` pixels (clipped to
+    the image); None for an empty mask. Per-object work runs on this window, not the frame."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (
+        slice(max(0, rows[0] - pad), min(h, rows[-1] + 1 + pad)),
+        slice(max(0, cols[0] - pad), min(w, cols[-1] + 1 + pad)),
+    )
+
+
 def clean_mask(mask: np.ndarray) -> np.ndarray:
-    """Drop specks and fill pin-holes; keep real islands and holes. bool (H, W) -> bool."""
+    """Drop specks and fill pin-holes; keep real islands and holes. bool (H, W) -> bool.
+
+    Works on the mask's bounding box grown by one pixel: every island lies inside it, and a
+    background region is a hole exactly when it does not reach that window's border (the
+    ring around the box is background connected to the rest of the frame or is the frame's
+    edge), so the result equals the whole-frame computation at the window's cost.
+    """
     mask = np.asarray(mask, dtype=bool)
+    win = mask_window(mask)
+    if win is None:
+        return mask.copy()
+    out = np.zeros_like(mask)
+    out[win] = _clean_window(mask[win])
+    return out
+
+
+def _clean_window(mask: np.ndarray) -> np.ndarray:
     labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
     min_size = max(1.0, min(64.0, 0.005 * sizes.max()))
     if sizes.max() < 16:  # nothing but specks
@@ -194,7 +221,7 @@ def clean_mask(mask: np.ndarray) -> np.ndarray:
         hsizes = ndimage.sum_labels(holes, hl, index=np.arange(1, hn + 1))
         small = np.zeros(hn + 1, dtype=bool)
         small[1:] = hsizes < 16
-        # the background touching the border is never a hole
+        # the background touching the window's border is never a hole
         border = np.unique(np.concatenate([hl[0], hl[-1], hl[:, 0], hl[:, -1]]))
         small[border] = False
         out |= small[hl]
@@ -273,12 +300,26 @@ def inflate_silhouette(mask: np.ndarray, grid: int = GRID) -> tuple[np.ndarray, 
 
 def sample_colors(image: np.ndarray, mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Bilinear photo colours at pixel coordinates, background replaced by the nearest
-    object colour (no edge bleed). Returns (n, 3) float32 sRGB in [0, 1]."""
-    _, idx = ndimage.distance_transform_edt(~mask, return_indices=True)
-    filled = image[idx[0], idx[1]].astype(np.float32) / 255.0
+    object colour (no edge bleed). Returns (n, 3) float32 sRGB in [0, 1].
+
+    Only the window holding the mask and every sample (plus the bilinear neighbours) is
+    filled and converted: the nearest object pixel of any point lies among the mask's pixels,
+    all inside that window, so the colours equal a whole-frame fill.
+    """
     h, w = mask.shape
-    coords = [np.clip(v - 0.5, 0, h - 1), np.clip(u - 0.5, 0, w - 1)]
-    cols = [
+    if len(u) == 0:
+        return np.zeros((0, 3), np.float32)
+    rows, cols = mask_window(mask, pad=0) or (slice(0, h), slice(0, w))
+    r0 = max(0, min(rows.start, int(np.floor(np.min(v) - 0.5)) - 1))
+    r1 = min(h, max(rows.stop, int(np.ceil(np.max(v) - 0.5)) + 2))
+    c0 = max(0, min(cols.start, int(np.floor(np.min(u) - 0.5)) - 1))
+    c1 = min(w, max(cols.stop, int(np.ceil(np.max(u) - 0.5)) + 2))
+    sub = mask[r0:r1, c0:c1]
+    _, idx = ndimage.distance_transform_edt(~sub, return_indices=True)
+    filled = image[r0:r1, c0:c1][idx[0], idx[1]].astype(np.float32) / 255.0
+    # clip in frame coordinates first (as a whole-frame sampler does), then shift
+    coords = [np.clip(v - 0.5, 0, h - 1) - r0, np.clip(u - 0.5, 0, w - 1) - c0]
+    cols_out = [
         ndimage.map_coordinates(filled[..., c], coords, order=1, mode="nearest") for c in range(3)
     ]
-    return np.clip(np.stack(cols, axis=1), 0, 1).astype(np.float32)
+    return np.clip(np.stack(cols_out, axis=1), 0, 1).astype(np.float32)

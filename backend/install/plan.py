@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PYTHON_VERSION = "3.11"
+#: The cpu profile (preview engine, finishing, server) runs on any Python from this one up.
+CPU_MIN_PYTHON = (3, 10)
 
 TORCH_VERSION = "2.5.1"
 TORCHVISION_VERSION = "0.20.1"
@@ -376,7 +378,8 @@ def build_plan(
         return [str(py), "-m", "pip", "install", "--disable-pip-version-check", *args]
 
     if tool == "uv":
-        create = ["uv", "venv", "--python", PYTHON_VERSION, "--seed", str(venv)]
+        want = PYTHON_VERSION if profile != "cpu" or not base_python else base_python
+        create = ["uv", "venv", "--python", want, "--seed", str(venv)]
     else:
         create = [base_python or sys.executable, "-m", "venv", str(venv)]
     steps = [
@@ -384,7 +387,9 @@ def build_plan(
             "venv",
             [create],
             satisfied_by=[Requirement(marker="pyvenv.cfg")],
-            note=f"Python {PYTHON_VERSION}",
+            note=f"Python {PYTHON_VERSION}"
+            if profile != "cpu"
+            else f"Python {PYTHON_VERSION} or {CPU_MIN_PYTHON[0]}.{CPU_MIN_PYTHON[1]}+",
         ),
     ]
     backend_step = Step(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from backend.gpu.probe import GpuInfo, GpuProbe, probe_gpus, torch_cuda_arch_list
 from backend.install.plan import (
+    CPU_MIN_PYTHON,
     CUDA_STACKS,
     MIN_COMPUTE_CAPABILITY,
     MIN_VRAM_MB,
@@ -150,6 +151,39 @@ def _device(path: Path) -> int:
     return os.stat(_existing(path)).st_dev
 
 
+def find_python(profile: str) -> str | None:
+    """The interpreter that creates the venv: Python 3.11 for the CUDA profiles (upstream's
+    pinned version); for ``cpu`` 3.11 when there is one, else this interpreter or a
+    ``python3`` on PATH when it is 3.10 or newer (Blender 5.1+ and distributions' Blender
+    builds run 3.13, and the preview engine and finishing run on any of them)."""
+    found = find_python311()
+    if found or profile != "cpu":
+        return found
+    if sys.version_info[:2] >= CPU_MIN_PYTHON:
+        return sys.executable
+    for name in ("python3", "python"):
+        cand = shutil.which(name)
+        if cand and python_version(cand) and python_version(cand) >= CPU_MIN_PYTHON:
+            return cand
+    return None
+
+
+def python_version(python: str) -> tuple[int, int] | None:
+    """(major, minor) of an interpreter, asked by running it."""
+    if python == sys.executable:
+        return sys.version_info[:2]
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return _version_tuple(out)
+
+
 def find_python311() -> str | None:
     """An interpreter for the venv: this one when it is 3.11, else ``python3.11`` on PATH."""
     if sys.version_info[:2] == (3, 11):
@@ -277,14 +311,27 @@ def check_platform(
             )
         )
     else:
-        rep.base_python = find_python311()
+        rep.base_python = find_python(profile)
+        version = python_version(rep.base_python) if rep.base_python else None
+        shown = f"{version[0]}.{version[1]}" if version else PYTHON_VERSION
+        note = (
+            f" (the cpu profile runs on {CPU_MIN_PYTHON[0]}.{CPU_MIN_PYTHON[1]}+; only the CUDA "
+            f"profiles need {PYTHON_VERSION})"
+            if version and shown != PYTHON_VERSION
+            else ""
+        )
+        need = (
+            f"{PYTHON_VERSION} (or {CPU_MIN_PYTHON[0]}.{CPU_MIN_PYTHON[1]}+)"
+            if profile == "cpu"
+            else PYTHON_VERSION
+        )
         checks.append(
             Check(
                 "python",
                 rep.base_python is not None,
-                f"Python {PYTHON_VERSION} at {rep.base_python}"
+                f"Python {shown} at {rep.base_python}{note}"
                 if rep.base_python
-                else f"Python {PYTHON_VERSION} not found: install it (python.org, your package manager, pyenv) or install uv "
+                else f"Python {need} not found: install it (python.org, your package manager, pyenv) or install uv "
                 "(https://docs.astral.sh/uv/), which fetches it",
             )
         )

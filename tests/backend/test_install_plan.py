@@ -478,3 +478,19 @@ def test_host_compiler_must_suit_nvcc_and_git_is_required(tmp_path, monkeypatch)
     rep = check_platform("cuda128", tmp_path / "v", tool="pip")
     refused = {c.name: c.message for c in rep.refused}
     assert "nvcc" not in refused and "c++ compiler" not in refused  # gcc 14 is fine for 12.8
+
+
+def test_cpu_profile_runs_on_a_newer_python_when_there_is_no_311(tmp_path, monkeypatch):
+    """Blender 5.1+ and distributions' Blender builds bring Python 3.13 and no 3.11: the cpu
+    profile uses what there is (3.10+); the CUDA profiles still need upstream's 3.11."""
+    from backend.install import platform as platform_mod
+
+    monkeypatch.setattr(platform_mod, "find_python311", lambda: None)
+    rep = check_platform("cpu", tmp_path / "v", tool="pip")
+    py = next(c for c in rep.checks if c.name == "python")
+    assert py.ok and rep.base_python == sys.executable
+    rep = check_platform("cuda121", tmp_path / "v", tool="pip")
+    py = next(c for c in rep.checks if c.name == "python")
+    assert not py.ok and "Python 3.11 not found" in py.message
+    plan = build_plan(tmp_path / "v", "cpu", base_python=rep.base_python or sys.executable)
+    assert plan.steps[0].commands[0][:3] == [sys.executable, "-m", "venv"]

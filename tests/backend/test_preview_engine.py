@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+from scipy import ndimage
 
 from backend.engines.preview import CAMERA_HEIGHT_M, PreviewEngine, clean_mask, ground_depth
 from backend.errors import BackendError
@@ -139,3 +140,45 @@ def test_scattered_pixels_fail_only_their_own_part():
     assert len(out[0].faces) > 0
     assert isinstance(out[1], BackendError) and out[1].code == "empty_mask"
     assert "mask 1" in out[1].message
+
+
+def _whole_frame_colors(image, mask, u, v):
+    """The definition sample_colors must meet: fill the whole frame with the nearest object
+    pixel's colour, then sample bilinearly."""
+    _, idx = ndimage.distance_transform_edt(~mask, return_indices=True)
+    filled = image[idx[0], idx[1]].astype(np.float32) / 255.0
+    h, w = mask.shape
+    coords = [np.clip(v - 0.5, 0, h - 1), np.clip(u - 0.5, 0, w - 1)]
+    cols = [
+        ndimage.map_coordinates(filled[..., c], coords, order=1, mode="nearest") for c in range(3)
+    ]
+    return np.clip(np.stack(cols, axis=1), 0, 1).astype(np.float32)
+
+
+def test_per_object_work_on_a_window_equals_the_whole_frame():
+    """clean_mask and sample_colors work on the object's window of a large photo; the result
+    is the whole-frame one, also for an object at the frame's edge."""
+    from backend.engines.preview import clean_mask, inflate_silhouette, sample_colors
+
+    rng = np.random.default_rng(3)
+    h, w = 900, 1400
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    yy, xx = np.ogrid[:h, :w]
+    for cy, cx in ((400, 700), (120, 60), (850, 1390)):  # middle, near a corner, off the edge
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < 110**2
+        mask[cy - 52 : cy - 49, cx - 52 : cx - 49] = False  # a pin-hole: filled
+        mask[cy - 40 : cy + 40, cx - 2 : cx + 2] = False  # a slit: kept
+        clean = clean_mask(mask)
+        assert clean[cy - 50, cx - 50] and not clean[cy - 30, cx]
+        verts, _faces = inflate_silhouette(clean)
+        u, v = verts[:, 0], verts[:, 1]
+        ours = sample_colors(image, clean, u, v)
+        assert np.array_equal(ours, _whole_frame_colors(image, clean, u, v))
+    # the same mask embedded in a larger frame cleans to the same pixels
+    small = np.zeros((300, 300), bool)
+    small[50:250, 60:240] = True
+    small[140:143, 140:143] = False  # pin-hole
+    small[60:70, 0:5] = True  # speck at the border
+    big = np.zeros((900, 900), bool)
+    big[300:600, 300:600] = small
+    assert np.array_equal(clean_mask(big)[300:600, 300:600], clean_mask(small))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,8 @@ def test_preview_glb_passes_khronos_validator(demo_glb):
 
 
 def test_preview_glb_imports_into_blender_with_texture(demo_glb):
+    if importlib.util.find_spec("bpy") is None:
+        pytest.skip("the bpy module (Blender 4.5, Python 3.11 only) is not installed here")
     code = f"""
 import bpy
 bpy.ops.wm.read_homefile(use_empty=True)

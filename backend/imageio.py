@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from backend.errors import BackendError
+from backend.errors import BackendError, shorten
 
+#: The file formats a photo or a mask comes in. Nothing else reaches a decoder: Pillow would
+#: otherwise try every format it knows (EPS, for one, runs Ghostscript).
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 #: Images with more pixels than this are downscaled (and the job says so).
 MAX_WORK_PIXELS = 16_000_000
@@ -46,6 +49,8 @@ class LoadedInput:
 
 
 def _open(data: bytes, what: str) -> Image.Image:
+    """Identify the file and read its header - size, mode, EXIF - without decoding pixels.
+    Only ``IMAGE_FORMATS`` are tried, and sizes over ``MAX_DECODE_PIXELS`` are refused here."""
     if not data:
         raise BackendError(
             "empty_file", f"The {what} file is empty (0 bytes); choose the file again."
@@ -60,10 +65,9 @@ def _open(data: bytes, what: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             if im.width * im.height > MAX_DECODE_PIXELS:
                 raise Image.DecompressionBombError("too many pixels")
-            im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BackendError(
             "image_too_large",
@@ -76,10 +80,38 @@ def _open(data: bytes, what: str) -> Image.Image:
             f"The {what} file is not an image this tool can read; use PNG, JPEG, WebP, TIFF or BMP.",
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise BackendError(
-            "bad_image" if what == "image" else "bad_mask",
-            f"The {what} file is truncated or corrupt ({exc}); export it again.",
-        ) from None
+        raise _corrupt(what, exc) from None
+    return im
+
+
+def _corrupt(what: str, exc: BaseException) -> BackendError:
+    return BackendError(
+        "bad_image" if what == "image" else "bad_mask",
+        f"The {what} file is truncated or corrupt ({shorten(exc, 200)}); export it again.",
+    )
+
+
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) as the picture is viewed: EXIF orientations 5-8 swap the two. Read
+    from the header; nothing is decoded."""
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except Exception:  # broken EXIF is ignored, as when decoding
+        orientation = 1
+    w, h = im.size
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _decode(im: Image.Image, what: str, max_pixels: int | None = None) -> Image.Image:
+    """Decode the pixels and turn the picture upright (EXIF). With ``max_pixels``, a JPEG
+    is decoded at the smallest 1/2, 1/4 or 1/8 scale that still has that many pixels."""
+    if max_pixels is not None and im.format == "JPEG" and im.width * im.height > max_pixels:
+        s = (max_pixels / (im.width * im.height)) ** 0.5
+        im.draft(im.mode, (int(im.width * s) + 1, int(im.height * s) + 1))
+    try:
+        im.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise _corrupt(what, exc) from None
     try:
         im = ImageOps.exif_transpose(im)
     except Exception:  # broken EXIF must not cost the upload
@@ -168,7 +200,7 @@ def _mask_bool(channel: Image.Image) -> np.ndarray:
 def decode_mask(data: bytes) -> np.ndarray:
     """Mask bytes -> bool (H, W): alpha when present and not fully opaque, else brightness
     above 50% - so alpha, L, RGB, 1-bit, palette and 16-bit masks all work."""
-    return _mask_bool(_mask_channel(_open(data, "mask")))
+    return _mask_bool(_mask_channel(_decode(_open(data, "mask"), "mask")))
 
 
 def _check_mask_size(
@@ -213,19 +245,29 @@ def load_inputs(
     mask_bytes: bytes | list[bytes] | None = None,
     max_pixels: int = MAX_WORK_PIXELS,
 ) -> LoadedInput:
-    """Decode and validate the photo and its mask(s) (see module doc)."""
+    """Decode and validate the photo and its mask(s) (see module doc). Every size and shape
+    check reads only the files' headers, so a request that fails them costs no decoding."""
     photo = _open(image_bytes, "image")
-    width, height = photo.size
-    rgb, alpha = _rgb_alpha_uint8(_shrink(photo, max_pixels))
+    width, height = _upright_size(photo)
+    scene = isinstance(mask_bytes, list)
+    mask_files = [] if mask_bytes is None else (mask_bytes if scene else [mask_bytes])
+    notes: list[str] = []
+    mask_images = []
+    for i, data in enumerate(mask_files):
+        m = _open(data, "mask")
+        note = _check_mask_size(_upright_size(m), width, height, i if scene else None)
+        if note:
+            notes.append(note)
+        mask_images.append(m)
+    rgb, alpha = _rgb_alpha_uint8(_shrink(_decode(photo, "image", max_pixels), max_pixels))
     del photo
     work_h, work_w = rgb.shape[:2]
-    notes: list[str] = []
     if (work_w, work_h) != (width, height):
-        notes.append(
+        notes.insert(
+            0,
             f"The image ({width}x{height}, {width * height / 1e6:.1f} MP) was downscaled to "
-            f"{work_w}x{work_h} to stay under {max_pixels / 1e6:.0f} MP."
+            f"{work_w}x{work_h} to stay under {max_pixels / 1e6:.0f} MP.",
         )
-    scene = isinstance(mask_bytes, list)
     if mask_bytes is None:
         if alpha is None or alpha.min() == 255:
             raise BackendError(
@@ -236,11 +278,8 @@ def load_inputs(
         masks = [alpha > 127]
     else:
         masks = []
-        for i, data in enumerate(mask_bytes if scene else [mask_bytes]):
-            channel = _mask_channel(_open(data, "mask"))
-            note = _check_mask_size(channel.size, width, height, i if scene else None)
-            if note:
-                notes.append(note)
+        for m in mask_images:
+            channel = _mask_channel(_decode(m, "mask", max_pixels))
             if channel.size != (work_w, work_h):
                 channel = channel.resize((work_w, work_h), Image.NEAREST)
             masks.append(_mask_bool(channel))

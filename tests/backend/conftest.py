@@ -18,6 +18,8 @@ import pytest
 import requests
 from PIL import Image
 
+from backend.jobs import FINAL_STATES
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -58,7 +60,7 @@ class RunningBackend:
         self,
         job_id: str,
         timeout: float = 120.0,
-        states=("done", "failed", "cancelled", "interrupted"),
+        states=FINAL_STATES,
     ) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

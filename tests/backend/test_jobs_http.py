@@ -174,10 +174,14 @@ def test_scene_job_with_one_bad_mask(backend):
     )
     assert resp.status_code == 202, resp.text
     st = backend.wait(resp.json()["id"])
-    assert st["state"] == "done" and st["kind"] == "scene"
+    # not "done": a client must not mistake it for a full success
+    assert st["state"] == "partial" and st["kind"] == "scene"
+    assert st["error"]["code"] == "partial" and st["error"]["details"]["failed_parts"] == [1]
+    assert "mask 1" in st["error"]["message"]
     assert [p["state"] for p in st["parts"]] == ["done", "failed", "done"]
     assert st["parts"][1]["error"]["code"] == "empty_mask"
     res = backend.get(f"/jobs/{st['id']}/result.json").json()
+    assert res["state"] == "partial" and res["failed_parts"] == [1]
     assert res["camera"]["width"] == 240 and len(res["parts"]) == 3
     part = backend.get(f"/jobs/{st['id']}/parts/2/result")
     assert part.status_code == 200 and part.content[:4] == b"glTF"

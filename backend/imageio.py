@@ -93,11 +93,14 @@ def _corrupt(what: str, exc: BaseException) -> BackendError:
 
 def _upright_size(im: Image.Image) -> tuple[int, int]:
     """(width, height) as the picture is viewed: EXIF orientations 5-8 swap the two. Read
-    from the header; nothing is decoded."""
-    try:
-        orientation = im.getexif().get(0x0112, 1)
-    except Exception:  # broken EXIF is ignored, as when decoding
-        orientation = 1
+    from the header only (a PNG's EXIF after its pixels is not seen here - Pillow would
+    decode the whole image to reach it; ``load_inputs`` checks again after decoding)."""
+    orientation = 1
+    if im.format != "PNG" or "exif" in im.info:
+        try:
+            orientation = im.getexif().get(0x0112, 1)
+        except Exception:  # broken EXIF is ignored, as when decoding
+            orientation = 1
     w, h = im.size
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
 
@@ -113,7 +116,7 @@ def _decode(im: Image.Image, what: str, max_pixels: int | None = None) -> Image.
     except (OSError, SyntaxError, ValueError) as exc:
         raise _corrupt(what, exc) from None
     try:
-        im = ImageOps.exif_transpose(im)
+        ImageOps.exif_transpose(im, in_place=True)  # no copy when already upright
     except Exception:  # broken EXIF must not cost the upload
         pass
     return im
@@ -133,21 +136,33 @@ def _high_depth_to_float(im: Image.Image) -> np.ndarray:
     return np.clip(a.astype(np.float32), 0, 1)
 
 
-def _shrink(im: Image.Image, max_pixels: int) -> Image.Image:
-    """Downscale in Pillow (before any array exists) so huge photos never cost gigabytes."""
-    w, h = im.size
-    if w * h <= max_pixels:
+def _scale(size: tuple[int, int], max_pixels: int) -> float:
+    """The factor (<= 1) that brings ``size`` under ``max_pixels``."""
+    return min(1.0, (max_pixels / (size[0] * size[1])) ** 0.5)
+
+
+def _reduce(im: Image.Image, max_pixels: int) -> Image.Image:
+    """First step of a downscale: a fast integer box reduction in native code, so the full
+    image can be freed before the exact resize (``_resize``) needs its own buffers."""
+    factor = int(1 / _scale(im.size, max_pixels))
+    if factor < 2:
         return im
-    s = (max_pixels / (w * h)) ** 0.5
-    target = (max(1, int(w * s)), max(1, int(h * s)))
     if im.mode in ("P", "PA", "1"):
         im = im.convert("RGBA" if im.mode != "1" else "L")
-    factor = int(1 / s)
-    if factor >= 2:
-        try:
-            im = im.reduce(factor)  # fast box reduction in native code
-        except (ValueError, NotImplementedError):
-            pass
+    try:
+        return im.reduce(factor)
+    except (ValueError, NotImplementedError):
+        return im
+
+
+def _resize(im: Image.Image, size: tuple[int, int], max_pixels: int) -> Image.Image:
+    """Second step: the exact working size for a decoded image of ``size`` (w, h)."""
+    s = _scale(size, max_pixels)
+    target = (max(1, int(size[0] * s)), max(1, int(size[1] * s)))
+    if im.size == target:
+        return im
+    if im.mode in ("P", "PA", "1"):
+        im = im.convert("RGBA" if im.mode != "1" else "L")
     return im.resize(target, Image.LANCZOS)
 
 
@@ -259,7 +274,15 @@ def load_inputs(
         if note:
             notes.append(note)
         mask_images.append(m)
-    rgb, alpha = _rgb_alpha_uint8(_shrink(_decode(photo, "image", max_pixels), max_pixels))
+    photo = _decode(photo, "image", max_pixels)
+    if (photo.width > photo.height) != (width > height) and width != height:
+        width, height = height, width  # an EXIF orientation stored after a PNG's pixels
+    # Downscale in Pillow before any array exists, rebinding ``photo`` at each step so the
+    # full-size pixels are freed as soon as the box reduction has them.
+    decoded_size = photo.size
+    photo = _reduce(photo, max_pixels)
+    photo = _resize(photo, decoded_size, max_pixels)
+    rgb, alpha = _rgb_alpha_uint8(photo)
     del photo
     work_h, work_w = rgb.shape[:2]
     if (work_w, work_h) != (width, height):
@@ -278,8 +301,9 @@ def load_inputs(
         masks = [alpha > 127]
     else:
         masks = []
-        for m in mask_images:
+        for i, m in enumerate(mask_images):
             channel = _mask_channel(_decode(m, "mask", max_pixels))
+            _check_mask_size(channel.size, width, height, i if scene else None)  # as decoded
             if channel.size != (work_w, work_h):
                 channel = channel.resize((work_w, work_h), Image.NEAREST)
             masks.append(_mask_bool(channel))

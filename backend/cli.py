@@ -284,8 +284,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 # -- serve ----------------------------------------------------------------------------------
-#: File descriptors kept for everything but client connections: job files, worker pipes,
-#: logs, the listening socket.
+#: Listen queue, and so the most connections asyncio accepts in one go before the protocol
+#: can close any (it must stay well under ``_FD_RESERVE``).
+_BACKLOG = 128
+#: File descriptors kept for everything but client connections: one accept batch, job
+#: files, worker pipes, logs.
 _FD_RESERVE = 256
 
 
@@ -340,7 +343,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Responses go out as two writes (head, body); without NODELAY, Nagle + the client's
     # delayed ACK add ~40 ms to every request on a kept-alive connection.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.listen(1024)
+    sock.listen(_BACKLOG)
     port = sock.getsockname()[1]
     ddir = Path(args.data_dir) if args.data_dir else data_dir()
 
@@ -388,7 +391,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=2,
         http=protocol_class(limits),
         timeout_keep_alive=5,
-        backlog=1024,
+        backlog=_BACKLOG,
     )
     server = uvicorn.Server(config)
     if args.parent_pid is not None:

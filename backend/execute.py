@@ -25,7 +25,7 @@ from backend.jobs import write_json_atomic
 from backend.options import JobOptions
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Reconstruction
-from backend.storage import storage_error
+from backend.storage import refused_by_disk, storage_error
 
 FINISH_STAGES = {"simplify": 0.08, "uv": 0.07, "bake": 0.12, "export": 0.03}
 DEFAULT_ENGINE_STAGES = {"load": 0.02, "reconstruct": 0.68}
@@ -177,7 +177,9 @@ def _run_scene(job_dir, req, engine, image, seed, options, ctx, on_part) -> dict
             stats = _finish(rec, options, out, ctx.part(i, len(recons), dict(FINISH_STAGES)))
         except Cancelled:
             raise
-        except Exception as exc:  # one part's failure never costs the scene
+        except Exception as exc:  # one part's failure never costs the scene...
+            if refused_by_disk(exc):
+                raise  # ...but a full or read-only disk costs every part alike
             err = _error_dict(exc)
             parts.append({"index": i, "state": "failed", "error": err})
             if on_part:

@@ -320,10 +320,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
             )
         code = {404: "not_found", 401: "unauthorized"}.get(exc.status_code, "bad_options")
         message = shorten(exc.detail, 300)
+        path = shorten(request.url.path, 100)
         if exc.status_code == 404:
-            message = (
-                f"There is no API route {shorten(request.url.path, 100)}; see /docs for the routes."
-            )
+            message = f"There is no API route {path}; see /docs for the routes."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {path}; see /docs for the routes."
         return JSONResponse(status_code=exc.status_code, content={"code": code, "message": message})
 
     def require_token(request: Request) -> None:

@@ -56,6 +56,11 @@ def not_writable(folder: Path, exc: OSError | None = None) -> BackendError:
     )
 
 
+def refused_by_disk(exc: BaseException) -> bool:
+    """True for an ``OSError`` of a full or unwritable disk."""
+    return isinstance(exc, OSError) and exc.errno in _FULL | _NOT_WRITABLE
+
+
 def storage_error(exc: BaseException, folder: Path) -> BackendError | None:
     """The coded error for a disk failure under ``folder``; None for any other exception."""
     if not isinstance(exc, OSError):

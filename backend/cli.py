@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--header-timeout",
         type=float,
-        default=10.0,
+        default=5.0,
         help="seconds a client gets to send a request's head before its connection closes",
     )
     s.add_argument(

@@ -29,7 +29,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 class ConnectionLimits:
     """Seconds and counts; see the module doc."""
 
-    header_timeout_s: float = 10.0
+    header_timeout_s: float = 5.0
     body_timeout_s: float = 30.0
     max_connections: int = 1000
 

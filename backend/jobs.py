@@ -162,10 +162,10 @@ class JobStore:
         return job_id in self._unsaved or (self.dir(job_id) / "status.json").is_file()
 
     def read_status(self, job_id: str) -> JobStatus:
-        with self._lock:
-            pending = self._unsaved.get(validate_job_id(job_id))
-            if pending is not None:
-                return pending.model_copy(deep=True)
+        # No lock: writers hold it through disk writes, and entries are replaced, not changed.
+        pending = self._unsaved.get(validate_job_id(job_id))
+        if pending is not None:
+            return pending.model_copy(deep=True)
         path = self.dir(job_id) / "status.json"
         try:
             return JobStatus.model_validate_json(path.read_text(encoding="utf-8"))

@@ -27,7 +27,6 @@ from urllib.parse import quote
 
 import anyio
 from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import ValidationError
@@ -61,8 +60,11 @@ from backend.storage import free_bytes, require_free_space, storage_error
 
 log = logging.getLogger("sam3d.server")
 MAX_SCENE_MASKS = 32
-#: Uploads decoded at once; the rest wait (a 100 MP photo takes ~0.4 GB while decoding).
+#: Uploads decoded at once; the rest wait (a 100 MP photo takes ~0.5 GB while decoding).
 INTAKE_SLOTS = 2
+#: Threads the other steps of submissions may hold at once (hashing, lookups, writing), so
+#: that status polls always find one of the thread pool's 40 free.
+SUBMIT_THREADS = 4
 #: Free space a new job needs on the data folder's disk besides its inputs: its results.
 MIN_FREE_BYTES = 64 * 2**20
 
@@ -254,6 +256,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     pool = WorkerPool(store, size=settings.workers, cancel_grace_s=settings.cancel_grace_s)
     id_locks = [threading.Lock() for _ in range(64)]
     intake_slots = anyio.CapacityLimiter(INTAKE_SLOTS)
+    submit_threads = anyio.CapacityLimiter(SUBMIT_THREADS)
+
+    async def in_thread(fn: Any, *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=submit_threads)
 
     def _id_lock(job_id: str) -> threading.Lock:
         return id_locks[int(job_id[:4], 16) % len(id_locks)]
@@ -327,7 +333,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             message = f"{request.method} is not allowed on {path}; see /docs for the routes."
         return JSONResponse(status_code=exc.status_code, content={"code": code, "message": message})
 
-    def require_token(request: Request) -> None:
+    async def require_token(request: Request) -> None:
+        """(Also checked by ``_Guard``.) Async: a check this cheap needs no thread hop."""
         if not token_ok(settings, request):
             raise _UNAUTHORIZED
 
@@ -399,7 +406,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         # Hashing, decoding and writing run in threads; waiting for an intake slot does not
         # hold one, so status polls always find a free thread.
         opts = _parse_options(options)
-        engine = resolve_engine(opts.engine, await run_in_threadpool(engines))
+        engine = resolve_engine(opts.engine, await in_thread(engines))
         if masks and mask is not None:
             raise BackendError("bad_mask", "Send either one mask or several masks, not both.")
         if masks and len(masks) > MAX_SCENE_MASKS:
@@ -410,7 +417,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         scene = mask_list is not None
         opt_dict = opts.model_dump(mode="json")
         opt_dict["engine"] = engine
-        job_id = await run_in_threadpool(
+        job_id = await in_thread(
             job_id_for,
             image_bytes,
             mask_list if scene else ([mask_bytes] if mask_bytes is not None else []),
@@ -418,14 +425,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
             {**opt_dict, "max_pixels": settings.max_pixels},  # the working resolution too
             opts.seed,
         )
-        answer = await run_in_threadpool(_existing_locked, job_id)
+        answer = await in_thread(_existing_locked, job_id)
         if answer is not None:
             return answer
         # decoding big photos takes memory: a few at a time
         intake = await anyio.to_thread.run_sync(
             _intake, image_bytes, mask_list if scene else mask_bytes, limiter=intake_slots
         )
-        return await run_in_threadpool(_store_job, job_id, engine, opts, opt_dict, scene, *intake)
+        return await in_thread(_store_job, job_id, engine, opts, opt_dict, scene, *intake)
 
     def _existing_locked(job_id: str) -> JSONResponse | None:
         with _id_lock(job_id):

@@ -284,12 +284,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 # -- serve ----------------------------------------------------------------------------------
-#: Listen queue, and so the most connections asyncio accepts in one go before the protocol
-#: can close any (it must stay well under ``_FD_RESERVE``).
+#: Listen queue, and so the most connections asyncio accepts in one go.
 _BACKLOG = 128
-#: File descriptors kept for everything but client connections: one accept batch, job
-#: files, worker pipes, logs.
-_FD_RESERVE = 256
+#: File descriptors kept for everything but client connections: a connection the cap closes
+#: frees its descriptor a few event-loop turns after it was accepted, and each turn may
+#: accept a batch more (3 batches); then job files, worker pipes, logs.
+_FD_RESERVE = 3 * _BACKLOG + 128
 
 
 def _connection_budget(wanted: int) -> int:

@@ -536,7 +536,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return {"jobs": [s.model_dump(mode="json") for s in store.list()]}
 
     @app.get("/jobs/{job_id}", dependencies=auth)
-    def get_job(job_id: str) -> dict[str, Any]:
+    async def get_job(job_id: str) -> dict[str, Any]:
+        """The route clients poll: on the event loop (one small file read, or the status
+        held in memory), so it answers whatever the thread pool is doing."""
         return store.read_status(job_id).model_dump(mode="json")
 
     def _result_path(job_id: str, name: str) -> Path:

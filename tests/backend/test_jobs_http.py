@@ -32,6 +32,13 @@ def _job(backend, seed=0, engine="preview", **opts):
     return resp.json()
 
 
+def _wait_stage(backend, job_id: str, stage: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while backend.get(f"/jobs/{job_id}").json()["stage"] != stage:
+        assert time.monotonic() < deadline, f"job {job_id} never reached {stage}"
+        time.sleep(0.05)
+
+
 def test_health_needs_no_token_but_everything_else_does(backend):
     assert requests.get(backend.url + "/health", timeout=5).json()["api_version"] == 1
     for path in ("/info", "/jobs", "/jobs/" + "0" * 32):
@@ -109,7 +116,7 @@ def test_cancel_running_job_between_stages(backend):
 def test_cancel_hung_job_kills_and_replaces_worker(backend):
     pids_before = set(backend.get("/info").json()["worker_pids"])
     sub = _job(backend, seed=2, engine="crashtest")  # never checks for cancel
-    backend.wait(sub["id"], states=("running",), timeout=30)
+    _wait_stage(backend, sub["id"], "reconstruct")  # inside the hang, not still loading
     t0 = time.perf_counter()
     backend.delete(f"/jobs/{sub['id']}")
     st = backend.wait(sub["id"], timeout=20)

@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import threading
@@ -86,14 +87,72 @@ class _Progress:
 
 
 def _read_file(path: str | None, what: str) -> bytes | None:
+    """An input file's bytes, or a coded error saying truly what is wrong with it."""
     if path is None:
         return None
+    from backend.imageio import MAX_UPLOAD_BYTES
+
     p = Path(path)
-    if not p.is_file():
+    code = "bad_image" if what == "image" else "bad_mask"
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise BackendError(code, f"The {what} file {p} does not exist.") from None
+    except OSError as exc:
+        raise BackendError(code, f"The {what} file {p} cannot be read: {exc.strerror}.") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise BackendError(code, f"The {what} {p} is a folder; give an image file.")
+    if not stat.S_ISREG(st.st_mode):
         raise BackendError(
-            "bad_image" if what == "image" else "bad_mask", f"The {what} file {p} does not exist."
+            code, f"The {what} {p} is not a regular file (a device or a pipe); give an image file."
         )
-    return p.read_bytes()
+    try:
+        with open(p, "rb") as f:
+            data = f.read(MAX_UPLOAD_BYTES + 1)
+    except OSError as exc:
+        raise BackendError(code, f"The {what} file {p} cannot be read: {exc.strerror}.") from None
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise BackendError(
+            "upload_too_large",
+            f"The {what} file {p} is over {MAX_UPLOAD_BYTES // 2**20} MB; save it smaller.",
+        )
+    return data
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """Fail before any work when ``path`` can't be written: create its folder, then really
+    create and remove a file beside it (permission bits say nothing to root, nor about
+    /proc or a read-only disk)."""
+    try:
+        if path.is_dir():
+            raise BackendError(
+                "output_not_writable",
+                f"cannot write the {what} {path}: it is a folder; give a file name.",
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=True):
+            pass
+    except OSError as exc:
+        raise BackendError(
+            "output_not_writable",
+            f"cannot write the {what} {path}: {exc.strerror or exc}.",
+        ) from None
+
+
+def _write_output(src: Path, dest: Path, what: str) -> None:
+    """Copy ``src`` to ``dest`` through a temporary name (no half file on a full disk)."""
+    tmp = dest.with_name(f".{dest.name}.part")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise BackendError(
+            "output_not_writable", f"cannot write the {what} {dest}: {exc.strerror or exc}."
+        ) from None
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -139,69 +198,83 @@ def cmd_generate(args: argparse.Namespace) -> int:
     for w in loaded.warnings:
         print(f"warning: {w}", file=sys.stderr)
     out = Path(args.out)
+    report = Path(args.report) if args.report else None
     try:
-        if out.is_dir():
-            raise OSError(f"{out} is a folder; give a file name ending in .glb")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if not os.access(out if out.exists() else out.parent, os.W_OK):
-            raise OSError(f"{out} is not writable")
-    except OSError as exc:
-        print(f"error [bad_options]: cannot write the output file: {exc}", file=sys.stderr)
+        _check_writable(out, "output file")
+        if report is not None:
+            _check_writable(report, "report")
+    except BackendError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
     opt_dict = opts.model_dump(mode="json")
     opt_dict["engine"] = engine
     scene = isinstance(masks, list)
-    with tempfile.TemporaryDirectory(prefix="sam3d-job-") as tmp:
-        job_dir = Path(tmp)
-        (job_dir / "image.png").write_bytes(encode_png(loaded.image))
-        if scene:
-            (job_dir / "masks").mkdir()
-            for i, m in enumerate(loaded.masks):
-                (job_dir / "masks" / f"{i}.png").write_bytes(encode_png(m))
-        else:
-            (job_dir / "mask.png").write_bytes(encode_png(loaded.mask))
-        write_json_atomic(
-            job_dir / "request.json",
-            {
-                "id": None,
-                "kind": "scene" if scene else "object",
-                "engine": engine,
-                "seed": opts.seed,
-                "options": opt_dict,
-                "parts": len(loaded.masks),
-                "input": {"original_size": list(loaded.original_size)},
-            },
-        )
-        bar = _Progress()
-        ctx = JobContext(on_update=bar.update)
-        t0 = time.perf_counter()
-        try:
+    bar = _Progress()
+    ctx = JobContext(on_update=bar.update)
+    t0 = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="sam3d-job-") as tmp:
+            job_dir = Path(tmp)
+            (job_dir / "image.png").write_bytes(encode_png(loaded.image))
+            if scene:
+                (job_dir / "masks").mkdir()
+                for i, m in enumerate(loaded.masks):
+                    (job_dir / "masks" / f"{i}.png").write_bytes(encode_png(m))
+            else:
+                (job_dir / "mask.png").write_bytes(encode_png(loaded.mask))
+            write_json_atomic(
+                job_dir / "request.json",
+                {
+                    "id": None,
+                    "kind": "scene" if scene else "object",
+                    "engine": engine,
+                    "seed": opts.seed,
+                    "options": opt_dict,
+                    "parts": len(loaded.masks),
+                    "input": {"original_size": list(loaded.original_size)},
+                },
+            )
             result = run_job_dir(job_dir, ctx)
-        except Cancelled:
             bar.close()
-            print("cancelled", file=sys.stderr)
-            return 1
-        except BaseException as exc:  # noqa: BLE001 - every failure gets a code and a sentence
-            bar.close()
-            err = classify_exception(exc, ctx.current)
-            print(f"error [{err.code}]: {err.message}", file=sys.stderr)
-            return 1
+            _write_output(job_dir / "result.glb", out, "output file")
+            if report is not None:
+                result["warnings"] = loaded.warnings + result.get("warnings", [])
+                try:
+                    write_json_atomic(report, result)
+                except OSError as exc:
+                    raise BackendError(
+                        "output_not_writable",
+                        f"cannot write the report {report}: {exc.strerror or exc}.",
+                    ) from None
+            if scene:
+                for part in result.get("parts", []):
+                    if part.get("state") == "done":
+                        _write_output(
+                            job_dir / part["result"],
+                            out.with_name(f"{out.stem}_{part['index']}.glb"),
+                            "output file",
+                        )
+    except Cancelled:
         bar.close()
-        shutil.copyfile(job_dir / "result.glb", out)
-        if args.report:
-            result["warnings"] = loaded.warnings + result.get("warnings", [])
-            write_json_atomic(Path(args.report), result)
-        if scene:
-            for part in result.get("parts", []):
-                if part.get("state") == "done":
-                    shutil.copyfile(
-                        job_dir / part["result"], out.with_name(f"{out.stem}_{part['index']}.glb")
-                    )
+        print("cancelled", file=sys.stderr)
+        return 1
+    except BaseException as exc:  # noqa: BLE001 - every failure gets a code and a sentence
+        bar.close()
+        err = classify_exception(exc, ctx.current, Path(tempfile.gettempdir()))
+        print(f"error [{err.code}]: {err.message}", file=sys.stderr)
+        return 1
     for w in result.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
+    for part in result.get("parts", []):
+        if part.get("state") == "failed":
+            err = part.get("error") or {}
+            print(
+                f"warning: object {part['index']} failed [{err.get('code')}]: {err.get('message')}",
+                file=sys.stderr,
+            )
     stats = result.get("stats", {})
     print(
-        f"done in {time.perf_counter() - t0:.1f} s: engine {engine}, "
+        f"{result.get('state', 'done')} in {time.perf_counter() - t0:.1f} s: engine {engine}, "
         + (f"{stats.get('faces')} faces, " if stats else f"{len(result.get('parts', []))} parts, ")
         + f"{out.stat().st_size / 1024:.0f} KiB",
         file=sys.stderr,
@@ -211,10 +284,40 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 # -- serve ----------------------------------------------------------------------------------
+#: Listen queue, and so the most connections asyncio accepts in one go.
+_BACKLOG = 128
+#: File descriptors kept for everything but client connections: a connection the cap closes
+#: frees its descriptor a few event-loop turns after it was accepted, and each turn may
+#: accept a batch more (3 batches); then job files, worker pipes, logs.
+_FD_RESERVE = 3 * _BACKLOG + 128
+
+
+def _connection_budget(wanted: int) -> int:
+    """Raise this process's open-file limit towards its hard limit so ``wanted`` connections
+    fit beside ``_FD_RESERVE``; returns the connection cap that does fit."""
+    try:
+        import resource
+    except ImportError:  # Windows: no descriptor limit of this kind
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + _FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(16, min(wanted, soft - _FD_RESERVE))
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from backend.config import data_dir
+    from backend.http_protocol import ConnectionLimits, protocol_class
     from backend.server import ServerSettings, create_app
 
     token = os.environ.get("SAM3D_BACKEND_TOKEN") or None
@@ -240,7 +343,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Responses go out as two writes (head, body); without NODELAY, Nagle + the client's
     # delayed ACK add ~40 ms to every request on a kept-alive connection.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.listen(128)
+    sock.listen(_BACKLOG)
     port = sock.getsockname()[1]
     ddir = Path(args.data_dir) if args.data_dir else data_dir()
 
@@ -257,6 +360,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
 
+    limits = ConnectionLimits(
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        max_connections=_connection_budget(args.max_connections),
+    )
     settings = ServerSettings(
         data_dir=ddir,
         token=token,
@@ -264,11 +372,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cancel_grace_s=args.cancel_grace,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=int(args.max_megapixels * 1e6),
+        min_free_bytes=int(args.min_free_mb * 2**20),
+        connection_limits=limits,
         on_ready=ready,
     )
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except BackendError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 3
+    # uvicorn's own limit_concurrency is not used: it answers 503 only once a whole request
+    # head has arrived (half-open connections still pile up), and it would refuse /health
+    # too. The connection cap, with its eviction, lives in the protocol instead.
     config = uvicorn.Config(
-        app, log_level=args.log_level, access_log=False, timeout_graceful_shutdown=2
+        app,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        http=protocol_class(limits),
+        timeout_keep_alive=5,
+        backlog=_BACKLOG,
     )
     server = uvicorn.Server(config)
     if args.parent_pid is not None:
@@ -396,6 +519,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-upload-mb", type=float, default=64, help="largest accepted upload file")
     s.add_argument(
         "--max-megapixels", type=float, default=16, help="larger photos are downscaled to this"
+    )
+    s.add_argument(
+        "--min-free-mb",
+        type=float,
+        default=64,
+        help="refuse new jobs (disk_full) when the data folder's disk has less free space",
+    )
+    s.add_argument(
+        "--header-timeout",
+        type=float,
+        default=5.0,
+        help="seconds a client gets to send a request's head before its connection closes",
+    )
+    s.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        help="seconds without a byte of an upload before its connection closes",
+    )
+    s.add_argument(
+        "--max-connections",
+        type=int,
+        default=2000,
+        help="open connections at most (more close the one idle longest)",
     )
     s.add_argument("--log-level", default="warning")
     s.add_argument(

@@ -26,6 +26,10 @@ ERROR_STATUS: dict[str, int] = {
     "not_found": 404,
     "not_ready": 409,
     "unauthorized": 401,
+    "output_not_writable": 400,  # the CLI's --out / --report
+    # the backend's own disk (its data folder): 507 Insufficient Storage
+    "disk_full": 507,
+    "data_dir_not_writable": 507,
     # job failures (reported in the job status, not as an HTTP status)
     "worker_crashed": 500,
     "cancelled": 409,
@@ -36,7 +40,20 @@ ERROR_STATUS: dict[str, int] = {
     "stage_failed": 500,
     "degenerate_mesh": 422,
     "internal_error": 500,
+    # a scene job some of whose objects failed: its result holds the others (never an HTTP
+    # answer; 207 Multi-Status for the record)
+    "partial": 207,
 }
+
+#: The longest message an error carries: messages may quote what a client sent, and an
+#: answer must never grow with the input.
+MAX_MESSAGE_CHARS = 1000
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters with an ellipsis (for quoting client input)."""
+    text = str(text)
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
 
 
 class BackendError(Exception):
@@ -46,6 +63,7 @@ class BackendError(Exception):
     """
 
     def __init__(self, code: str, message: str, **details: Any) -> None:
+        message = shorten(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         if code not in ERROR_STATUS:
             raise ValueError(f"unknown error code {code!r}")

@@ -25,6 +25,7 @@ from backend.jobs import write_json_atomic
 from backend.options import JobOptions
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Reconstruction
+from backend.storage import refused_by_disk, storage_error
 
 FINISH_STAGES = {"simplify": 0.08, "uv": 0.07, "bake": 0.12, "export": 0.03}
 DEFAULT_ENGINE_STAGES = {"load": 0.02, "reconstruct": 0.68}
@@ -80,9 +81,20 @@ def _finish(
     from backend.finishing import finish_to_glb
 
     tmp = out.with_name(out.name + ".part")
-    stats = finish_to_glb(recon, options, tmp, ctx)
-    os.replace(tmp, out)
+    try:
+        stats = finish_to_glb(recon, options, tmp, ctx)
+        os.replace(tmp, out)
+    except BaseException:
+        _discard(tmp)  # on a full disk a half-written file would keep the space taken
+        raise
     return stats
+
+
+def _discard(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _object_result(recon: Reconstruction, stats: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +142,7 @@ def run_job_dir(job_dir: Path, ctx: JobContext, on_part: Any = None) -> dict[str
         mask = _read_png(job_dir / "mask.png", "L") > 127
         recon = engine.reconstruct(image, mask, seed, options, ctx)
         stats = _finish(recon, options, job_dir / "result.glb", ctx)
+        result["state"] = "done"
         result.update(_object_result(recon, stats))
     else:
         result.update(_run_scene(job_dir, req, engine, image, seed, options, ctx, on_part))
@@ -164,7 +177,9 @@ def _run_scene(job_dir, req, engine, image, seed, options, ctx, on_part) -> dict
             stats = _finish(rec, options, out, ctx.part(i, len(recons), dict(FINISH_STAGES)))
         except Cancelled:
             raise
-        except Exception as exc:  # one part's failure never costs the scene
+        except Exception as exc:  # one part's failure never costs the scene...
+            if refused_by_disk(exc):
+                raise  # ...but a full or read-only disk costs every part alike
             err = _error_dict(exc)
             parts.append({"index": i, "state": "failed", "error": err})
             if on_part:
@@ -182,9 +197,16 @@ def _run_scene(job_dir, req, engine, image, seed, options, ctx, on_part) -> dict
             first["code"], "Every mask of the scene failed; the first: " + first["message"]
         )
     tmp = job_dir / "result.glb.part"
-    export_scene_glb(finished, camera, "Camera", tmp)
-    os.replace(tmp, job_dir / "result.glb")
+    try:
+        export_scene_glb(finished, camera, "Camera", tmp)
+        os.replace(tmp, job_dir / "result.glb")
+    except BaseException:
+        _discard(tmp)
+        raise
+    failed = [p["index"] for p in parts if p["state"] == "failed"]
     return {
+        "state": "partial" if failed else "done",
+        "failed_parts": failed,
         "engine": engine.name,
         "camera": camera.to_dict() if camera else None,
         "parts": parts,
@@ -198,10 +220,17 @@ def _error_dict(exc: BaseException) -> dict[str, Any]:
     return {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"}
 
 
-def classify_exception(exc: BaseException, stage: str) -> BackendError:
-    """Any exception from a job -> a BackendError with a code and a sentence."""
+def classify_exception(exc: BaseException, stage: str, folder: Path | None = None) -> BackendError:
+    """Any exception from a job -> a BackendError with a code and a sentence. A disk that
+    refuses a write under ``folder`` (the data folder) is ``disk_full`` /
+    ``data_dir_not_writable``, naming the folder (else the folder of the file)."""
     if isinstance(exc, BackendError):
         return exc
+    if isinstance(exc, OSError):
+        where = folder or (Path(exc.filename).parent if exc.filename else Path.cwd())
+        err = storage_error(exc, where)
+        if err is not None:
+            return err
     if isinstance(exc, MemoryError):
         return BackendError(
             "out_of_memory",

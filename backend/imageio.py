@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from backend.errors import BackendError
+from backend.errors import BackendError, shorten
 
+#: The file formats a photo or a mask comes in. Nothing else reaches a decoder: Pillow would
+#: otherwise try every format it knows (EPS, for one, runs Ghostscript).
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF", "BMP")
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 #: Images with more pixels than this are downscaled (and the job says so).
 MAX_WORK_PIXELS = 16_000_000
@@ -46,6 +49,8 @@ class LoadedInput:
 
 
 def _open(data: bytes, what: str) -> Image.Image:
+    """Identify the file and read its header - size, mode, EXIF - without decoding pixels.
+    Only ``IMAGE_FORMATS`` are tried, and sizes over ``MAX_DECODE_PIXELS`` are refused here."""
     if not data:
         raise BackendError(
             "empty_file", f"The {what} file is empty (0 bytes); choose the file again."
@@ -60,10 +65,9 @@ def _open(data: bytes, what: str) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             if im.width * im.height > MAX_DECODE_PIXELS:
                 raise Image.DecompressionBombError("too many pixels")
-            im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BackendError(
             "image_too_large",
@@ -76,12 +80,43 @@ def _open(data: bytes, what: str) -> Image.Image:
             f"The {what} file is not an image this tool can read; use PNG, JPEG, WebP, TIFF or BMP.",
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise BackendError(
-            "bad_image" if what == "image" else "bad_mask",
-            f"The {what} file is truncated or corrupt ({exc}); export it again.",
-        ) from None
+        raise _corrupt(what, exc) from None
+    return im
+
+
+def _corrupt(what: str, exc: BaseException) -> BackendError:
+    return BackendError(
+        "bad_image" if what == "image" else "bad_mask",
+        f"The {what} file is truncated or corrupt ({shorten(exc, 200)}); export it again.",
+    )
+
+
+def _upright_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) as the picture is viewed: EXIF orientations 5-8 swap the two. Read
+    from the header only (a PNG's EXIF after its pixels is not seen here - Pillow would
+    decode the whole image to reach it; ``load_inputs`` checks again after decoding)."""
+    orientation = 1
+    if im.format != "PNG" or "exif" in im.info:
+        try:
+            orientation = im.getexif().get(0x0112, 1)
+        except Exception:  # broken EXIF is ignored, as when decoding
+            orientation = 1
+    w, h = im.size
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def _decode(im: Image.Image, what: str, max_pixels: int | None = None) -> Image.Image:
+    """Decode the pixels and turn the picture upright (EXIF). With ``max_pixels``, a JPEG
+    is decoded at the smallest 1/2, 1/4 or 1/8 scale that still has that many pixels."""
+    if max_pixels is not None and im.format == "JPEG" and im.width * im.height > max_pixels:
+        s = (max_pixels / (im.width * im.height)) ** 0.5
+        im.draft(im.mode, (int(im.width * s) + 1, int(im.height * s) + 1))
     try:
-        im = ImageOps.exif_transpose(im)
+        im.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise _corrupt(what, exc) from None
+    try:
+        ImageOps.exif_transpose(im, in_place=True)  # no copy when already upright
     except Exception:  # broken EXIF must not cost the upload
         pass
     return im
@@ -101,21 +136,33 @@ def _high_depth_to_float(im: Image.Image) -> np.ndarray:
     return np.clip(a.astype(np.float32), 0, 1)
 
 
-def _shrink(im: Image.Image, max_pixels: int) -> Image.Image:
-    """Downscale in Pillow (before any array exists) so huge photos never cost gigabytes."""
-    w, h = im.size
-    if w * h <= max_pixels:
+def _scale(size: tuple[int, int], max_pixels: int) -> float:
+    """The factor (<= 1) that brings ``size`` under ``max_pixels``."""
+    return min(1.0, (max_pixels / (size[0] * size[1])) ** 0.5)
+
+
+def _reduce(im: Image.Image, max_pixels: int) -> Image.Image:
+    """First step of a downscale: a fast integer box reduction in native code, so the full
+    image can be freed before the exact resize (``_resize``) needs its own buffers."""
+    factor = int(1 / _scale(im.size, max_pixels))
+    if factor < 2:
         return im
-    s = (max_pixels / (w * h)) ** 0.5
-    target = (max(1, int(w * s)), max(1, int(h * s)))
     if im.mode in ("P", "PA", "1"):
         im = im.convert("RGBA" if im.mode != "1" else "L")
-    factor = int(1 / s)
-    if factor >= 2:
-        try:
-            im = im.reduce(factor)  # fast box reduction in native code
-        except (ValueError, NotImplementedError):
-            pass
+    try:
+        return im.reduce(factor)
+    except (ValueError, NotImplementedError):
+        return im
+
+
+def _resize(im: Image.Image, size: tuple[int, int], max_pixels: int) -> Image.Image:
+    """Second step: the exact working size for a decoded image of ``size`` (w, h)."""
+    s = _scale(size, max_pixels)
+    target = (max(1, int(size[0] * s)), max(1, int(size[1] * s)))
+    if im.size == target:
+        return im
+    if im.mode in ("P", "PA", "1"):
+        im = im.convert("RGBA" if im.mode != "1" else "L")
     return im.resize(target, Image.LANCZOS)
 
 
@@ -168,7 +215,7 @@ def _mask_bool(channel: Image.Image) -> np.ndarray:
 def decode_mask(data: bytes) -> np.ndarray:
     """Mask bytes -> bool (H, W): alpha when present and not fully opaque, else brightness
     above 50% - so alpha, L, RGB, 1-bit, palette and 16-bit masks all work."""
-    return _mask_bool(_mask_channel(_open(data, "mask")))
+    return _mask_bool(_mask_channel(_decode(_open(data, "mask"), "mask")))
 
 
 def _check_mask_size(
@@ -213,19 +260,37 @@ def load_inputs(
     mask_bytes: bytes | list[bytes] | None = None,
     max_pixels: int = MAX_WORK_PIXELS,
 ) -> LoadedInput:
-    """Decode and validate the photo and its mask(s) (see module doc)."""
+    """Decode and validate the photo and its mask(s) (see module doc). Every size and shape
+    check reads only the files' headers, so a request that fails them costs no decoding."""
     photo = _open(image_bytes, "image")
-    width, height = photo.size
-    rgb, alpha = _rgb_alpha_uint8(_shrink(photo, max_pixels))
+    width, height = _upright_size(photo)
+    scene = isinstance(mask_bytes, list)
+    mask_files = [] if mask_bytes is None else (mask_bytes if scene else [mask_bytes])
+    notes: list[str] = []
+    mask_images = []
+    for i, data in enumerate(mask_files):
+        m = _open(data, "mask")
+        note = _check_mask_size(_upright_size(m), width, height, i if scene else None)
+        if note:
+            notes.append(note)
+        mask_images.append(m)
+    photo = _decode(photo, "image", max_pixels)
+    if (photo.width > photo.height) != (width > height) and width != height:
+        width, height = height, width  # an EXIF orientation stored after a PNG's pixels
+    # Downscale in Pillow before any array exists, rebinding ``photo`` at each step so the
+    # full-size pixels are freed as soon as the box reduction has them.
+    decoded_size = photo.size
+    photo = _reduce(photo, max_pixels)
+    photo = _resize(photo, decoded_size, max_pixels)
+    rgb, alpha = _rgb_alpha_uint8(photo)
     del photo
     work_h, work_w = rgb.shape[:2]
-    notes: list[str] = []
     if (work_w, work_h) != (width, height):
-        notes.append(
+        notes.insert(
+            0,
             f"The image ({width}x{height}, {width * height / 1e6:.1f} MP) was downscaled to "
-            f"{work_w}x{work_h} to stay under {max_pixels / 1e6:.0f} MP."
+            f"{work_w}x{work_h} to stay under {max_pixels / 1e6:.0f} MP.",
         )
-    scene = isinstance(mask_bytes, list)
     if mask_bytes is None:
         if alpha is None or alpha.min() == 255:
             raise BackendError(
@@ -236,11 +301,9 @@ def load_inputs(
         masks = [alpha > 127]
     else:
         masks = []
-        for i, data in enumerate(mask_bytes if scene else [mask_bytes]):
-            channel = _mask_channel(_open(data, "mask"))
-            note = _check_mask_size(channel.size, width, height, i if scene else None)
-            if note:
-                notes.append(note)
+        for i, m in enumerate(mask_images):
+            channel = _mask_channel(_decode(m, "mask", max_pixels))
+            _check_mask_size(channel.size, width, height, i if scene else None)  # as decoded
             if channel.size != (work_w, work_h):
                 channel = channel.resize((work_w, work_h), Image.NEAREST)
             masks.append(_mask_bool(channel))

@@ -3,6 +3,8 @@
 Face counts are absolute numbers of triangles in the finished mesh (NOT upstream's
 ``simplify=0.95`` which means "remove 95%"). ``target_ratio`` is the fraction of the dense
 mesh's faces to KEEP, used only when ``target_faces`` is unset.
+
+Types are strict: ``{"seed": true}`` or ``{"bake": "yes"}`` is an error, never coerced.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ PRESET_STEPS: dict[str, tuple[int, int]] = {
 class FinishOptions(BaseModel):
     """How a dense reconstruction becomes the delivered GLB (see ``backend.finishing``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     target_faces: int | None = Field(
         20000, ge=100, le=2_000_000, description="Triangles in the finished mesh; null keeps all"
@@ -51,7 +53,9 @@ class FinishOptions(BaseModel):
 class JobOptions(FinishOptions):
     """Everything a job request may set besides the image and the mask."""
 
-    engine: str = Field("auto", description="auto | preview | sam3d (auto: sam3d when it can run)")
+    engine: str = Field(
+        "auto", max_length=64, description="auto | preview | sam3d (auto: sam3d when it can run)"
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1)
     quality: QualityPreset = "balanced"
 

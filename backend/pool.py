@@ -5,11 +5,17 @@ turns the worker's events into ``status.json`` updates, and watches for its deat
 that dies mid-job (native crash, OOM kill) fails that job with ``worker_crashed``; the slot
 starts a fresh worker and carries on. A running job asked to cancel gets ``cancel_grace_s``
 to stop at its next stage boundary; after that its worker is killed and replaced.
+
+Every event a worker sends names its job, and a slot reads a worker's events up to that
+job's final one before giving it the next job; anything unexpected in between costs the
+worker (killed, replaced), so no job ever reads another job's events. Statuses the disk
+refuses are kept in memory by the store and written again every second (``_flush_loop``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import signal
@@ -17,10 +23,13 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.jobs import ErrorInfo, JobStatus, JobStore, PartStatus
+from backend.jobs import FINAL_STATES, ErrorInfo, JobStatus, JobStore, PartStatus
+
+log = logging.getLogger("sam3d.pool")
 
 _BACKEND_ROOT = str(Path(__file__).resolve().parents[1])
 
@@ -45,9 +54,12 @@ class WorkerProcess:
             p for p in (_BACKEND_ROOT, full_env.get("PYTHONPATH", "")) if p
         )
         full_env["PYTHONUNBUFFERED"] = "1"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path
-        self._log = open(log_path, "ab")
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(log_path, "ab")
+        except OSError:  # a full or read-only data folder: the worker logs to ours instead
+            self._log = None
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "backend.worker"],
             stdin=subprocess.PIPE,
@@ -90,7 +102,8 @@ class WorkerProcess:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
 
     def log_tail(self, n: int = 15) -> str:
         try:
@@ -98,6 +111,18 @@ class WorkerProcess:
         except OSError:
             return ""
         return "\n".join(lines[-n:])
+
+
+@dataclass
+class _Running:
+    """A job a slot is running: its worker, and when its cancel was asked (monotonic s)."""
+
+    worker: WorkerProcess | None = None  # None: claimed, not yet handed to a worker
+    cancel_asked: float | None = None
+
+
+class _WorkerSpoiled(Exception):
+    """A worker that must not run another job (its job's events were not read to the end)."""
 
 
 class WorkerPool:
@@ -109,13 +134,15 @@ class WorkerPool:
         size: int = 1,
         cancel_grace_s: float = 3.0,
         start_timeout_s: float = 120.0,
+        flush_interval_s: float = 1.0,
     ) -> None:
         self.store = store
         self.size = max(1, int(size))
         self.cancel_grace_s = cancel_grace_s
         self.start_timeout_s = start_timeout_s
+        self.flush_interval_s = flush_interval_s
         self.queue: queue.Queue[str | None] = queue.Queue()
-        self._running: dict[str, float | None] = {}  # job id -> time cancel was asked (or None)
+        self._running: dict[str, _Running] = {}
         self._queued: set[str] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -129,6 +156,7 @@ class WorkerPool:
             t = threading.Thread(target=self._slot_loop, args=(i,), daemon=True, name=f"slot-{i}")
             self._slots.append(t)
             t.start()
+        threading.Thread(target=self._flush_loop, daemon=True, name="status-flush").start()
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """Stop every worker within one shared deadline (busy ones are killed). Jobs they
@@ -150,10 +178,18 @@ class WorkerPool:
             w.kill()
         for t in self._slots:
             t.join(timeout=5)
+        self.store.flush_unsaved()
 
     def worker_pids(self) -> list[int]:
         with self._lock:
             return [w.proc.pid for w in self._workers.values() if w is not None and w.alive()]
+
+    def _flush_loop(self) -> None:
+        while not self._stopping.wait(self.flush_interval_s):
+            try:
+                self.store.flush_unsaved()
+            except Exception:  # never let the flusher die
+                log.exception("flushing unsaved statuses")
 
     # -- jobs -----------------------------------------------------------------------------
     def submit(self, job_id: str) -> None:
@@ -169,15 +205,19 @@ class WorkerPool:
             return len(self._queued)
 
     def cancel(self, job_id: str) -> JobStatus:
-        """Cancel a queued job at once; ask a running one to stop (killed after the grace)."""
+        """Cancel a queued job at once; ask a running one to stop (killed after the grace).
+        Works whatever the disk does: the worker is told directly, not only by a file."""
         with self._lock:  # atomic with the queued -> running claim in ``_claim``
             status = self.store.read_status(job_id)
-            if status.state in ("done", "failed", "cancelled", "interrupted"):
+            if status.state in FINAL_STATES:
                 return status
             self.store.request_cancel(job_id)
-            if job_id in self._running:
-                if self._running[job_id] is None:
-                    self._running[job_id] = time.monotonic()
+            run = self._running.get(job_id)
+            if run is not None:
+                if run.cancel_asked is None:
+                    run.cancel_asked = time.monotonic()
+                    if run.worker is not None:
+                        run.worker.send(cmd="cancel", job_id=job_id)
                 return status
             if status.state == "queued":
                 self.store.log(job_id, "cancelled while queued")
@@ -189,6 +229,12 @@ class WorkerPool:
                     ),
                 )
             return status  # running on another server sharing this data dir: it sees the file
+
+    def _cancel_asked(self, job_id: str) -> bool:
+        with self._lock:
+            run = self._running.get(job_id)
+        asked = run is not None and run.cancel_asked is not None
+        return asked or self.store.cancel_requested(job_id)
 
     # -- slots ----------------------------------------------------------------------------
     def _spawn(self, slot: int) -> WorkerProcess | None:
@@ -234,8 +280,12 @@ class WorkerPool:
                 status = self._claim(job_id)
                 if status is None:
                     continue  # cancelled while queued, deleted, or already handled
-                worker = self._run(slot, worker, job_id, status)
+                worker = self._run(slot, worker, job_id)
             except Exception as exc:  # a slot must never die: the queue would stall
+                log.exception("slot %d, job %s", slot, job_id)
+                if worker is not None:  # it may hold this job's unread events: never reuse it
+                    worker.kill()
+                    worker = None
                 self._internal_failure(job_id, exc)
             finally:
                 with self._lock:
@@ -255,36 +305,41 @@ class WorkerPool:
             status.state, status.stage, status.progress = "running", "starting", 0.0
             status.attempts += 1
             status.error = None
-            self._running[job_id] = None
+            self._running[job_id] = _Running()
             return self.store.write_status(status)
 
     def _internal_failure(self, job_id: str, exc: Exception) -> None:
         try:
+            st = self.store.read_status(job_id)
+            if st.state in FINAL_STATES:
+                return  # the job had its answer; only the worker was lost
             self._fail(
                 job_id,
                 "internal_error",
                 f"The backend could not run this job: {type(exc).__name__}: {exc}",
             )
         except Exception:
-            pass  # the job's folder may be gone or the disk full; the slot goes on
+            log.exception("job %s: could not record its failure", job_id)
 
     def _fail(self, job_id: str, code: str, message: str, **details: Any) -> None:
         self.store.log(job_id, f"failed [{code}]: {message}")
-        self.store.update(
-            job_id,
-            state="failed",
-            error=ErrorInfo(code=code, message=message, details=details or None),
-        )
+        self._end(job_id, "failed", ErrorInfo(code=code, message=message, details=details or None))
 
-    def _run(
-        self, slot: int, worker: WorkerProcess, job_id: str, status: JobStatus
-    ) -> WorkerProcess | None:
+    def _run(self, slot: int, worker: WorkerProcess, job_id: str) -> WorkerProcess | None:
+        """Hand ``job_id`` to ``worker`` and turn its events into status updates up to the
+        job's final event. Returns the worker to reuse (None: it died and none replaced it)."""
         self.store.log(job_id, f"running on worker {slot} (pid {worker.proc.pid})")
-        if not worker.send(cmd="run", job_id=job_id, job_dir=str(self.store.dir(job_id))):
+        with self._lock:
+            run = self._running[job_id]
+            run.worker = worker
+            sent = worker.send(cmd="run", job_id=job_id, job_dir=str(self.store.dir(job_id)))
+            if sent and run.cancel_asked is not None:  # asked between the claim and now
+                worker.send(cmd="cancel", job_id=job_id)
+        if not sent:
             worker.kill()
         while True:
             with self._lock:
-                asked = self._running.get(job_id)
+                asked = run.cancel_asked
             if (
                 asked is not None
                 and time.monotonic() - asked > self.cancel_grace_s
@@ -298,46 +353,83 @@ class WorkerPool:
                 continue
             if ev is None:  # the worker died
                 return self._worker_died(slot, worker, job_id)
+            if ev.get("job_id") != job_id:
+                raise _WorkerSpoiled(f"worker sent an event of job {ev.get('job_id')}: {ev}")
             kind = ev.get("event")
-            if kind == "progress":
-                self.store.update(
-                    job_id, stage=ev.get("stage", ""), progress=float(ev.get("progress", 0.0))
-                )
-            elif kind == "part":
-                st = self.store.read_status(job_id)
-                parts = {p.index: p for p in st.parts}
-                err = ev.get("error")
-                parts[int(ev["index"])] = PartStatus(
-                    index=int(ev["index"]),
-                    state=ev["state"],
-                    error=ErrorInfo(**err) if err else None,
-                )
-                self.store.update(job_id, parts=[parts[k] for k in sorted(parts)])
-            elif kind == "done":
-                warnings = self._result_warnings(job_id)
-                st = self.store.read_status(job_id)
-                self.store.update(
-                    job_id,
-                    state="done",
-                    stage="done",
-                    progress=1.0,
-                    warnings=list(dict.fromkeys(st.warnings + warnings)),
-                )
+            if kind in ("done", "cancelled", "failed"):
+                try:
+                    self._finished(job_id, ev)
+                except Exception as exc:  # the worker is clean: its job's events were all read
+                    log.exception("job %s: recording its end", job_id)
+                    self._internal_failure(job_id, exc)
                 return worker
-            elif kind == "cancelled":
-                self._end(
-                    job_id,
-                    "cancelled",
-                    ErrorInfo(code="cancelled", message="The job was cancelled."),
+            try:
+                self._progress(job_id, ev)
+            except Exception:  # e.g. the job's folder was deleted: keep reading to its end
+                log.exception("job %s: event %s", job_id, kind)
+
+    def _progress(self, job_id: str, ev: dict[str, Any]) -> None:
+        kind = ev.get("event")
+        if kind == "progress":
+            self.store.update(
+                job_id, stage=ev.get("stage", ""), progress=float(ev.get("progress", 0.0))
+            )
+        elif kind == "part":
+            st = self.store.read_status(job_id)
+            parts = {p.index: p for p in st.parts}
+            err = ev.get("error")
+            parts[int(ev["index"])] = PartStatus(
+                index=int(ev["index"]),
+                state=ev["state"],
+                error=ErrorInfo(**err) if err else None,
+            )
+            self.store.update(job_id, parts=[parts[k] for k in sorted(parts)])
+
+    def _finished(self, job_id: str, ev: dict[str, Any]) -> None:
+        """The job's final event -> its final state."""
+        kind = ev["event"]
+        if kind == "cancelled":
+            self._end(
+                job_id, "cancelled", ErrorInfo(code="cancelled", message="The job was cancelled.")
+            )
+        elif kind == "failed":
+            self._end(
+                job_id,
+                "failed",
+                ErrorInfo(code=ev["code"], message=ev["message"], details=ev.get("details")),
+            )
+        elif not (self.store.dir(job_id) / "result.glb").is_file():
+            self._fail(
+                job_id,
+                "internal_error",
+                "The worker reported this job finished but its result file is missing "
+                f"({self.store.dir(job_id) / 'result.glb'}); submit it again.",
+            )
+        else:
+            result = self._result(job_id)
+            st = self.store.read_status(job_id)
+            warnings = [str(w) for w in result.get("warnings", [])]
+            failed = [int(i) for i in result.get("failed_parts", [])]
+            error = None
+            if failed:
+                why = {p.index: p.error.code for p in st.parts if p.error is not None}
+                error = ErrorInfo(
+                    code="partial",
+                    message=(
+                        f"{len(failed)} of {len(st.parts)} objects failed ("
+                        + "; ".join(f"mask {i}: {why.get(i, 'failed')}" for i in failed)
+                        + "); the result holds the others."
+                    ),
+                    details={"failed_parts": failed},
                 )
-                return worker
-            elif kind == "failed":
-                self._end(
-                    job_id,
-                    "failed",
-                    ErrorInfo(code=ev["code"], message=ev["message"], details=ev.get("details")),
-                )
-                return worker
+            self.store.update(
+                job_id,
+                state="partial" if failed else "done",
+                stage="done",
+                progress=1.0,
+                error=error,
+                warnings=list(dict.fromkeys(st.warnings + warnings)),
+            )
 
     def _end(self, job_id: str, state: str, error: ErrorInfo) -> None:
         """Final failed/cancelled state; scene parts still waiting end the same way."""
@@ -360,7 +452,7 @@ class WorkerPool:
             self.store.log(job_id, "backend stopped while this job was running")
             return None
         self.restarts += 1
-        if self.store.cancel_requested(job_id):
+        if self._cancel_asked(job_id):
             self._end(
                 job_id, "cancelled", ErrorInfo(code="cancelled", message="The job was cancelled.")
             )
@@ -382,9 +474,9 @@ class WorkerPool:
             self._end(job_id, "failed", error)
         return self._spawn(slot)
 
-    def _result_warnings(self, job_id: str) -> list[str]:
+    def _result(self, job_id: str) -> dict[str, Any]:
         try:
             res = json.loads((self.store.dir(job_id) / "result.json").read_text(encoding="utf-8"))
-            return [str(w) for w in res.get("warnings", [])]
+            return res if isinstance(res, dict) else {}
         except (OSError, ValueError):
-            return []
+            return {}

@@ -3,12 +3,16 @@
 Started by ``backend.pool.WorkerPool`` as ``python -m backend.worker``. Protocol: JSON lines.
 
 * stdin (from the pool): ``{"cmd": "run", "job_id": ..., "job_dir": ...}``,
-  ``{"cmd": "unload"}``, ``{"cmd": "exit"}``. End of input means the server is gone: exit.
-* stdout (to the pool): ``{"event": "ready", "pid": ...}``,
-  ``{"event": "progress", "stage": s, "progress": p}``,
-  ``{"event": "part", "index": i, "state": s, "error": e}``,
+  ``{"cmd": "cancel", "job_id": ...}`` (acted on at once, even mid-job), ``{"cmd": "unload"}``,
+  ``{"cmd": "exit"}``. End of input means the server is gone: exit.
+* stdout (to the pool): ``{"event": "ready", "pid": ...}``, then for each job, every event
+  carrying its ``job_id``: ``{"event": "progress", "stage": s, "progress": p}``,
+  ``{"event": "part", "index": i, "state": s, "error": e}``, and last one of
   ``{"event": "done"}`` | ``{"event": "failed", "code", "message", "details"}`` |
   ``{"event": "cancelled"}``.
+
+A job is cancelled by the ``cancel`` command or by a ``cancel`` file in its folder (another
+server sharing the data folder, or a disk that refuses the file: then the command).
 
 Libraries that print would corrupt that channel, so at start the real stdout is moved to a
 private descriptor and file descriptor 1 is pointed at stderr (the worker log).
@@ -43,8 +47,11 @@ class Channel:
         self._lock = threading.Lock()
         self._last_progress = 0.0
         self._last_stage = ""
+        self.job_id: str | None = None  # stamped on every event of the running job
 
     def send(self, **event: Any) -> None:
+        if self.job_id is not None:
+            event["job_id"] = self.job_id
         with self._lock:
             self._stream.write(json.dumps(event, default=str) + "\n")
             self._stream.flush()
@@ -58,26 +65,50 @@ class Channel:
 
 
 def _stdin_reader(q: queue.Queue) -> None:
+    """Commands in order onto ``q``; a ``cancel`` is acted on here at once (the main thread
+    is busy running the job), and only for the job most recently handed over."""
+    current: tuple[str, threading.Event] | None = None
     for line in sys.stdin:
         line = line.strip()
-        if line:
-            q.put(line)
+        if not line:
+            continue
+        try:
+            msg = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if msg.get("cmd") == "cancel":
+            if current is not None and current[0] == msg.get("job_id"):
+                current[1].set()
+            continue
+        if msg.get("cmd") == "run":
+            current = (str(msg.get("job_id")), threading.Event())
+            msg["cancel_flag"] = current[1]
+        q.put(msg)
     # The server is gone (its end of the pipe closed). Leave at once, even mid-job: a
     # restarted server re-queues the job, and an orphan would hold the GPU and run it twice.
     os._exit(0)
 
 
-def run_one(channel: Channel, job_dir: Path) -> None:
+def run_one(channel: Channel, job_dir: Path, flag: threading.Event) -> None:
     from backend.execute import classify_exception, run_job_dir
 
     cancel_file = job_dir / "cancel"
     log_path = job_dir / "job.log"
 
     def log(msg: str) -> None:
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
+        try:  # a disk that refuses costs the log line, never the job's answer
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
+        except OSError:
+            pass
 
-    ctx = JobContext(on_update=channel.progress, is_cancelled=cancel_file.exists, log=log)
+    def is_cancelled() -> bool:
+        try:
+            return flag.is_set() or cancel_file.exists()
+        except OSError:
+            return flag.is_set()
+
+    ctx = JobContext(on_update=channel.progress, is_cancelled=is_cancelled, log=log)
     try:
         run_job_dir(
             job_dir,
@@ -91,7 +122,7 @@ def run_one(channel: Channel, job_dir: Path) -> None:
         channel.send(event="cancelled")
         return
     except BaseException as exc:  # report every failure with a code; the worker lives on
-        err = classify_exception(exc, ctx.current)
+        err = classify_exception(exc, ctx.current, job_dir.parent)
         log(f"failed [{err.code}]: {err.message}")
         if "traceback" in err.details:
             log(err.details.pop("traceback"))
@@ -112,14 +143,13 @@ def main() -> int:
     loaded = False
     while True:
         try:
-            line = q.get(timeout=idle_unload_s() if loaded else None)
+            msg = q.get(timeout=idle_unload_s() if loaded else None)
         except queue.Empty:
             from backend.execute import unload_engines
 
             unload_engines()
             loaded = False
             continue
-        msg = json.loads(line)
         cmd = msg.get("cmd")
         if cmd == "exit":
             return 0
@@ -129,7 +159,11 @@ def main() -> int:
             unload_engines()
             loaded = False
         elif cmd == "run":
-            run_one(channel, Path(msg["job_dir"]))
+            channel.job_id = str(msg["job_id"])
+            try:
+                run_one(channel, Path(msg["job_dir"]), msg["cancel_flag"])
+            finally:
+                channel.job_id = None
             loaded = True
 
 

@@ -46,6 +46,7 @@ from backend.finishing.simplify import SimplifyJob, resolve_target
 from backend.finishing.uv import unwrap
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Reconstruction
+from backend.storage import refused_by_disk
 
 if TYPE_CHECKING:
     from backend.options import FinishOptions
@@ -98,15 +99,23 @@ def _stage(name: str, ctx: JobContext | None, times: dict[str, float]) -> Iterat
             "faces or a smaller texture.",
             stage=name,
         ) from e
+    except OSError as e:
+        if refused_by_disk(e):
+            raise  # a full or read-only disk: the caller names the folder (disk_full, ...)
+        raise _stage_failed(name, e) from e
     except Exception as e:
-        raise BackendError(
-            "stage_failed",
-            f"Mesh finishing failed in the {name} stage: {type(e).__name__}: {e}",
-            stage=name,
-            error=type(e).__name__,
-        ) from e
+        raise _stage_failed(name, e) from e
     finally:
         times[name] = round(time.perf_counter() - t0, 4)
+
+
+def _stage_failed(name: str, e: Exception) -> BackendError:
+    return BackendError(
+        "stage_failed",
+        f"Mesh finishing failed in the {name} stage: {type(e).__name__}: {e}",
+        stage=name,
+        error=type(e).__name__,
+    )
 
 
 def _encode_png(image: np.ndarray) -> bytes:

@@ -302,7 +302,7 @@ class JobManager:
         for w in status.get("warnings") or []:
             if w not in job.warnings:
                 job.warnings.append(w)
-        if job.state == "done":
+        if job.state in ("done", "partial"):  # partial: a scene with some objects failed
             if job.cancel_requested:
                 self._end(job, Phase.CANCELLED)  # finished before the cancel arrived
             else:

@@ -106,6 +106,19 @@ MESSAGES: dict[str, str] = {
         "The reconstruction produced no usable surface. Try a cleaner mask or another seed."
     ),
     "internal_error": "The backend hit an unexpected error. The job log has the details.",
+    "disk_full": (
+        "The backend's disk is full. Free some space on it (or choose another cache folder) "
+        "and generate again."
+    ),
+    "data_dir_not_writable": (
+        "The backend cannot write to its cache folder. Make it writable (or choose another "
+        "cache folder) and generate again."
+    ),
+    "output_not_writable": "The output file cannot be written. Choose another place for it.",
+    "partial": (
+        "Some objects of the scene could not be made; the others were imported. The job's "
+        "parts say why."
+    ),
 }
 
 

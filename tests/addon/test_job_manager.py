@@ -260,3 +260,29 @@ def _wait_backend_state(backend, backend_id: str, state: str, timeout: float = 3
     while backend.client().job(backend_id)["state"] != state:
         assert time.monotonic() < deadline, backend.client().job(backend_id)
         time.sleep(0.1)
+
+
+def test_a_partial_scene_is_downloaded_and_says_which_part_failed(backend, tmp_path, photo):
+    """A scene job with a failed mask ends ``partial`` on the backend: the add-on still
+    downloads the objects that were made, and knows which one failed."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    image, mask = photo
+    empty = io.BytesIO()
+    Image.fromarray(np.zeros((240, 320), np.uint8)).save(empty, format="PNG")
+    manager = _manager(backend, tmp_path)
+    job = manager.submit(
+        JobRequest(
+            image=image,
+            masks=[mask, empty.getvalue()],
+            options={"engine": "preview", "target_faces": 1000, "texture_size": 256},
+            label="scene",
+        )
+    )
+    run_to_completion(manager, job, timeout=180)
+    assert job.state == "partial" and job.phase == Phase.DONE, job.error
+    assert job.result["state"] == "partial" and job.result["failed_parts"] == [1]
+    assert job.glb_path.read_bytes()[:4] == b"glTF"

@@ -9,14 +9,17 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 from PIL import Image
+
+from backend.jobs import FINAL_STATES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,6 +30,16 @@ class RunningBackend:
     url: str
     token: str
     data_dir: Path
+    _stderr: list[str] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def stderr_text(self) -> str:
+        """What the server wrote to stderr so far (read continuously: a full pipe would
+        block a server that logs a lot)."""
+        return "".join(self._stderr)
 
     @property
     def headers(self) -> dict[str, str]:
@@ -58,7 +71,7 @@ class RunningBackend:
         self,
         job_id: str,
         timeout: float = 120.0,
-        states=("done", "failed", "cancelled", "interrupted"),
+        states=FINAL_STATES,
     ) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -85,7 +98,10 @@ def start_backend(
     extra_args: list[str] | None = None,
     env: dict[str, str] | None = None,
     token: str | None = None,
+    open_files: int | None = None,
 ) -> RunningBackend:
+    """``python -m backend serve`` on a free loopback port; ``open_files`` sets its
+    RLIMIT_NOFILE (soft and hard), as a stingy ``ulimit -n`` would."""
     token = token or secrets.token_hex(16)
     full_env = {
         **os.environ,
@@ -113,13 +129,29 @@ def start_backend(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=None if open_files is None else (lambda: _limit_open_files(open_files)),
     )
     line = proc.stdout.readline()
     if not line:
         raise RuntimeError("backend did not start: " + proc.stderr.read())
     ready = json.loads(line)
     assert ready["event"] == "ready"
-    return RunningBackend(proc, f"http://127.0.0.1:{ready['port']}", token, data_dir)
+    b = RunningBackend(proc, f"http://127.0.0.1:{ready['port']}", token, data_dir)
+    threading.Thread(target=_drain, args=(proc.stderr, b._stderr), daemon=True).start()
+    return b
+
+
+def _drain(stream, into: list[str]) -> None:
+    for line in stream:
+        into.append(line)
+        if len(into) > 5000:
+            del into[:1000]
+
+
+def _limit_open_files(n: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
 
 
 @pytest.fixture(scope="module")

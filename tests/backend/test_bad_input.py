@@ -272,6 +272,20 @@ def test_openapi_docs_need_the_token(backend):
     assert r.status_code == 200
 
 
+def test_docs_page_never_runs_the_token_parameter_as_script(backend):
+    """The token query value goes into the page's script only percent-encoded (a header
+    token makes any query value reach the page)."""
+    import requests
+
+    evil = "x';alert(1)//</script><script>alert(2)</script>"
+    page = requests.get(
+        backend.url + "/docs", params={"token": evil}, headers=backend.headers, timeout=10
+    )
+    assert page.status_code == 200
+    assert "<script>alert" not in page.text and "';alert" not in page.text
+    assert "x%27%3Balert%281%29" in page.text
+
+
 def test_no_token_is_refused_before_the_upload_is_read(backend):
     import requests
 

@@ -159,3 +159,39 @@ def test_parent_that_is_a_zombie_counts_as_gone(tmp_path: Path):
     b.proc.wait(timeout=10)
     assert time.perf_counter() - t0 < 5
     child.wait()
+
+
+def test_generate_inputs_that_are_not_image_files_get_true_messages(tmp_path: Path):
+    img, mask = disk_scene()
+    (tmp_path / "i.png").write_bytes(png_bytes(img))
+    out = str(tmp_path / "o.glb")
+    for image, says in (
+        (str(tmp_path), "is a folder"),
+        ("/dev/zero", "not a regular file"),
+        ("/proc/self/mem", "cannot be read"),
+    ):
+        r = _run("generate", "--image", image, "--out", out)
+        assert r.returncode == 2, r.stderr
+        assert "error [bad_image]" in r.stderr and says in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and "does not exist" not in r.stderr
+    r = _run("generate", "--image", str(tmp_path / "i.png"), "--mask", "/dev/null", "--out", out)
+    assert r.returncode == 2 and "error [bad_mask]" in r.stderr and "not a regular file" in r.stderr
+
+
+def test_generate_refuses_unwritable_out_and_report_with_a_code(tmp_path: Path):
+    img, mask = disk_scene()
+    (tmp_path / "i.png").write_bytes(png_bytes(img))
+    (tmp_path / "m.png").write_bytes(png_bytes(mask.astype(np.uint8) * 255))
+    (tmp_path / "afile").write_text("x")
+    good = ["--image", str(tmp_path / "i.png"), "--mask", str(tmp_path / "m.png")]
+    for extra in (
+        ["--out", "/proc/x.glb"],
+        ["--out", str(tmp_path / "o.glb"), "--report", "/proc/r.json"],
+        ["--out", str(tmp_path / "o.glb"), "--report", str(tmp_path / "afile" / "r.json")],
+        ["--out", str(tmp_path / "o.glb"), "--report", str(tmp_path)],
+    ):
+        r = _run("generate", *good, *extra)
+        assert r.returncode == 2, r.stderr
+        assert "error [output_not_writable]" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and "progress" not in r.stderr
+    assert not (tmp_path / "o.glb").exists()

@@ -32,6 +32,13 @@ def _job(backend, seed=0, engine="preview", **opts):
     return resp.json()
 
 
+def _wait_stage(backend, job_id: str, stage: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while backend.get(f"/jobs/{job_id}").json()["stage"] != stage:
+        assert time.monotonic() < deadline, f"job {job_id} never reached {stage}"
+        time.sleep(0.05)
+
+
 def test_health_needs_no_token_but_everything_else_does(backend):
     assert requests.get(backend.url + "/health", timeout=5).json()["api_version"] == 1
     for path in ("/info", "/jobs", "/jobs/" + "0" * 32):
@@ -109,7 +116,7 @@ def test_cancel_running_job_between_stages(backend):
 def test_cancel_hung_job_kills_and_replaces_worker(backend):
     pids_before = set(backend.get("/info").json()["worker_pids"])
     sub = _job(backend, seed=2, engine="crashtest")  # never checks for cancel
-    backend.wait(sub["id"], states=("running",), timeout=30)
+    _wait_stage(backend, sub["id"], "reconstruct")  # inside the hang, not still loading
     t0 = time.perf_counter()
     backend.delete(f"/jobs/{sub['id']}")
     st = backend.wait(sub["id"], timeout=20)
@@ -174,10 +181,14 @@ def test_scene_job_with_one_bad_mask(backend):
     )
     assert resp.status_code == 202, resp.text
     st = backend.wait(resp.json()["id"])
-    assert st["state"] == "done" and st["kind"] == "scene"
+    # not "done": a client must not mistake it for a full success
+    assert st["state"] == "partial" and st["kind"] == "scene"
+    assert st["error"]["code"] == "partial" and st["error"]["details"]["failed_parts"] == [1]
+    assert "mask 1" in st["error"]["message"]
     assert [p["state"] for p in st["parts"]] == ["done", "failed", "done"]
     assert st["parts"][1]["error"]["code"] == "empty_mask"
     res = backend.get(f"/jobs/{st['id']}/result.json").json()
+    assert res["state"] == "partial" and res["failed_parts"] == [1]
     assert res["camera"]["width"] == 240 and len(res["parts"]) == 3
     part = backend.get(f"/jobs/{st['id']}/parts/2/result")
     assert part.status_code == 200 and part.content[:4] == b"glTF"

@@ -41,7 +41,9 @@ def test_server_process_loads_no_gpu_stack():
     code = """
 import sys, tempfile
 from pathlib import Path
-from backend.server import ServerSettings, create_app, gpu_summary
+from backend.api.state import ServerSettings
+from backend.machine import gpu_summary
+from backend.server import create_app
 from backend.engines.registry import engine_report
 app = create_app(ServerSettings(data_dir=Path(tempfile.mkdtemp()), token="t"))
 engine_report(); gpu_summary()

@@ -40,10 +40,10 @@ async def get_state(request: Request) -> ServerState:
     return request.app.state.server
 
 
-State = Annotated[ServerState, Depends(get_state)]
+StateDep = Annotated[ServerState, Depends(get_state)]
 
 
-async def verify_token(request: Request, state: State) -> None:
+async def verify_token(request: Request, state: StateDep) -> None:
     """The routers' dependency (the token is also checked before the body is read, by
     ``backend.api.middleware.RequestGuard``)."""
     if not token_ok(state.settings.token, request):

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from backend import API_VERSION, __version__
-from backend.api.dependencies import State, verify_token
+from backend.api.dependencies import StateDep, verify_token
 from backend.engines.registry import resolve_engine
 from backend.storage import free_bytes
 
@@ -15,7 +15,7 @@ router = APIRouter(dependencies=[Depends(verify_token)])
 
 
 @router.get("/info")
-def info(state: State) -> dict[str, Any]:
+def info(state: StateDep) -> dict[str, Any]:
     settings, report = state.settings, state.machine.engines()
     limits = settings.connection_limits
     return {

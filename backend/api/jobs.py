@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 
 from backend.api import submission
-from backend.api.dependencies import State, verify_token
+from backend.api.dependencies import StateDep, verify_token
+from backend.api.state import ServerState
 from backend.errors import BackendError
 from backend.jobs.status import FINAL_STATES, RESULT_STATES
 
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/jobs", dependencies=[Depends(verify_token)])
 
 @router.post("", status_code=202)
 async def submit(
-    state: State,
+    state: StateDep,
     image: UploadFile = File(..., description="The photo"),
     mask: UploadFile | None = File(None, description="Mask (else the image's alpha)"),
     masks: list[UploadFile] | None = File(None, description="Several masks: a scene job"),
@@ -30,18 +31,18 @@ async def submit(
 
 
 @router.get("")
-def list_jobs(state: State) -> dict[str, Any]:
+def list_jobs(state: StateDep) -> dict[str, Any]:
     return {"jobs": [s.model_dump(mode="json") for s in state.store.list()]}
 
 
 @router.get("/{job_id}")
-async def get_job(job_id: str, state: State) -> dict[str, Any]:
+async def get_job(job_id: str, state: StateDep) -> dict[str, Any]:
     """The route clients poll: on the event loop (one small file read, or the status
     held in memory), so it answers whatever the thread pool is doing."""
     return state.store.read_status(job_id).model_dump(mode="json")
 
 
-def _finished_file(state: State, job_id: str, path: Path) -> Path:
+def _finished_file(state: ServerState, job_id: str, path: Path) -> Path:
     """``path`` of a job that ended with a result; ``not_ready`` otherwise."""
     st = state.store.read_status(job_id)
     if st.state not in RESULT_STATES or not path.is_file():
@@ -56,13 +57,13 @@ def _finished_file(state: State, job_id: str, path: Path) -> Path:
 
 
 @router.get("/{job_id}/result")
-def get_result(job_id: str, state: State) -> FileResponse:
+def get_result(job_id: str, state: StateDep) -> FileResponse:
     path = _finished_file(state, job_id, state.store.dir(job_id).result_glb)
     return FileResponse(path, media_type="model/gltf-binary", filename=f"{job_id}.glb")
 
 
 @router.get("/{job_id}/result.json")
-def get_result_json(job_id: str, state: State) -> JSONResponse:
+def get_result_json(job_id: str, state: StateDep) -> JSONResponse:
     job = state.store.dir(job_id)
     _finished_file(state, job_id, job.result_json)
     data = job.read_result()
@@ -71,7 +72,7 @@ def get_result_json(job_id: str, state: State) -> JSONResponse:
 
 
 @router.get("/{job_id}/parts/{index}/result")
-def get_part_result(job_id: str, index: int, state: State) -> FileResponse:
+def get_part_result(job_id: str, index: int, state: StateDep) -> FileResponse:
     st = state.store.read_status(job_id)
     part = next((p for p in st.parts if p.index == index), None)
     if part is None:
@@ -86,11 +87,11 @@ def get_part_result(job_id: str, index: int, state: State) -> FileResponse:
 
 
 @router.get("/{job_id}/log")
-def get_log(job_id: str, state: State) -> PlainTextResponse:
+def get_log(job_id: str, state: StateDep) -> PlainTextResponse:
     state.store.read_status(job_id)
     return PlainTextResponse(state.store.dir(job_id).read_log())
 
 
 @router.delete("/{job_id}")
-def cancel(job_id: str, state: State) -> dict[str, Any]:
+def cancel(job_id: str, state: StateDep) -> dict[str, Any]:
     return state.pool.cancel(job_id).model_dump(mode="json")

@@ -128,6 +128,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from backend.engines.registry import resolve_engine
     from backend.jobs.intake import Submission, read_input_file, read_mask_folder
     from backend.options import JobOptions
+    from backend.progress import Cancelled
 
     given = {
         "engine": args.engine,
@@ -162,8 +163,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 2
     for w in inputs.warnings:
         print(f"warning: {w}", file=sys.stderr)
-    from backend.progress import Cancelled
-
     t0 = time.perf_counter()
     try:
         result = _run_in_temporary_folder(inputs, out, report)

@@ -200,36 +200,90 @@ def weld_close_vertices(
 class EdgeTopology:
     """Undirected-edge statistics of a face array.
 
-    ``keys`` (k,) int64 unique undirected edge keys ``min * n + max``; ``counts`` (k,) how many
-    faces use each; ``boundary_directed`` (b, 2) directed boundary edges as they appear in
-    their single face; ``consistent`` whether every interior edge is used once in each direction (and no edge
-    by more than two faces).
+    ``keys`` (k,) int64 unique undirected edge keys ``min * n + max``, ascending; ``counts``
+    (k,) how many faces use each; ``boundary_directed`` (b, 2) directed boundary edges as
+    they appear in their single face; ``consistent`` whether every interior edge is used
+    once in each direction (and no edge by more than two faces); ``neighbours`` (m, 3) int32:
+    the face across the edge opposite each corner (edge ``(c[k+1], c[k+2])`` for corner
+    ``k``), -1 where that edge is a boundary or shared by more than two faces.
     """
 
     keys: np.ndarray
     counts: np.ndarray
     boundary_directed: np.ndarray
     consistent: bool
+    neighbours: np.ndarray
 
 
 def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
-    """Edge counts and boundary edges of ``faces`` (m, 3) over ``n_vertices`` vertices."""
+    """Edge counts, boundary edges and face neighbours of ``faces`` (m, 3) over
+    ``n_vertices`` vertices.
+
+    A closed, consistently wound manifold (every directed edge once, and its reverse too -
+    what the engines produce) is recognised in linear time from a sparse directed-edge
+    matrix that equals its own transpose in pattern; anything else takes the general path,
+    a sort of the undirected edges.
+    """
     f = np.asarray(faces, np.int64)
-    directed = f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    a, b = directed[:, 0], directed[:, 1]
+    m = len(f)
+    # Directed edge 3 i + k runs (f[i, k+1], f[i, k+2]): the edge opposite corner k.
+    a = f[:, [1, 2, 0]].ravel()
+    b = f[:, [2, 0, 1]].ravel()
+    closed = _closed_manifold_twins(a, b, n_vertices)
+    if closed is not None:
+        keys, twin = closed
+        return EdgeTopology(
+            keys,
+            np.full(len(keys), 2, np.int64),
+            np.zeros((0, 2), np.int64),
+            True,
+            (twin // 3).astype(np.int32).reshape(m, 3),
+        )
     und = np.minimum(a, b) * n_vertices + np.maximum(a, b)
     order = np.argsort(und)
     s = und[order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
     counts = np.diff(np.r_[starts, len(s)])
     keys = s[starts]
+    directed = np.stack([a, b], axis=1)
     boundary = directed[order[starts[counts == 1]]]
     pairs = starts[counts == 2]
+    e1, e2 = order[pairs], order[pairs + 1]
     # Consistent winding: the two uses of an interior edge run in opposite directions.
-    consistent = bool(np.all(a[order[pairs]] == b[order[pairs + 1]])) and not bool(
-        np.any(counts > 2)
-    )
-    return EdgeTopology(keys, counts, boundary, consistent)
+    consistent = bool(np.all(a[e1] == b[e2])) and not bool(np.any(counts > 2))
+    neighbours = np.full(3 * m, -1, np.int32)
+    neighbours[e1] = e2 // 3
+    neighbours[e2] = e1 // 3
+    return EdgeTopology(keys, counts, boundary, consistent, neighbours.reshape(m, 3))
+
+
+def _closed_manifold_twins(
+    a: np.ndarray, b: np.ndarray, n_vertices: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """For directed edges ``a[e] -> b[e]`` of a closed, consistently wound manifold: (sorted
+    undirected keys (e / 2,) int64, twin (e,) int64 = the index of the reverse edge); None
+    when some directed edge repeats, is a loop, or lacks its reverse."""
+    from scipy.sparse import coo_matrix
+
+    e = len(a)
+    if e == 0 or e >= 2**31 - 1 or bool(np.any(a == b)):
+        return None
+    ids = np.arange(1, e + 1, dtype=np.int32)
+    # CSR construction is a counting sort by row: linear time, no comparison sort.
+    fwd = coo_matrix((ids, (a, b)), shape=(n_vertices, n_vertices)).tocsr()
+    if fwd.nnz != e:  # repeated directed edges were summed: not consistently wound
+        return None
+    fwd.sort_indices()
+    rev = fwd.T.tocsr()
+    rev.sort_indices()
+    if not (np.array_equal(fwd.indptr, rev.indptr) and np.array_equal(fwd.indices, rev.indices)):
+        return None
+    twin = np.empty(e, np.int64)
+    twin[fwd.data - 1] = rev.data - 1
+    rows = np.repeat(np.arange(n_vertices, dtype=np.int64), np.diff(fwd.indptr))
+    upper = fwd.indices > rows
+    keys = rows[upper] * n_vertices + fwd.indices[upper]
+    return keys, twin
 
 
 def is_watertight(faces: np.ndarray, n_vertices: int, topo: EdgeTopology | None = None) -> bool:

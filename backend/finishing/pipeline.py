@@ -141,23 +141,37 @@ def finish_to_glb(
         mesh = sanitize(recon.vertices, recon.faces, recon.vertex_colors)
         if options.remove_floaters:
             mesh = remove_floaters(mesh)
-        topo = edge_topology(mesh.faces, len(mesh.vertices))
-        source_watertight = is_watertight(mesh.faces, len(mesh.vertices), topo)
-        if options.fill_holes and not source_watertight:
-            mesh = fill_small_holes(mesh, topo=topo)
-        warnings += mesh.warnings
-        if ctx is not None:
-            ctx.progress(0.1)
+        # The decimation starts in a forked child now (see SimplifyJob), while this process
+        # checks the topology and indexes the dense source for the colour transfer. Filling
+        # holes changes the mesh, so then the child is replaced by one that decimates the
+        # filled mesh; closed meshes (the usual case) have none to fill.
         target = resolve_target(mesh.n_faces, options.target_faces, options.target_ratio)
-        want = options.target_faces if options.target_faces is not None else target
-        if want > mesh.n_faces:
-            warnings.append(
-                f"Target of {want} faces exceeds the source's {mesh.n_faces}; kept all faces."
-            )
-        # Decimate in a forked child while this process indexes the dense source for the
-        # colour transfer (both hold the GIL; see SimplifyJob).
         job = SimplifyJob(mesh.vertices, mesh.faces, target)
-        source = DenseColorSource(mesh.vertices, mesh.faces, mesh.colors)
+        try:
+            topo = edge_topology(mesh.faces, len(mesh.vertices))
+            source_watertight = is_watertight(mesh.faces, len(mesh.vertices), topo)
+            neighbours: np.ndarray | None = topo.neighbours
+            if options.fill_holes and not source_watertight:
+                filled = fill_small_holes(mesh, topo=topo)
+                if filled is not mesh:
+                    job.cancel()
+                    mesh, neighbours = filled, None
+                    target = resolve_target(
+                        mesh.n_faces, options.target_faces, options.target_ratio
+                    )
+                    job = SimplifyJob(mesh.vertices, mesh.faces, target)
+            warnings += mesh.warnings
+            if ctx is not None:
+                ctx.progress(0.1)
+            want = options.target_faces if options.target_faces is not None else target
+            if want > mesh.n_faces:
+                warnings.append(
+                    f"Target of {want} faces exceeds the source's {mesh.n_faces}; kept all faces."
+                )
+            source = DenseColorSource(mesh.vertices, mesh.faces, mesh.colors, neighbours)
+        except BaseException:
+            job.cancel()
+            raise
         verts, faces = job.result()
         if len(faces) == 0:
             raise BackendError(

@@ -47,10 +47,10 @@ __all__ = [
     "DenseColorSource",
     "TexelSamples",
     "bake_base_color",
-    "fill_gutter",
     "locate_texels",
     "rasterize_uv",
     "texel_points",
+    "texture_from_texels",
     "uv_charts",
     "vertex_normals",
 ]
@@ -76,37 +76,68 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return vn
 
 
-def fill_gutter(image: np.ndarray, covered: np.ndarray) -> np.ndarray:
-    """Fill uncovered texels by push-pull: coverage-weighted 2x2 sums down to one texel, then
-    every uncovered texel takes the (normalised) value of its parent at the next coarser
-    level that has coverage.
+def _to_u8(colors: np.ndarray) -> np.ndarray:
+    """sRGB floats in [0, 1] -> uint8 (rounded to nearest)."""
+    return np.clip(colors * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
-    Next to a chart the fill is the chart's border colour; farther out it is the average the
-    mip chain would see anyway, so no mip level mixes in an arbitrary background colour.
-    ``image`` (H, W, C) float32, ``covered`` (H, W) bool; square power-of-two sizes use
-    push-pull, other sizes the nearest covered texel (exact distance transform).
+
+def texture_from_texels(
+    x: np.ndarray, y: np.ndarray, colors: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``size``² texture (uint8 sRGB (S, S, 3), covered (S, S) bool) holding ``colors``
+    (N, 3) sRGB floats at texels (``x``, ``y``) (N,), each texel at most once, with the
+    gutter filled.
+
+    Gutter fill by push-pull: coverage-weighted 2x2 sums down to one texel, then every
+    uncovered texel takes the (normalised) value of its parent at the next coarser level that
+    has coverage. Next to a chart the fill is the chart's border colour; farther out it is
+    the average the mip chain would see anyway, so no mip level mixes in an arbitrary
+    background colour. Square power-of-two sizes use push-pull (from the first level's sums,
+    taken straight from the texels), other sizes the nearest covered texel (exact distance
+    transform). Without any texel the texture is black.
     """
+    texel = y * size + x
+    covered = np.zeros(size * size, bool)
+    covered[texel] = True
+    out = np.zeros((size * size, 3), np.uint8)
     if covered.all() or not covered.any():
-        return image
-    h, w_ = covered.shape
-    if h != w_ or h & (h - 1):
-        idx = ndimage.distance_transform_edt(~covered, return_distances=False, return_indices=True)
-        return image[idx[0], idx[1]]
-    w = covered.astype(np.float32)
-    img = np.where(covered[..., None], image, np.float32(0.0))
-    levels = []
-    while img.shape[0] > 1:
-        s_img = img[0::2, 0::2] + img[1::2, 0::2] + img[0::2, 1::2] + img[1::2, 1::2]
-        s_w = w[0::2, 0::2] + w[1::2, 0::2] + w[0::2, 1::2] + w[1::2, 1::2]
+        out[texel] = _to_u8(colors)
+        return out.reshape(size, size, 3), covered.reshape(size, size)
+    cov2d = covered.reshape(size, size)
+    if size & (size - 1):
+        img = np.zeros((size * size, 3), np.float32)
+        img[texel] = colors
+        idx = ndimage.distance_transform_edt(~cov2d, return_distances=False, return_indices=True)
+        out = _to_u8(img.reshape(size, size, 3)[idx[0], idx[1]])
+        return out, cov2d
+    half = size // 2
+    parent = (y // 2) * half + x // 2
+    # Channel-major float32 planes: the 2x2 sums and up-sampling run on contiguous rows.
+    s_w = np.bincount(parent, minlength=half * half).astype(np.float32).reshape(half, half)
+    s_img = np.stack(
+        [np.bincount(parent, weights=colors[:, ch], minlength=half * half) for ch in range(3)]
+    ).astype(np.float32)
+    s_img = s_img.reshape(3, half, half)
+    levels = [(s_img, s_w)]
+    while s_w.shape[0] > 1:
+        s_img = (
+            s_img[:, 0::2, 0::2]
+            + s_img[:, 1::2, 0::2]
+            + s_img[:, 0::2, 1::2]
+            + s_img[:, 1::2, 1::2]
+        )
+        s_w = s_w[0::2, 0::2] + s_w[1::2, 0::2] + s_w[0::2, 1::2] + s_w[1::2, 1::2]
         levels.append((s_img, s_w))
-        img, w = s_img, s_w
-    filled = levels[-1][0] / np.maximum(levels[-1][1], 1e-12)[..., None]
+    filled = levels[-1][0] / np.maximum(levels[-1][1], np.float32(1e-12))
     for s_img, s_w in reversed(levels[:-1]):
-        up = filled.repeat(2, axis=0).repeat(2, axis=1)
-        avg = s_img / np.maximum(s_w, 1e-12)[..., None]
-        filled = np.where((s_w > 0)[..., None], avg, up)
-    up = filled.repeat(2, axis=0).repeat(2, axis=1)
-    return np.where(covered[..., None], image, up).astype(np.float32, copy=False)
+        up = filled.repeat(2, axis=1).repeat(2, axis=2)
+        has = s_w > 0
+        np.divide(s_img, np.maximum(s_w, np.float32(1e-12)), out=up, where=has)
+        filled = up
+    filled8 = _to_u8(filled.transpose(1, 2, 0))
+    out = filled8.repeat(2, axis=0).repeat(2, axis=1).reshape(size * size, 3)
+    out[texel] = _to_u8(colors)
+    return out.reshape(size, size, 3), cov2d
 
 
 @dataclass
@@ -143,36 +174,39 @@ def locate_texels(
     vertices: np.ndarray,
     faces: np.ndarray,
     size: int,
-    pool: ThreadPoolExecutor | None = None,
-    progress: Callable[[float], None] | None = None,
+    chart: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The dense triangle under every texel: (face (N,) int32, barycentrics (N, 3) float32).
+    """The dense triangle under every texel: (face (N,) intp, barycentrics (N, 3) float32).
 
     ``pts`` (N, 3) are the texels' points centred on the source (``src.centered``);
-    ``vertices`` (n, 3) metres and ``faces`` (m, 3) the UV-split target mesh. Walks start
-    near their answer (``DenseColorSource`` explains the walk): each target face's centroid
-    is located from the seed tree, and the texels are then visited coarse to fine on a
-    lattice - texels whose x and y are multiples of ``2**SEED_LEVELS`` first, from their
-    face's centroid, then each finer level from the texel of the next coarser level at its
-    lower-left (at most ``2**(level + 1)`` texels away) when that texel lies in the same
-    chart - so most walks take a step or two.
+    ``vertices`` (n, 3) metres and ``faces`` (m, 3) the UV-split target mesh; ``chart`` (N,)
+    the texels' UV chart ids (``uv_charts`` of their faces; computed when not given).
+    Walks start near their answer (``DenseColorSource`` explains the walk): the centroid
+    of each target face with texels is located from the seed tree, and the texels are then
+    visited coarse to fine on a lattice - texels whose x and y are multiples of
+    ``2**SEED_LEVELS`` first, from their face's centroid, then each finer level from the
+    texel of the next coarser level at its lower-left (at most ``2**(level + 1)`` texels
+    away) when that texel lies in the same chart - so most walks take a step or two.
+    ``samples`` may hold any subset of a rasterisation that keeps whole charts.
     """
     n = len(pts)
     face_out = np.zeros(n, np.intp)
     if n == 0:
         return face_out, np.zeros((0, 3), np.float32)
-    tri = np.asarray(vertices, np.float64)[faces]
+    if chart is None:
+        chart = uv_charts(faces, len(vertices))[samples.face]
+    used = np.unique(samples.face)
+    tri = np.asarray(vertices, np.float64)[faces[used]]
     centroids = src.centered(tri.mean(axis=1))
     face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    face_seed = src.walk(centroids, src.seeds(centroids, face_normals))
-    chart = uv_charts(faces, int(faces.max()) + 1)[samples.face]
-    owner = np.full(size * size, -1, np.intp)
+    face_seed = np.zeros(len(faces), np.intp)
+    face_seed[used] = src.walk(centroids, src.seeds(centroids, face_normals))
+    owner = np.full(size * size, -1, np.int32 if n < 2**31 else np.intp)
     owner[samples.y * size + samples.x] = np.arange(n)
     xy = samples.x | samples.y
     level = np.zeros(n, np.int8)
     for lv in range(1, SEED_LEVELS + 1):
         level += (xy & ((1 << lv) - 1)) == 0
-    done = 0
     for lv in range(SEED_LEVELS, -1, -1):
         sel = np.flatnonzero(level == lv)
         if len(sel) == 0:
@@ -184,21 +218,19 @@ def locate_texels(
             ok = parent >= 0
             ok[ok] = chart[parent[ok]] == chart[sel[ok]]
             start[ok] = face_out[parent[ok]]
-
-        def walk(part: np.ndarray, start_part: np.ndarray) -> None:
-            face_out[part] = src.walk(pts[part], start_part)
-
-        if pool is not None and len(sel) > 20_000:
-            half = len(sel) // 2
-            list(pool.map(walk, (sel[:half], sel[half:]), (start[:half], start[half:])))
-        else:
-            walk(sel, start)
-        done += len(sel)
-        if progress is not None:
-            progress(0.9 * done / n)
+        face_out[sel] = src.walk(pts[sel], start)
     bary, dist = src.answer(pts, face_out)
     src.rewalk_far(pts, face_out, bary, dist)
     return face_out, bary
+
+
+def _chart_groups(chart: np.ndarray, n_groups: int) -> list[np.ndarray]:
+    """Texel indices split into ``n_groups`` sets of whole charts with about equal texel
+    counts (chart ids (N,) per texel)."""
+    counts = np.bincount(chart)
+    cut = np.cumsum(counts) * n_groups // max(len(chart), 1)
+    group = np.minimum(cut - (counts > 0) * 0, n_groups - 1)[chart]
+    return [np.flatnonzero(group == g) for g in range(n_groups)]
 
 
 def _cpu_count() -> int:
@@ -228,21 +260,37 @@ def bake_base_color(
     are located.
     """
     n_threads = threads or _cpu_count()
+    faces = np.asarray(faces, np.intp)
     with ThreadPoolExecutor(max_workers=max(2, n_threads)) as pool:
         src_future = pool.submit(source) if not isinstance(source, DenseColorSource) else None
-        par = pool if n_threads > 1 else None
-        samples = rasterize_uv(uv, faces, size, pool=par)
+        # While the source is indexed on the other core, the UV layout is rasterised here.
+        samples = rasterize_uv(uv, faces, size, pool=pool if src_future is None else None)
         pts, _ = texel_points(vertices, None, faces, samples)
+        chart = uv_charts(faces, len(vertices))[samples.face]
+        if progress is not None:
+            progress(0.2)
         src = src_future.result() if src_future is not None else source
         pts -= src.center.astype(np.float32)
-        face, bary = locate_texels(src, pts, samples, vertices, faces, size, par, progress)
-        colors = src.colors_at(face, bary)
-    img = np.zeros((size, size, 3), np.float32)
-    covered = np.zeros((size, size), bool)
-    img[samples.y, samples.x] = colors
-    covered[samples.y, samples.x] = True
-    img = fill_gutter(img, covered)
-    out = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        colors = np.empty((len(pts), 3), np.float32)
+
+        def locate(texels: np.ndarray) -> None:
+            part = TexelSamples(
+                samples.x[texels],
+                samples.y[texels],
+                samples.face[texels],
+                samples.inside[texels],
+                samples.frame,
+            )
+            p = pts[texels]
+            face, bary = locate_texels(src, p, part, vertices, faces, size, chart[texels])
+            colors[texels] = src.colors_at(face, bary)
+
+        # Charts are independent (walks start within their chart): whole charts per thread.
+        groups = _chart_groups(chart, n_threads) if len(pts) > 20_000 else [np.arange(len(pts))]
+        list(pool.map(locate, groups))
+    if progress is not None:
+        progress(0.9)
+    out, covered = texture_from_texels(samples.x, samples.y, colors, size)
     if progress is not None:
         progress(1.0)
     return BakeResult(out, covered, float(covered.mean()))

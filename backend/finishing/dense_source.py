@@ -65,34 +65,53 @@ class DenseColorSource:
         self.colors = np.asarray(colors, np.float32)
         self.center = v.mean(axis=0) if len(v) else np.zeros(3)
         m = len(self.faces)
-        self._vc = (v - self.center).astype(np.float32)
-        vc = self._vc
-        o = vc[self.faces[:, 0]]
-        e1 = vc[self.faces[:, 1]] - o
-        e2 = vc[self.faces[:, 2]] - o
-        d11 = np.einsum("ij,ij->i", e1, e1)
-        d12 = np.einsum("ij,ij->i", e1, e2)
-        d22 = np.einsum("ij,ij->i", e2, e2)
+        # Coordinates, corners and colours one contiguous array per component: every
+        # per-triangle quantity below is a gather by index of a 1-D array.
+        vt = np.ascontiguousarray((v - self.center).T, np.float32)
+        self._vt = vt
+        self._corners = np.ascontiguousarray(self.faces.T, np.intp)
+        self._colors_t = np.ascontiguousarray(self.colors.T)
+        c0, c1, c2 = self._corners
+        # Rows per triangle: origin o (0-2), barycentric rows rv (3-5) and rw (6-8) with
+        # (v, w) = (rv . (p - o), rw . (p - o)) and u = 1 - v - w, unit normal (9-11).
+        rows = np.empty((12, m), np.float32)
+        o = rows[0:3]
+        for ax in range(3):
+            vt[ax].take(c0, out=o[ax], mode="clip")
+        e1 = np.stack([vt[ax].take(c1, mode="clip") - o[ax] for ax in range(3)])
+        e2 = np.stack([vt[ax].take(c2, mode="clip") - o[ax] for ax in range(3)])
+        d11 = _dot(e1, e1)
+        d12 = _dot(e1, e2)
+        d22 = _dot(e2, e2)
         den = d11 * d22 - d12 * d12
         inv = np.float32(1.0) / np.where(np.abs(den) > 1e-30, den, np.float32(1e-30))
-        rv = (d22 * inv)[:, None] * e1 - (d12 * inv)[:, None] * e2
-        rw = (d11 * inv)[:, None] * e2 - (d12 * inv)[:, None] * e1
-        n = np.cross(e1, e2)
-        self._normals = n / np.maximum(np.linalg.norm(n, axis=1), np.float32(1e-30))[:, None]
-        # Per triangle, one contiguous array per component (gathers by triangle index stay
-        # cheap): origin o (0-2), barycentric rows rv (3-5) and rw (6-8) with
-        # (v, w) = (rv . (p - o), rw . (p - o)) and u = 1 - v - w, unit normal (9-11).
-        self._rows = np.ascontiguousarray(np.concatenate([o, rv, rw, self._normals], axis=1).T)
+        a11, a12, a22 = d11 * inv, d12 * inv, d22 * inv
+        for ax in range(3):
+            np.subtract(a22 * e1[ax], a12 * e2[ax], out=rows[3 + ax])
+            np.subtract(a11 * e2[ax], a12 * e1[ax], out=rows[6 + ax])
+        n = rows[9:12]
+        np.subtract(e1[1] * e2[2], e1[2] * e2[1], out=n[0])
+        np.subtract(e1[2] * e2[0], e1[0] * e2[2], out=n[1])
+        np.subtract(e1[0] * e2[1], e1[1] * e2[0], out=n[2])
+        n /= np.maximum(np.sqrt(_dot(n, n)), np.float32(1e-30))
+        self._rows = rows
         if neighbours is None:
             neighbours = edge_topology(self.faces, len(v)).neighbours
         self._neighbours = np.ascontiguousarray(neighbours, np.intp).ravel()
-        self._corners = np.ascontiguousarray(self.faces.T, np.intp)
-        self._colors_t = np.ascontiguousarray(self.colors.T)
         self._stride = max(1, m // SEED_POINTS)
-        centroids = (o + (e1 + e2) / np.float32(3.0))[:: self._stride]
+        st = self._stride
+        centroids = np.stack(
+            [o[ax, ::st] + (e1[ax, ::st] + e2[ax, ::st]) / np.float32(3.0) for ax in range(3)],
+            axis=1,
+        )
         self._seed_tree = cKDTree(centroids, leafsize=16, balanced_tree=False, compact_nodes=False)
         # Points that end farther than this from their triangle are walked again.
         self._radius = float(np.median(np.sqrt(d11))) if m else np.inf
+
+    @property
+    def _normals(self) -> np.ndarray:
+        """(m, 3) float32 unit triangle normals (a view)."""
+        return self._rows[9:12].T
 
     def centered(self, points: np.ndarray) -> np.ndarray:
         """``points`` (N, 3) metres, object frame -> float32 relative to the mesh centre."""
@@ -208,10 +227,11 @@ class DenseColorSource:
     def _project(self, pts: np.ndarray, fj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Barycentrics (N, 3) of centred ``pts`` projected on triangles ``fj`` and clamped
         onto them, and the distance (N,) from each point to that clamped point."""
+        vc = self._vt.T
         tri = self.faces[fj]
-        o = self._vc[tri[:, 0]]
-        e1 = self._vc[tri[:, 1]] - o
-        e2 = self._vc[tri[:, 2]] - o
+        o = vc[tri[:, 0]]
+        e1 = vc[tri[:, 1]] - o
+        e2 = vc[tri[:, 2]] - o
         d = pts - o
         d11 = np.einsum("ij,ij->i", e1, e1)
         d12 = np.einsum("ij,ij->i", e1, e2)
@@ -257,6 +277,14 @@ class DenseColorSource:
         that end far from their triangle."""
         _, _, dist = self.closest(points, None, k)
         return dist.astype(np.float64)
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot product of component arrays ``a``, ``b`` (3, N) -> (N,)."""
+    out = a[0] * b[0]
+    out += a[1] * b[1]
+    out += a[2] * b[2]
+    return out
 
 
 def _barycentrics(

@@ -227,8 +227,12 @@ def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
     f = np.asarray(faces, np.int64)
     m = len(f)
     # Directed edge 3 i + k runs (f[i, k+1], f[i, k+2]): the edge opposite corner k.
-    a = f[:, [1, 2, 0]].ravel()
-    b = f[:, [2, 0, 1]].ravel()
+    small = np.int32 if n_vertices < 2**31 else np.int64
+    a = np.empty((m, 3), small)
+    b = np.empty((m, 3), small)
+    a[:, 0], a[:, 1], a[:, 2] = f[:, 1], f[:, 2], f[:, 0]
+    b[:, 0], b[:, 1], b[:, 2] = f[:, 2], f[:, 0], f[:, 1]
+    a, b = a.ravel(), b.ravel()
     closed = _closed_manifold_twins(a, b, n_vertices)
     if closed is not None:
         keys, twin = closed
@@ -239,6 +243,7 @@ def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
             True,
             (twin // 3).astype(np.int32).reshape(m, 3),
         )
+    a, b = a.astype(np.int64), b.astype(np.int64)
     und = np.minimum(a, b) * n_vertices + np.maximum(a, b)
     order = np.argsort(und)
     s = und[order]
@@ -280,8 +285,10 @@ def _closed_manifold_twins(
         return None
     twin = np.empty(e, np.int64)
     twin[fwd.data - 1] = rev.data - 1
+    # Each undirected edge once, as its directed edge from the smaller vertex; CSR order
+    # (row, then column) is already ascending in the key.
     rows = np.repeat(np.arange(n_vertices, dtype=np.int64), np.diff(fwd.indptr))
-    upper = fwd.indices > rows
+    upper = np.flatnonzero(fwd.indices > rows)
     keys = rows[upper] * n_vertices + fwd.indices[upper]
     return keys, twin
 

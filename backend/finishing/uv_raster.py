@@ -201,27 +201,29 @@ def rasterize_uv(
     best = np.full(len(bx), np.inf)
     best_face = np.full(len(bx), -1, np.intp)
     owner_img = np.pad(owner_face.reshape(size, size), reach, constant_values=-1)
+    coef = [np.ascontiguousarray(k[:, i]) for i in range(3) for k in (an, bn, cn)]
+    fbx, fby = bx.astype(np.float64), by.astype(np.float64)
     for dy in range(-reach, reach + 1):
         for dx in range(-reach, reach + 1):
             if dx == 0 and dy == 0:
                 continue
             cand = owner_img[by + dy + reach, bx + dx + reach]
-            sel_c = np.flatnonzero(cand >= 0)
+            # Neighbours usually share a triangle: only new candidates are measured.
+            sel_c = np.flatnonzero((cand >= 0) & (cand != best_face))
             c = cand[sel_c]
             # Distance (texels) of this border texel's centre outside each edge line.
-            px = bx[sel_c].astype(np.float64)
-            py = by[sel_c].astype(np.float64)
-            dist = -(an[c, 0] * px + bn[c, 0] * py + cn[c, 0])
-            for i in (1, 2):
-                np.maximum(dist, -(an[c, i] * px + bn[c, i] * py + cn[c, i]), out=dist)
+            px, py = fbx[sel_c], fby[sel_c]
+            dist = np.full(len(c), -np.inf)
+            for i in range(3):
+                a, b, k = (t.take(c, mode="clip") for t in coef[3 * i : 3 * i + 3])
+                np.maximum(dist, -(a * px + b * py + k), out=dist)
             better = dist < best[sel_c]
             upd = sel_c[better]
             best[upd] = dist[better]
             best_face[upd] = c[better]
-    sel = (best_face >= 0) & (best <= margin)
-    cand_t = by[sel] * size + bx[sel]
-    cand_f = best_face[sel]
-    cand_d = best[sel]
+    sel = np.flatnonzero((best_face >= 0) & (best <= margin))
+    bt = by[sel] * size + bx[sel]
+    bf = best_face[sel]
     # Orphans: triangles (slivers, tiny charts) that own no texel centre still claim the
     # uncovered texels within `margin` of them, so every chart gets colour.
     owned = np.zeros(len(faces), bool)
@@ -240,13 +242,21 @@ def rasterize_uv(
         od = np.max(-(an[gf] * ox[:, None] + bn[gf] * oy[:, None] + cn[gf]), axis=1)
         ot = oy * size + ox
         keep = (od <= margin) & ~covered.ravel()[ot]
-        cand_t = np.concatenate([cand_t, ot[keep]])
-        cand_f = np.concatenate([cand_f, gf[keep]])
-        cand_d = np.concatenate([cand_d, od[keep]])
-    order = np.lexsort((cand_d, cand_t))
-    ts = cand_t[order]
-    firsts = order[np.r_[True, ts[1:] != ts[:-1]]] if len(ts) else order
-    bt, bf = cand_t[firsts], cand_f[firsts]
+        ot, gf, od = ot[keep], gf[keep], od[keep]
+        # Each texel goes to its nearest claimant (orphans claim few texels; ``bt`` is
+        # ascending, as np.nonzero returns it).
+        order = np.lexsort((od, ot))
+        first = order[np.r_[True, ot[order][1:] != ot[order][:-1]]] if len(ot) else order
+        ot, gf, od = ot[first], gf[first], od[first]
+        j = np.minimum(np.searchsorted(bt, ot), max(len(bt) - 1, 0))
+        claimed = (bt[j] == ot) if len(bt) else np.zeros(len(ot), bool)
+        closer = claimed & (od < best[sel][j] if len(bt) else claimed)
+        bf = bf.copy()
+        bf[j[closer]] = gf[closer]
+        new = ~claimed
+        merged = np.concatenate([bt, ot[new]])
+        order = np.argsort(merged, kind="stable")
+        bt, bf = merged[order], np.concatenate([bf, gf[new]])[order]
     return TexelSamples(
         np.concatenate([x, bt % size]),
         np.concatenate([y, bt // size]),

@@ -11,7 +11,8 @@ Inputs, drawn here with Pillow and written as PNG files the way a user hands the
 Each case runs in a fresh child process, the engine + finishing path of a scene job:
 decode the photo, ``PreviewEngine.reconstruct_many`` over the masks (decoded when the
 engine asks for each one), ``finish_to_glb`` per object (20,000 faces, 1024² texture by
-default) and ``export_scene_glb``. Measured per case: wall time per phase, seconds per
+default) and ``export_scene_glb``. The parts are finished either one after another
+(``serial``, the scene job's loop today) or by ``finish_parts`` (``parts``, two at a time). Measured per case: wall time per phase, seconds per
 object (the whole run divided by the objects), CPU utilisation (user + system CPU of the
 process and its children over wall time and cores) and peak RSS of the process (VmHWM) and
 of its largest child (the forked decimator, whose RSS counts the pages it shares with its
@@ -151,8 +152,10 @@ def warm_up(engine, opts, out_dir: Path) -> None:
     finish_to_glb(rec, opts, out_dir / "warm.glb")
 
 
-def child(case_dir: Path, out_dir: Path, texture_size: int) -> None:
-    """One photo-to-scene run in this fresh process; prints one JSON line."""
+def child(case_dir: Path, out_dir: Path, texture_size: int, mode: str) -> None:
+    """One photo-to-scene run in this fresh process; prints one JSON line. ``mode``:
+    ``serial`` finishes the parts one after another (the scene job's loop today),
+    ``parts`` with ``backend.finishing.parts.finish_parts`` (two at a time)."""
     from PIL import Image
 
     from backend.engines.preview import PreviewEngine
@@ -176,15 +179,23 @@ def child(case_dir: Path, out_dir: Path, texture_size: int) -> None:
     t2 = time.perf_counter()
     parts = []
     faces = []
-    camera = None
-    for i, rec in enumerate(recons):
-        if isinstance(rec, Exception):
-            raise rec
-        camera = camera or rec.intrinsics
-        path = out_dir / f"object_{i}.glb"
-        stats = finish_to_glb(rec, opts, path, ctx.part(i, len(recons), {}))
-        faces.append(stats["faces"])
-        parts.append((f"object_{i}", path))
+    camera = next((r.intrinsics for r in recons if not isinstance(r, Exception)), None)
+    paths = [out_dir / f"object_{i}.glb" for i in range(len(recons))]
+    if mode == "parts":
+        from backend.finishing.parts import finish_parts
+
+        results = finish_parts(recons, opts, paths, ctx)
+    else:
+        results = []
+        for i, rec in enumerate(recons):
+            if isinstance(rec, Exception):
+                raise rec
+            results.append(finish_to_glb(rec, opts, paths[i], ctx.part(i, len(recons), {})))
+    for i, res in enumerate(results):
+        if isinstance(res, Exception):
+            raise res
+        faces.append(res["faces"])
+        parts.append((f"object_{i}", paths[i]))
     export_scene_glb(parts, camera, "Camera", out_dir / "scene.glb")
     t_finish = time.perf_counter() - t2
     wall = time.perf_counter() - t0
@@ -210,11 +221,11 @@ def child(case_dir: Path, out_dir: Path, texture_size: int) -> None:
     )
 
 
-def run_child(tree: Path, case_dir: Path, texture_size: int) -> dict:
+def run_child(tree: Path, case_dir: Path, texture_size: int, mode: str) -> dict:
     with tempfile.TemporaryDirectory() as out:
         env = {**os.environ, "PYTHONPATH": str(tree), "SAM3D_BAKE_DEVICE": "cpu"}
         proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(case_dir), out, str(texture_size)],
+            [sys.executable, __file__, "--child", str(case_dir), out, str(texture_size), mode],
             capture_output=True,
             text=True,
             env=env,
@@ -230,13 +241,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="runs per case (best is shown)")
     ap.add_argument("--baseline", type=Path, help="another checkout to run side by side")
     ap.add_argument("--texture-size", type=int, default=1024)
-    ap.add_argument("--child", nargs=3, metavar=("CASE_DIR", "OUT_DIR", "TEXTURE_SIZE"))
+    ap.add_argument("--child", nargs=4, metavar=("CASE_DIR", "OUT_DIR", "TEXTURE_SIZE", "MODE"))
     args = ap.parse_args()
     if args.child:
-        child(Path(args.child[0]), Path(args.child[1]), int(args.child[2]))
+        child(Path(args.child[0]), Path(args.child[1]), int(args.child[2]), args.child[3])
         return
 
-    trees = [("ours", REPO)] + ([("baseline", args.baseline.resolve())] if args.baseline else [])
+    # (label, tree, how the scene's parts are finished)
+    trees = [("ours", REPO, "parts"), ("ours", REPO, "serial")]
+    if args.baseline:
+        trees.append(("baseline", args.baseline.resolve(), "serial"))
     with tempfile.TemporaryDirectory(prefix="sam3d-bench-scene-") as tmp:
         t0 = time.perf_counter()
         draw_photo(LARGE, large_boxes(), 1, Path(tmp) / "large")
@@ -246,36 +260,36 @@ def main() -> None:
             f"({LARGE[0] * LARGE[1] / 1e6:.0f} MP, {N_LARGE} masks), small {SMALL[0]}x{SMALL[1]} "
             f"(1 mask); preview engine, {args.texture_size}² texture, 20,000 faces"
         )
-        results: dict[tuple[str, str], dict] = {}
+        results: dict[tuple[str, str, str], dict] = {}
         for _ in range(args.repeats):
-            for label, tree in trees:
+            for label, tree, mode in trees:
                 for case in ("small", "large"):
-                    r = run_child(tree, Path(tmp) / case, args.texture_size)
-                    key = (label, case)
+                    r = run_child(tree, Path(tmp) / case, args.texture_size, mode)
+                    key = (label, mode, case)
                     if key not in results or r["wall"] < results[key]["wall"]:
                         results[key] = r
 
     header = (
-        f"{'tree':<9}{'case':<7}{'objects':>8}{'load s':>8}{'engine s':>9}{'finish s':>9}"
+        f"{'tree':<9}{'parts':<7}{'case':<7}{'objects':>8}{'load s':>8}{'engine s':>9}{'finish s':>9}"
         f"{'wall s':>8}{'s/object':>9}{'CPU util':>9}{'RSS MiB':>9}{'child MiB':>10}"
     )
     print("\n" + header)
     print("-" * len(header))
-    for (label, case), r in results.items():
+    for (label, mode, case), r in results.items():
         per = r["wall"] / r["objects"]
         util = r["cpu"] / r["wall"] / r["cores"]
         print(
-            f"{label:<9}{case:<7}{r['objects']:>8}{r['load']:>8.2f}{r['engine']:>9.2f}"
+            f"{label:<9}{mode:<7}{case:<7}{r['objects']:>8}{r['load']:>8.2f}{r['engine']:>9.2f}"
             f"{r['finish']:>9.2f}{r['wall']:>8.2f}{per:>9.2f}{util:>9.0%}"
             f"{r['rss_mb']:>9.0f}{r['child_rss_mb']:>10.0f}"
         )
     print()
-    for label, _ in trees:
-        small, large = results[(label, "small")], results[(label, "large")]
+    for label, _, mode in trees:
+        small, large = results[(label, mode, "small")], results[(label, mode, "large")]
         ratio = (large["wall"] / large["objects"]) / (small["wall"] / small["objects"])
         peak = max(large["rss_mb"], large["child_rss_mb"], small["rss_mb"])
         print(
-            f"{label}: per-object large / small = {ratio:.2f} (goal <= 0.80: "
+            f"{label} ({mode}): per-object large / small = {ratio:.2f} (goal <= 0.80: "
             f"{'met' if ratio <= 0.8 else 'MISSED'}); peak RSS {peak:.0f} MiB (goal < 600: "
             f"{'met' if peak < 600 else 'MISSED'}); CPU utilisation on the large photo "
             f"{large['cpu'] / large['wall'] / large['cores']:.0%}"

@@ -25,7 +25,6 @@ Colours are sRGB floats in [0, 1] throughout; the texture is sRGB-encoded uint8 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from backend.cpus import usable_cpus
 from backend.finishing.dense_source import DenseColorSource
 from backend.finishing.uv_raster import (
     RASTER_MARGIN,
@@ -40,6 +40,7 @@ from backend.finishing.uv_raster import (
     rasterize_uv,
     texel_points,
 )
+from backend.memory import limit_heap_arenas
 
 __all__ = [
     "RASTER_MARGIN",
@@ -57,6 +58,8 @@ __all__ = [
 
 # Texel lattice levels of the walk's starts (see ``locate_texels``): 2**4 = 16 texels.
 SEED_LEVELS = 4
+# Texels walked at once (bounds the walk's temporaries to a few MB).
+WALK_BLOCK = 1 << 16
 
 
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -195,7 +198,9 @@ def locate_texels(
         return face_out, np.zeros((0, 3), np.float32)
     if chart is None:
         chart = uv_charts(faces, len(vertices))[samples.face]
-    used = np.unique(samples.face)
+    has_texels = np.zeros(len(faces), bool)
+    has_texels[samples.face] = True
+    used = np.flatnonzero(has_texels)
     tri = np.asarray(vertices, np.float64)[faces[used]]
     centroids = src.centered(tri.mean(axis=1))
     face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
@@ -218,7 +223,9 @@ def locate_texels(
             ok = parent >= 0
             ok[ok] = chart[parent[ok]] == chart[sel[ok]]
             start[ok] = face_out[parent[ok]]
-        face_out[sel] = src.walk(pts[sel], start)
+        for lo in range(0, len(sel), WALK_BLOCK):
+            block = sel[lo : lo + WALK_BLOCK]
+            face_out[block] = src.walk(pts[block], start[lo : lo + WALK_BLOCK])
     bary, dist = src.answer(pts, face_out)
     src.rewalk_far(pts, face_out, bary, dist)
     return face_out, bary
@@ -231,12 +238,6 @@ def _chart_groups(chart: np.ndarray, n_groups: int) -> list[np.ndarray]:
     cut = np.cumsum(counts) * n_groups // max(len(chart), 1)
     group = np.minimum(cut - (counts > 0) * 0, n_groups - 1)[chart]
     return [np.flatnonzero(group == g) for g in range(n_groups)]
-
-
-def _cpu_count() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def bake_base_color(
@@ -259,19 +260,18 @@ def bake_base_color(
     default: the CPUs this process may use). ``progress(fraction)`` is called as texels
     are located.
     """
-    n_threads = threads or _cpu_count()
+    n_threads = threads or usable_cpus()
     faces = np.asarray(faces, np.intp)
+    limit_heap_arenas()
     with ThreadPoolExecutor(max_workers=max(2, n_threads)) as pool:
         src_future = pool.submit(source) if not isinstance(source, DenseColorSource) else None
         # While the source is indexed on the other core, the UV layout is rasterised here.
         samples = rasterize_uv(uv, faces, size, pool=pool if src_future is None else None)
-        pts, _ = texel_points(vertices, None, faces, samples)
         chart = uv_charts(faces, len(vertices))[samples.face]
         if progress is not None:
             progress(0.2)
         src = src_future.result() if src_future is not None else source
-        pts -= src.center.astype(np.float32)
-        colors = np.empty((len(pts), 3), np.float32)
+        colors = np.empty((len(samples.face), 3), np.float32)
 
         def locate(texels: np.ndarray) -> None:
             part = TexelSamples(
@@ -281,12 +281,14 @@ def bake_base_color(
                 samples.inside[texels],
                 samples.frame,
             )
-            p = pts[texels]
-            face, bary = locate_texels(src, p, part, vertices, faces, size, chart[texels])
+            pts, _ = texel_points(vertices, None, faces, part)
+            pts -= src.center.astype(np.float32)
+            face, bary = locate_texels(src, pts, part, vertices, faces, size, chart[texels])
             colors[texels] = src.colors_at(face, bary)
 
         # Charts are independent (walks start within their chart): whole charts per thread.
-        groups = _chart_groups(chart, n_threads) if len(pts) > 20_000 else [np.arange(len(pts))]
+        n = len(samples.face)
+        groups = _chart_groups(chart, n_threads) if n > 20_000 else [np.arange(n)]
         list(pool.map(locate, groups))
     if progress is not None:
         progress(0.9)

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 # Seed tree size: centroids of about this many triangles (every stride-th one).
-SEED_POINTS = 100_000
+SEED_POINTS = 50_000
 # Seed candidates examined per point (nearest first; the first one facing the point wins).
 SEED_K = 8
 # Walk steps before a point is answered by clamping onto the triangle it reached.

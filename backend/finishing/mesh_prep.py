@@ -200,15 +200,13 @@ def weld_close_vertices(
 class EdgeTopology:
     """Undirected-edge statistics of a face array.
 
-    ``keys`` (k,) int64 unique undirected edge keys ``min * n + max``, ascending; ``counts``
-    (k,) how many faces use each; ``boundary_directed`` (b, 2) directed boundary edges as
+    ``counts`` (k,) how many faces use each undirected edge; ``boundary_directed`` (b, 2) directed boundary edges as
     they appear in their single face; ``consistent`` whether every interior edge is used
     once in each direction (and no edge by more than two faces); ``neighbours`` (m, 3) int32:
     the face across the edge opposite each corner (edge ``(c[k+1], c[k+2])`` for corner
     ``k``), -1 where that edge is a boundary or shared by more than two faces.
     """
 
-    keys: np.ndarray
     counts: np.ndarray
     boundary_directed: np.ndarray
     consistent: bool
@@ -233,12 +231,10 @@ def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
     a[:, 0], a[:, 1], a[:, 2] = f[:, 1], f[:, 2], f[:, 0]
     b[:, 0], b[:, 1], b[:, 2] = f[:, 2], f[:, 0], f[:, 1]
     a, b = a.ravel(), b.ravel()
-    closed = _closed_manifold_twins(a, b, n_vertices)
-    if closed is not None:
-        keys, twin = closed
+    twin = _closed_manifold_twins(a, b, n_vertices)
+    if twin is not None:
         return EdgeTopology(
-            keys,
-            np.full(len(keys), 2, np.int64),
+            np.full(len(twin) // 2, 2, np.int64),
             np.zeros((0, 2), np.int64),
             True,
             (twin // 3).astype(np.int32).reshape(m, 3),
@@ -249,7 +245,6 @@ def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
     s = und[order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
     counts = np.diff(np.r_[starts, len(s)])
-    keys = s[starts]
     directed = np.stack([a, b], axis=1)
     boundary = directed[order[starts[counts == 1]]]
     pairs = starts[counts == 2]
@@ -259,15 +254,13 @@ def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
     neighbours = np.full(3 * m, -1, np.int32)
     neighbours[e1] = e2 // 3
     neighbours[e2] = e1 // 3
-    return EdgeTopology(keys, counts, boundary, consistent, neighbours.reshape(m, 3))
+    return EdgeTopology(counts, boundary, consistent, neighbours.reshape(m, 3))
 
 
-def _closed_manifold_twins(
-    a: np.ndarray, b: np.ndarray, n_vertices: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """For directed edges ``a[e] -> b[e]`` of a closed, consistently wound manifold: (sorted
-    undirected keys (e / 2,) int64, twin (e,) int64 = the index of the reverse edge); None
-    when some directed edge repeats, is a loop, or lacks its reverse."""
+def _closed_manifold_twins(a: np.ndarray, b: np.ndarray, n_vertices: int) -> np.ndarray | None:
+    """For directed edges ``a[e] -> b[e]`` of a closed, consistently wound manifold: twin (e,)
+    int64, the index of each edge's reverse; None when some directed edge repeats, is a
+    loop, or lacks its reverse."""
     from scipy.sparse import coo_matrix
 
     e = len(a)
@@ -285,12 +278,7 @@ def _closed_manifold_twins(
         return None
     twin = np.empty(e, np.int64)
     twin[fwd.data - 1] = rev.data - 1
-    # Each undirected edge once, as its directed edge from the smaller vertex; CSR order
-    # (row, then column) is already ascending in the key.
-    rows = np.repeat(np.arange(n_vertices, dtype=np.int64), np.diff(fwd.indptr))
-    upper = np.flatnonzero(fwd.indices > rows)
-    keys = rows[upper] * n_vertices + fwd.indices[upper]
-    return keys, twin
+    return twin
 
 
 def is_watertight(faces: np.ndarray, n_vertices: int, topo: EdgeTopology | None = None) -> bool:

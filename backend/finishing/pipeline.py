@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ from backend.finishing.mesh_prep import (
 )
 from backend.finishing.simplify import SimplifyJob, resolve_target
 from backend.finishing.uv import unwrap
+from backend.memory import trim_heap
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Reconstruction
 
@@ -55,6 +57,10 @@ STAGES = ("simplify", "uv", "bake", "export")
 UV_PADDING_TEXELS = 4
 # PNG zlib level: 1 encodes a filled 1024² texture ~5x faster than 6 for ~10 % more bytes.
 PNG_COMPRESS_LEVEL = 1
+# One bake at a time in this process: a bake already keeps every core busy and holds the
+# largest working set of finishing (~130 MB for a 1024² texture), so parts finished side
+# by side (``backend.finishing.parts``) overlap their other stages with it instead.
+_BAKE_SLOT = threading.Lock()
 
 
 def choose_bake_device() -> str:
@@ -190,7 +196,7 @@ def finish_to_glb(
                 uv_mesh = unwrap(verts, faces, options.texture_size, UV_PADDING_TEXELS)
                 stats["uv_charts"] = uv_mesh.charts
                 stats["uv_utilization"] = round(uv_mesh.utilization, 4)
-            with _stage("bake", ctx, times):
+            with _BAKE_SLOT, _stage("bake", ctx, times):
                 bake_device = choose_bake_device()
                 progress = ctx.progress if ctx is not None else None
                 bv = verts[uv_mesh.vmap]
@@ -292,6 +298,7 @@ def finish_to_glb(
             **kwargs,
         )
 
+    trim_heap()
     stats.update(
         {
             "faces": int(len(out_faces)),

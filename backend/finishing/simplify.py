@@ -87,7 +87,10 @@ class SimplifyJob:
     threads (a worker's stdin reader, a bake's thread pool) do not matter: the child runs
     only the decimator and numpy on arrays already in memory, writes to its pipe and leaves
     with ``os._exit``, so it never waits for a lock another thread held at the fork (glibc's
-    malloc and CPython's own locks are reset by their fork handlers).
+    malloc and CPython's own locks are reset by their fork handlers). The one hazard is in
+    the parent: OpenBLAS stops its worker threads before every fork, so a BLAS call (a
+    float matrix product) running in another thread at that moment waits for them forever;
+    no finishing step calls BLAS, and parts finished side by side run only finishing.
     Otherwise - or if the fork fails - the work runs in ``result()`` in this process.
     A crash of the child (e.g. a segfault in the native decimator) raises RuntimeError
     naming the signal, instead of killing this process.

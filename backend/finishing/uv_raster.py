@@ -14,6 +14,10 @@ import numpy as np
 
 # Border texels: centres within this many texels outside a triangle still take its colour.
 RASTER_MARGIN = 1.0
+# Texels per block in texel_points (bounds its temporaries to a few MB).
+POINT_BLOCK = 1 << 16
+# Triangles per block of the rasteriser's first pass (same reason).
+RASTER_BLOCK = 4096
 
 
 @dataclass
@@ -22,7 +26,7 @@ class TexelSamples:
 
     ``x``, ``y`` (N,) intp texel column / row; ``face`` (N,) intp triangle index;
     ``inside`` (N,) bool - the texel centre lies inside the triangle (not a border texel);
-    ``frame`` (m, 6) float64 per triangle: its corner 0 in texel coordinates ``(x0, y0)``
+    ``frame`` (6, m) float64, per triangle: its corner 0 in texel coordinates ``(x0, y0)``
     and the inverse ``(i00, i01, i10, i11)`` of its edge matrix ``[[x1 - x0, x2 - x0],
     [y1 - y0, y2 - y0]]``, so a texel's barycentrics (1 - b1 - b2, b1, b2) are
     ``(b1, b2) = inverse @ (x - x0, y - y0)`` - in [0, 1] for inside texels, extrapolated
@@ -40,7 +44,7 @@ class TexelSamples:
         (optionally the slice ``sl`` of the texels)."""
         sl = sl if sl is not None else slice(None)
         face = self.face[sl]
-        fr = [np.ascontiguousarray(self.frame[:, i]).take(face, mode="clip") for i in range(6)]
+        fr = [self.frame[i].take(face, mode="clip") for i in range(6)]
         dx = self.x[sl] - fr[0]
         dy = self.y[sl] - fr[1]
         return fr[2] * dx + fr[3] * dy, fr[4] * dx + fr[5] * dy
@@ -84,14 +88,13 @@ def _edge_coefficients(uv: np.ndarray, faces: np.ndarray, size: int):
 
 
 def _texel_frames(p: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """(m, 6) float64 ``TexelSamples.frame`` of triangles with texel-space corners ``p``."""
+    """(6, m) float64 ``TexelSamples.frame`` of triangles with texel-space corners ``p``."""
     e1 = p[:, 1] - p[:, 0]
     e2 = p[:, 2] - p[:, 0]
     det = e1[:, 0] * e2[:, 1] - e2[:, 0] * e1[:, 1]
     inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
     return np.stack(
-        [p[:, 0, 0], p[:, 0, 1], e2[:, 1] * inv, -e2[:, 0] * inv, -e1[:, 1] * inv, e1[:, 0] * inv],
-        axis=1,
+        [p[:, 0, 0], p[:, 0, 1], e2[:, 1] * inv, -e2[:, 0] * inv, -e1[:, 1] * inv, e1[:, 0] * inv]
     )
 
 
@@ -164,31 +167,28 @@ def rasterize_uv(
     neighbours, the one its centre is closest to; its barycentrics are EXTRAPOLATED (some
     negative, still summing to 1) so the texel's point lies just past the chart edge.
     Triangles too thin to own a texel centre (slivers, tiny charts) claim the uncovered
-    texels within ``margin`` of them. With ``pool``, pass 1 runs on two halves of the
-    triangles in parallel.
+    texels within ``margin`` of them. With ``pool``, pass 1 runs on the pool's threads.
     """
     faces = np.asarray(faces, np.intp)
     an, bn, cn, ok, p = _edge_coefficients(uv, faces, size)
     frame = _texel_frames(p, ok)
     empty = np.zeros(0, np.intp)
-    if pool is not None and len(faces) > 1000:
-        half = len(faces) // 2
-        parts = list(
-            pool.map(
-                lambda s: _rasterize_inside(an[s], bn[s], cn[s], ok[s], p[s], size),
-                (slice(0, half), slice(half, None)),
-            )
-        )
-        x = np.concatenate([parts[0][0], parts[1][0]])
-        y = np.concatenate([parts[0][1], parts[1][1]])
-        face = np.concatenate([parts[0][2], parts[1][2] + half])
-    else:
-        x, y, face = _rasterize_inside(an, bn, cn, ok, p, size)
+    # Pass 1 in blocks of triangles: the per-row temporaries stay small (and on two
+    # threads with ``pool``).
+    blocks = [slice(lo, lo + RASTER_BLOCK) for lo in range(0, len(faces), RASTER_BLOCK)]
+
+    def inside(s: slice) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        bx_, by_, bf_ = _rasterize_inside(an[s], bn[s], cn[s], ok[s], p[s], size)
+        return bx_, by_, bf_ + s.start
+
+    parts = list(pool.map(inside, blocks)) if pool is not None else [inside(b) for b in blocks]
+    x, y, face = (np.concatenate([pt[i] for pt in parts]) if parts else empty for i in range(3))
+    del parts
     if len(x) == 0:
         return TexelSamples(empty, empty, empty, np.zeros(0, bool), frame)
     # Texels claimed twice (centres exactly on a shared edge) keep the last claim.
     texel = y * size + x
-    owner_face = np.full(size * size, -1, np.intp)
+    owner_face = np.full(size * size, -1, np.int32)
     owner_face[texel] = face
     unique = owner_face.take(texel) == face
     if not unique.all():
@@ -199,7 +199,7 @@ def rasterize_uv(
     border &= ~covered
     by, bx = np.nonzero(border)
     best = np.full(len(bx), np.inf)
-    best_face = np.full(len(bx), -1, np.intp)
+    best_face = np.full(len(bx), -1, np.int32)
     owner_img = np.pad(owner_face.reshape(size, size), reach, constant_values=-1)
     coef = [np.ascontiguousarray(k[:, i]) for i in range(3) for k in (an, bn, cn)]
     fbx, fby = bx.astype(np.float64), by.astype(np.float64)
@@ -210,7 +210,7 @@ def rasterize_uv(
             cand = owner_img[by + dy + reach, bx + dx + reach]
             # Neighbours usually share a triangle: only new candidates are measured.
             sel_c = np.flatnonzero((cand >= 0) & (cand != best_face))
-            c = cand[sel_c]
+            c = cand[sel_c].astype(np.intp)
             # Distance (texels) of this border texel's centre outside each edge line.
             px, py = fbx[sel_c], fby[sel_c]
             dist = np.full(len(c), -np.inf)
@@ -223,7 +223,7 @@ def rasterize_uv(
             best_face[upd] = c[better]
     sel = np.flatnonzero((best_face >= 0) & (best <= margin))
     bt = by[sel] * size + bx[sel]
-    bf = best_face[sel]
+    bf = best_face[sel].astype(np.intp)
     # Orphans: triangles (slivers, tiny charts) that own no texel centre still claim the
     # uncovered texels within `margin` of them, so every chart gets colour.
     owned = np.zeros(len(faces), bool)
@@ -277,23 +277,29 @@ def texel_points(
     rasterised texels (optionally the slice ``sl`` of them) on the mesh
     ``vertices``/``normals`` (n, 3), ``faces`` (m, 3) the texels were rasterised from;
     normals None when ``normals`` is. Border texels continue their triangle's plane."""
-    sl = sl if sl is not None else slice(None)
-    face = samples.face[sl]
-    b1, b2 = (b.astype(np.float32) for b in samples.local(sl))
+    start, stop, _ = (sl if sl is not None else slice(None)).indices(len(samples.face))
     f = np.asarray(faces, np.intp)
 
-    def interpolate(values: np.ndarray) -> np.ndarray:
+    def tables(values: np.ndarray) -> list[np.ndarray]:
+        # Corner 0 and the two edges from it, one contiguous row per axis: gathers by face
+        # stay cache-friendly.
         vals = np.asarray(values, np.float32)
         corner0 = vals[f[:, 0]]
-        # Per axis one contiguous table: gathers by face stay cache-friendly.
-        tables = [np.ascontiguousarray(t.T) for t in (corner0, vals[f[:, 1]] - corner0)]
-        tables.append(np.ascontiguousarray((vals[f[:, 2]] - corner0).T))
-        out = np.empty((len(face), 3), np.float32)
-        for axis in range(3):
-            col = tables[1][axis].take(face, mode="clip") * b1
-            col += tables[2][axis].take(face, mode="clip") * b2
-            col += tables[0][axis].take(face, mode="clip")
-            out[:, axis] = col
-        return out
+        return [
+            np.ascontiguousarray(t.T)
+            for t in (corner0, vals[f[:, 1]] - corner0, vals[f[:, 2]] - corner0)
+        ]
 
-    return interpolate(vertices), None if normals is None else interpolate(normals)
+    wanted = [tables(vertices)] + ([] if normals is None else [tables(normals)])
+    outs = [np.empty((max(stop - start, 0), 3), np.float32) for _ in wanted]
+    for lo in range(start, stop, POINT_BLOCK):
+        block = slice(lo, min(lo + POINT_BLOCK, stop))
+        face = samples.face[block]
+        b1, b2 = (b.astype(np.float32) for b in samples.local(block))
+        for (c0, e1, e2), out in zip(wanted, outs, strict=True):
+            for axis in range(3):
+                col = e1[axis].take(face, mode="clip") * b1
+                col += e2[axis].take(face, mode="clip") * b2
+                col += c0[axis].take(face, mode="clip")
+                out[lo - start : block.stop - start, axis] = col
+    return outs[0], outs[1] if normals is not None else None

@@ -1,0 +1,107 @@
+"""Finishing the objects of one photo (a scene's parts) two at a time.
+
+One object's finishing leaves a core idle for part of its run (sanitising, UV charting,
+PNG encoding run on one core), so the parts of a scene are finished ``PART_THREADS`` at a
+time in threads: the heavy steps are numpy, scipy, xatlas, Pillow or the forked decimator
+and release the GIL. Each part's failure stays in its own slot; cancelling stops the parts
+not yet started and raises ``Cancelled``. Progress is reported monotonically through the
+caller's context as the mean of the parts' own progress.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backend.cpus import usable_cpus
+from backend.finishing.pipeline import STAGES, finish_to_glb
+from backend.memory import limit_heap_arenas
+from backend.progress import Cancelled, JobContext
+from backend.reconstruction import Reconstruction
+
+if TYPE_CHECKING:
+    from backend.options import FinishOptions
+
+#: Parts finished at a time (at most the CPUs this process may use).
+PART_THREADS = 2
+# Relative duration of the finishing stages, for each part's own progress.
+_PART_STAGES = {"simplify": 0.35, "uv": 0.1, "bake": 0.45, "export": 0.1}
+assert set(_PART_STAGES) == set(STAGES)
+
+
+def finish_parts(
+    recons: Sequence[Reconstruction | Exception],
+    options: FinishOptions,
+    out_paths: Sequence[Path],
+    ctx: JobContext | None = None,
+    on_part: Callable[[int, dict[str, Any] | Exception], None] | None = None,
+    threads: int | None = None,
+) -> list[dict[str, Any] | Exception]:
+    """``finish_to_glb(recons[i], options, out_paths[i])`` for every part, up to ``threads``
+    (default ``PART_THREADS``, at most the CPUs) at a time.
+
+    Returns, per part and in order, the stats dict of ``finish_to_glb`` or the exception
+    that part raised (an exception passed in ``recons`` is passed through). ``on_part(i,
+    result)`` is called from the calling thread as each part completes, in order.
+    ``ctx.progress`` receives the mean progress of the parts, never decreasing.
+    """
+    n = len(recons)
+    lock = threading.Lock()
+    done = [0.0] * n
+    reported = [0.0]
+
+    def report(i: int, fraction: float) -> None:
+        with lock:
+            done[i] = max(done[i], fraction)
+            overall = sum(done) / max(n, 1)
+            if ctx is not None and overall > reported[0]:
+                reported[0] = overall
+                ctx.progress(overall)
+
+    def part_context(i: int) -> JobContext:
+        def cancelled() -> bool:
+            if ctx is not None:
+                ctx.check_cancel()
+            return False
+
+        return JobContext(
+            on_update=lambda stage, fraction: report(i, fraction),
+            is_cancelled=cancelled,
+            stages=dict(_PART_STAGES),
+        )
+
+    def one(i: int) -> dict[str, Any] | Exception:
+        rec = recons[i]
+        if isinstance(rec, Exception):
+            return rec
+        try:
+            stats = finish_to_glb(rec, options, out_paths[i], part_context(i))
+        except Cancelled:
+            raise
+        except Exception as exc:  # one part's failure never costs the others
+            return exc
+        report(i, 1.0)
+        return stats
+
+    workers = min(threads or PART_THREADS, usable_cpus(), max(n, 1))
+    out: list[dict[str, Any] | Exception] = []
+    if workers <= 1:
+        for i in range(n):
+            out.append(one(i))
+            if on_part is not None:
+                on_part(i, out[-1])
+        return out
+    limit_heap_arenas()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="finish")
+    try:
+        futures = [pool.submit(one, i) for i in range(n)]
+        for i, fut in enumerate(futures):
+            out.append(fut.result())
+            if on_part is not None:
+                on_part(i, out[-1])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return out

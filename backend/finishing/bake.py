@@ -198,14 +198,21 @@ def locate_texels(
         return face_out, np.zeros((0, 3), np.float32)
     if chart is None:
         chart = uv_charts(faces, len(vertices))[samples.face]
-    has_texels = np.zeros(len(faces), bool)
-    has_texels[samples.face] = True
-    used = np.flatnonzero(has_texels)
-    tri = np.asarray(vertices, np.float64)[faces[used]]
-    centroids = src.centered(tri.mean(axis=1))
-    face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    face_seed = np.zeros(len(faces), np.intp)
-    face_seed[used] = src.walk(centroids, src.seeds(centroids, face_normals))
+    # Target faces are located (centroid -> seed tree -> walk) only when a texel needs
+    # its face's start: texels of the coarsest lattice and those without a parent in
+    # their chart - a third of the faces or so.
+    face_seed = np.full(len(faces), -1, np.intp)
+    vertices = np.asarray(vertices, np.float64)
+
+    def seeds_for(target_faces: np.ndarray) -> np.ndarray:
+        todo = np.unique(target_faces[face_seed[target_faces] < 0])
+        if len(todo):
+            tri = vertices[faces[todo]]
+            centroids = src.centered(tri.mean(axis=1))
+            normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+            face_seed[todo] = src.walk(centroids, src.seeds(centroids, normals))
+        return face_seed[target_faces]
+
     owner = np.full(size * size, -1, np.int32 if n < 2**31 else np.intp)
     owner[samples.y * size + samples.x] = np.arange(n)
     xy = samples.x | samples.y
@@ -216,13 +223,17 @@ def locate_texels(
         sel = np.flatnonzero(level == lv)
         if len(sel) == 0:
             continue
-        start = face_seed[samples.face[sel]]
-        if lv < SEED_LEVELS:
+        if lv == SEED_LEVELS:
+            start = seeds_for(samples.face[sel])
+        else:
             cell = ~np.int64((1 << (lv + 1)) - 1)
             parent = owner[(samples.y[sel] & cell) * size + (samples.x[sel] & cell)]
             ok = parent >= 0
             ok[ok] = chart[parent[ok]] == chart[sel[ok]]
-            start[ok] = face_out[parent[ok]]
+            start = face_out[np.maximum(parent, 0)]
+            orphan = np.flatnonzero(~ok)
+            if len(orphan):
+                start[orphan] = seeds_for(samples.face[sel[orphan]])
         for lo in range(0, len(sel), WALK_BLOCK):
             block = sel[lo : lo + WALK_BLOCK]
             face_out[block] = src.walk(pts[block], start[lo : lo + WALK_BLOCK])

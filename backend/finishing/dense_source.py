@@ -41,6 +41,8 @@ MAX_WALK_STEPS = 64
 BARY_TOLERANCE = np.float32(1e-5)
 # Cosine below which a triangle faces away from the point's normal.
 FACING_MIN = -0.2
+# Points answered at once (keeps the gathered rows in cache).
+ANSWER_BLOCK = 1 << 14
 
 
 class DenseColorSource:
@@ -72,8 +74,10 @@ class DenseColorSource:
         self._corners = np.ascontiguousarray(self.faces.T, np.intp)
         self._colors_t = np.ascontiguousarray(self.colors.T)
         c0, c1, c2 = self._corners
-        # Rows per triangle: origin o (0-2), barycentric rows rv (3-5) and rw (6-8) with
-        # (v, w) = (rv . (p - o), rw . (p - o)) and u = 1 - v - w, unit normal (9-11).
+        # One 64-byte row per triangle (a walk step reads one cache line): origin o (0-2),
+        # barycentric rows rv (3-5) and rw (6-8) with (v, w) = (rv . (p - o), rw . (p - o))
+        # and u = 1 - v - w, unit normal (9-11), and as int32 the neighbours across the
+        # edges opposite corners 0, 1, 2 (12-14; -1 for none).
         rows = np.empty((12, m), np.float32)
         o = rows[0:3]
         for ax in range(3):
@@ -94,10 +98,14 @@ class DenseColorSource:
         np.subtract(e1[2] * e2[0], e1[0] * e2[2], out=n[1])
         np.subtract(e1[0] * e2[1], e1[1] * e2[0], out=n[2])
         n /= np.maximum(np.sqrt(_dot(n, n)), np.float32(1e-30))
-        self._rows = rows
         if neighbours is None:
             neighbours = edge_topology(self.faces, len(v)).neighbours
-        self._neighbours = np.ascontiguousarray(neighbours, np.intp).ravel()
+        if m >= 2**31:
+            raise ValueError("meshes of 2**31 triangles or more are not supported")
+        table = np.zeros((m, 16), np.float32)
+        table[:, :12] = rows.T
+        table.view(np.int32)[:, 12:15] = np.asarray(neighbours).reshape(m, 3)
+        self._table = table
         self._stride = max(1, m // SEED_POINTS)
         st = self._stride
         centroids = np.stack(
@@ -111,7 +119,7 @@ class DenseColorSource:
     @property
     def _normals(self) -> np.ndarray:
         """(m, 3) float32 unit triangle normals (a view)."""
-        return self._rows[9:12].T
+        return self._table[:, 9:12]
 
     def centered(self, points: np.ndarray) -> np.ndarray:
         """``points`` (N, 3) metres, object frame -> float32 relative to the mesh centre."""
@@ -148,40 +156,53 @@ class DenseColorSource:
         face = np.asarray(start, np.intp).copy()
         if len(face) == 0:
             return face
-        rows, nbr = self._rows, self._neighbours
         idx = np.arange(len(face))
         cur = face.copy()
         prev = np.full(len(face), -1, np.intp)
         px, py, pz = (np.ascontiguousarray(pts[:, i], np.float32) for i in range(3))
         for _ in range(max_steps):
-            bu, bv, bw = _barycentrics(rows, cur, px, py, pz)
+            row = self._table.take(cur, axis=0, mode="clip")
+            bu, bv, bw = _barycentrics(row, px, py, pz)
             low = np.minimum(bu, bv)
             ok = np.minimum(low, bw) >= -BARY_TOLERANCE
             # Leave across the edge opposite the most negative coordinate.
-            corner = (bv < bu).astype(np.intp)
-            corner[bw < low] = 2
-            nxt = nbr.take(cur * 3 + corner, mode="clip")
-            go = np.flatnonzero(~ok & (nxt >= 0) & (nxt != prev))
+            nbr = row.view(np.int32)
+            nxt = np.where(bv < bu, nbr[:, 13], nbr[:, 12])
+            np.copyto(nxt, nbr[:, 14], where=bw < low)
+            move = nxt != prev
+            move &= nxt >= 0
+            move &= ~ok
+            go = np.flatnonzero(move)
             if len(go) == 0:
                 break
-            idx, prev, cur = idx[go], cur[go], nxt[go]
-            face[idx] = cur
-            px, py, pz = px[go], py[go], pz[go]
+            idx = idx.take(go, mode="clip")
+            prev = cur.take(go, mode="clip")
+            cur = nxt.take(go, mode="clip").astype(np.intp)
+            np.put(face, idx, cur, mode="clip")
+            px, py, pz = (c.take(go, mode="clip") for c in (px, py, pz))
         return face
 
     def answer(self, pts: np.ndarray, face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Barycentrics (N, 3) float32 in [0, 1] of centred ``pts`` on triangles ``face``
         (the projection along the triangle's normal where it falls inside, else clamped
         onto the triangle) and the distance (N,) float32 metres to that point."""
-        px, py, pz = (np.ascontiguousarray(pts[:, i], np.float32) for i in range(3))
-        rows = self._rows
-        bu, bv, bw = _barycentrics(rows, face, px, py, pz)
-        bary = np.stack([bu, bv, bw], axis=1)
-        dist = (px - rows[0].take(face, mode="clip")) * rows[9].take(face, mode="clip")
-        dist += (py - rows[1].take(face, mode="clip")) * rows[10].take(face, mode="clip")
-        dist += (pz - rows[2].take(face, mode="clip")) * rows[11].take(face, mode="clip")
-        np.abs(dist, out=dist)
-        out = np.flatnonzero(np.minimum(np.minimum(bu, bv), bw) < -BARY_TOLERANCE)
+        n = len(face)
+        bary = np.empty((n, 3), np.float32)
+        dist = np.empty(n, np.float32)
+        outside = []
+        for lo in range(0, n, ANSWER_BLOCK):
+            hi = min(lo + ANSWER_BLOCK, n)
+            row = self._table.take(face[lo:hi], axis=0, mode="clip")
+            d = pts[lo:hi] - row[:, 0:3]
+            bv = np.einsum("ij,ij->i", d, row[:, 3:6])
+            bw = np.einsum("ij,ij->i", d, row[:, 6:9])
+            bu = np.float32(1.0) - bv - bw
+            block = bary[lo:hi]
+            block[:, 0], block[:, 1], block[:, 2] = bu, bv, bw
+            dist[lo:hi] = np.abs(np.einsum("ij,ij->i", d, row[:, 9:12]))
+            low = np.minimum(np.minimum(bu, bv), bw)
+            outside.append(np.flatnonzero(low < -BARY_TOLERANCE) + lo)
+        out = np.concatenate(outside) if outside else np.zeros(0, np.intp)
         if len(out):
             bary[out], dist[out] = self._project(pts[out], face[out])
         np.clip(bary, 0.0, 1.0, out=bary)
@@ -288,19 +309,19 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _barycentrics(
-    rows: np.ndarray, face: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray
+    row: np.ndarray, px: np.ndarray, py: np.ndarray, pz: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unclamped barycentrics (u, v, w), each (N,) float32, of points (px, py, pz) projected
-    on the planes of triangles ``face`` (N,), from the rows of ``DenseColorSource``."""
-    dx = px - rows[0].take(face, mode="clip")
-    dy = py - rows[1].take(face, mode="clip")
-    dz = pz - rows[2].take(face, mode="clip")
-    bv = rows[3].take(face, mode="clip") * dx
-    bv += rows[4].take(face, mode="clip") * dy
-    bv += rows[5].take(face, mode="clip") * dz
-    bw = rows[6].take(face, mode="clip") * dx
-    bw += rows[7].take(face, mode="clip") * dy
-    bw += rows[8].take(face, mode="clip") * dz
+    on the planes of the triangles whose ``DenseColorSource`` rows are ``row`` (N, 16)."""
+    dx = px - row[:, 0]
+    dy = py - row[:, 1]
+    dz = pz - row[:, 2]
+    bv = row[:, 3] * dx
+    bv += row[:, 4] * dy
+    bv += row[:, 5] * dz
+    bw = row[:, 6] * dx
+    bw += row[:, 7] * dy
+    bw += row[:, 8] * dz
     bu = np.float32(1.0) - bv
     bu -= bw
     return bu, bv, bw

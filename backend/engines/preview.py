@@ -107,6 +107,7 @@ class PreviewEngine:
         n = len(masks)
 
         def one(i: int) -> Reconstruction | Exception:
+            ctx.check_cancel()  # before the mask is read
             try:
                 return self._reconstruct_one(image, masks[i], intr, ctx, index=i)
             except Cancelled:

@@ -3,21 +3,21 @@ simplified, UV-unwrapped mesh.
 
 Method (all vectorised):
 
-1. **UV rasterisation** (``rasterize_uv``): every texel whose centre lies inside a triangle in
-   UV space, plus every texel whose centre lies within ``margin`` texels outside a triangle
-   edge (a conservative border, so bilinear lookups at chart edges read true colours),
-   gets that triangle and its barycentric coordinates (clamped onto the triangle for
-   border texels).
-2. **Surface points**: barycentric interpolation of the simplified mesh's vertices gives
-   each texel's 3D point (object frame, metres) and interpolated normal.
-3. **Colour transfer** (``DenseColorSource``): the nearest dense triangles (k-d tree on
-   their centroids), the point projected onto each candidate's plane, barycentric
-   coordinates clamped to the triangle; the candidate with the smallest distance (faces
-   turned away from the texel's normal are penalised, so thin sheets don't bleed through)
-   gives the colour by barycentric interpolation of its vertex colours.
-4. **Gutter fill** (``fill_gutter``): every uncovered texel takes the colour of the
-   nearest covered texel (exact Euclidean distance transform), so mip levels and
-   bilinear filtering never mix in background colour across seams.
+1. **UV rasterisation** (``backend.finishing.uv_raster``): every texel whose centre lies
+   inside a triangle in UV space, plus every texel whose centre lies within ``margin``
+   texels outside a triangle edge (a conservative border, so bilinear lookups at chart
+   edges read true colours), gets that triangle; border texels continue its plane.
+2. **Surface points**: each texel's 3D point (object frame, metres) on the simplified mesh.
+3. **Colour transfer** (``locate_texels`` with ``backend.finishing.dense_source``): the
+   dense triangle under each texel's point, found by walking over the dense triangles'
+   neighbours from a start near the answer - the answer of a texel one lattice level
+   coarser in the same UV chart (1, 2, 4, ... texels away), or for the coarsest texels the
+   dense triangle under their target face's centroid (k-d tree seeds, preferring
+   triangles that face the same way, so thin sheets don't bleed through). The colour is
+   the barycentric mix of that triangle's vertex colours at the point's projection.
+   Charts are independent, so groups of whole charts run on separate threads.
+4. **Gutter fill** (``texture_from_texels``): push-pull from the texels' own sums, so mip
+   levels and bilinear filtering never mix in background colour across seams.
 
 Colours are sRGB floats in [0, 1] throughout; the texture is sRGB-encoded uint8 (glTF
 ``baseColorTexture`` is sRGB). Texel/UV convention: see ``backend.finishing.uv``.

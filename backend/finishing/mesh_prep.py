@@ -231,13 +231,13 @@ def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
     a[:, 0], a[:, 1], a[:, 2] = f[:, 1], f[:, 2], f[:, 0]
     b[:, 0], b[:, 1], b[:, 2] = f[:, 2], f[:, 0], f[:, 1]
     a, b = a.ravel(), b.ravel()
-    twin = _closed_manifold_twins(a, b, n_vertices)
-    if twin is not None:
+    across = _closed_manifold_neighbours(a, b, n_vertices)
+    if across is not None:
         return EdgeTopology(
-            np.full(len(twin) // 2, 2, np.int64),
+            np.full(len(across) // 2, 2, np.int64),
             np.zeros((0, 2), np.int64),
             True,
-            (twin // 3).astype(np.int32).reshape(m, 3),
+            across.reshape(m, 3),
         )
     a, b = a.astype(np.int64), b.astype(np.int64)
     und = np.minimum(a, b) * n_vertices + np.maximum(a, b)
@@ -257,10 +257,10 @@ def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
     return EdgeTopology(counts, boundary, consistent, neighbours.reshape(m, 3))
 
 
-def _closed_manifold_twins(a: np.ndarray, b: np.ndarray, n_vertices: int) -> np.ndarray | None:
-    """For directed edges ``a[e] -> b[e]`` of a closed, consistently wound manifold: twin (e,)
-    int64, the index of each edge's reverse; None when some directed edge repeats, is a
-    loop, or lacks its reverse."""
+def _closed_manifold_neighbours(a: np.ndarray, b: np.ndarray, n_vertices: int) -> np.ndarray | None:
+    """For the directed edges ``a[e] -> b[e]`` (edge e of face e // 3) of a closed,
+    consistently wound manifold: (e,) int32, the face holding each edge's reverse; None when
+    some directed edge repeats, is a loop, or lacks its reverse."""
     from scipy.sparse import coo_matrix
 
     e = len(a)
@@ -276,9 +276,9 @@ def _closed_manifold_twins(a: np.ndarray, b: np.ndarray, n_vertices: int) -> np.
     rev.sort_indices()
     if not (np.array_equal(fwd.indptr, rev.indptr) and np.array_equal(fwd.indices, rev.indices)):
         return None
-    twin = np.empty(e, np.int64)
-    twin[fwd.data - 1] = rev.data - 1
-    return twin
+    across = np.empty(e, np.int32)
+    across[fwd.data - 1] = (rev.data - 1) // 3
+    return across
 
 
 def is_watertight(faces: np.ndarray, n_vertices: int, topo: EdgeTopology | None = None) -> bool:

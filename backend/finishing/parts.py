@@ -75,16 +75,18 @@ def finish_parts(
 
     def one(i: int) -> dict[str, Any] | Exception:
         rec = recons[i]
+        result: dict[str, Any] | Exception
         if isinstance(rec, Exception):
-            return rec
-        try:
-            stats = finish_to_glb(rec, options, out_paths[i], part_context(i))
-        except Cancelled:
-            raise
-        except Exception as exc:  # one part's failure never costs the others
-            return exc
-        report(i, 1.0)
-        return stats
+            result = rec
+        else:
+            try:
+                result = finish_to_glb(rec, options, out_paths[i], part_context(i))
+            except Cancelled:
+                raise
+            except Exception as exc:  # one part's failure never costs the others
+                result = exc
+        report(i, 1.0)  # done, finished or failed
+        return result
 
     workers = min(threads or PART_THREADS, usable_cpus(), max(n, 1))
     out: list[dict[str, Any] | Exception] = []

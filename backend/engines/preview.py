@@ -35,17 +35,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from backend.cpus import usable_cpus
 from backend.engines.base import Availability
 from backend.errors import BackendError
-from backend.memory import limit_heap_arenas, trim_heap
+from backend.memory import trim_heap
 from backend.options import JobOptions
+from backend.parallel import ordered_map
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Intrinsics, Pose, Reconstruction
 
@@ -115,24 +114,12 @@ class PreviewEngine:
             except Exception as exc:  # one mask's failure is its part's, not the scene's
                 return exc
 
-        threads = min(OBJECT_THREADS, usable_cpus(), n)
-        out: list[Reconstruction | Exception] = []
-        if threads <= 1:
-            for i in range(n):
-                out.append(one(i))
-                ctx.progress((i + 1) / n)
-            return out
-        limit_heap_arenas()
-        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="preview")
         try:
-            futures = [pool.submit(one, i) for i in range(n)]
-            for i, fut in enumerate(futures):
-                out.append(fut.result())
-                ctx.progress((i + 1) / n)
+            return ordered_map(
+                one, n, OBJECT_THREADS, lambda i, _: ctx.progress((i + 1) / n), "preview"
+            )
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
             trim_heap()
-        return out
 
     @staticmethod
     def intrinsics_for(image: np.ndarray) -> Intrinsics:

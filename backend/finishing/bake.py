@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from backend.cpus import usable_cpus
 from backend.finishing.dense_source import DenseColorSource
 from backend.finishing.uv_raster import (
     RASTER_MARGIN,
@@ -41,6 +40,7 @@ from backend.finishing.uv_raster import (
     texel_points,
 )
 from backend.memory import limit_heap_arenas
+from backend.parallel import usable_cpus
 
 __all__ = [
     "RASTER_MARGIN",

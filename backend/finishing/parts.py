@@ -2,8 +2,8 @@
 
 One object's finishing leaves a core idle for part of its run (sanitising, UV charting,
 PNG encoding run on one core), so the parts of a scene are finished ``PART_THREADS`` at a
-time in threads: the heavy steps are numpy, scipy, xatlas, Pillow or the forked decimator
-and release the GIL. Each part's failure stays in its own slot; cancelling stops the parts
+time in threads: most of the work is numpy, scipy or Pillow on large arrays (which release
+the GIL) or waits for the forked decimator. One bake runs at a time (``pipeline``). Each part's failure stays in its own slot; cancelling stops the parts
 not yet started and raises ``Cancelled``. Progress is reported monotonically through the
 caller's context as the mean of the parts' own progress.
 """
@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backend.cpus import usable_cpus
 from backend.finishing.pipeline import STAGES, finish_to_glb
-from backend.memory import limit_heap_arenas
+from backend.parallel import ordered_map
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Reconstruction
 
@@ -27,9 +25,8 @@ if TYPE_CHECKING:
 
 #: Parts finished at a time (at most the CPUs this process may use).
 PART_THREADS = 2
-# Relative duration of the finishing stages, for each part's own progress.
-_PART_STAGES = {"simplify": 0.35, "uv": 0.1, "bake": 0.45, "export": 0.1}
-assert set(_PART_STAGES) == set(STAGES)
+# Relative duration of the finishing stages (in STAGES order), for each part's progress.
+_PART_STAGES = dict(zip(STAGES, (0.35, 0.1, 0.45, 0.1), strict=True))
 
 
 def finish_parts(
@@ -88,22 +85,4 @@ def finish_parts(
         report(i, 1.0)  # done, finished or failed
         return result
 
-    workers = min(threads or PART_THREADS, usable_cpus(), max(n, 1))
-    out: list[dict[str, Any] | Exception] = []
-    if workers <= 1:
-        for i in range(n):
-            out.append(one(i))
-            if on_part is not None:
-                on_part(i, out[-1])
-        return out
-    limit_heap_arenas()
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="finish")
-    try:
-        futures = [pool.submit(one, i) for i in range(n)]
-        for i, fut in enumerate(futures):
-            out.append(fut.result())
-            if on_part is not None:
-                on_part(i, out[-1])
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return out
+    return ordered_map(one, n, threads or PART_THREADS, on_part, "finish")

@@ -28,6 +28,8 @@ the object frame of ``backend.reconstruction`` (metres); colours sRGB floats in 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -67,6 +69,13 @@ class DenseColorSource:
         self.colors = np.asarray(colors, np.float32)
         self.center = v.mean(axis=0) if len(v) else np.zeros(3)
         m = len(self.faces)
+        if m >= 2**31:
+            raise ValueError("meshes of 2**31 triangles or more are not supported")
+        topology = None
+        if neighbours is None:  # on another core while the rows are computed here
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="topology")
+            topology = pool.submit(edge_topology, self.faces, len(v))
+            pool.shutdown(wait=False)
         # Coordinates, corners and colours one contiguous array per component: every
         # per-triangle quantity below is a gather by index of a 1-D array.
         vt = np.ascontiguousarray((v - self.center).T, np.float32)
@@ -98,14 +107,9 @@ class DenseColorSource:
         np.subtract(e1[2] * e2[0], e1[0] * e2[2], out=n[1])
         np.subtract(e1[0] * e2[1], e1[1] * e2[0], out=n[2])
         n /= np.maximum(np.sqrt(_dot(n, n)), np.float32(1e-30))
-        if neighbours is None:
-            neighbours = edge_topology(self.faces, len(v)).neighbours
-        if m >= 2**31:
-            raise ValueError("meshes of 2**31 triangles or more are not supported")
         table = np.empty((m, 16), np.float32)
         table[:, :12] = rows.T
         table[:, 15] = 0.0
-        table.view(np.int32)[:, 12:15] = np.asarray(neighbours).reshape(m, 3)
         self._table = table
         self._stride = max(1, m // SEED_POINTS)
         st = self._stride
@@ -114,6 +118,9 @@ class DenseColorSource:
             axis=1,
         )
         self._seed_tree = cKDTree(centroids, leafsize=16, balanced_tree=False, compact_nodes=False)
+        if topology is not None:
+            neighbours = topology.result().neighbours
+        table.view(np.int32)[:, 12:15] = np.asarray(neighbours).reshape(m, 3)
         # Points that end farther than this from their triangle are walked again.
         self._radius = float(np.median(np.sqrt(d11[:: max(1, m // 65536)]))) if m else np.inf
 

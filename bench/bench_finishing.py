@@ -403,14 +403,14 @@ def main() -> None:
         times, image = bakes[label]
         errors[label] = colour_error(image, samples, pts)
         print(
-            f"{label:<10}{times['bake']:>9.3f}{times['build']:>16.3f}{errors[label][0]:>12.5f}"
-            f"{errors[label][1]:>11.5f}{times['bake'] / t_ours:>13.2f}"
+            f"{label:<10}{times['bake']:>9.3f}{times['build']:>16.3f}{errors[label][0]:>12.6f}"
+            f"{errors[label][1]:>11.6f}{times['bake'] / t_ours:>13.2f}"
         )
     if not args.skip_cycles:
         t_cy, setup, cy_img = cycles_bake(v, f, c, tv, uvm.faces, uvm.uv, SIZE)
         cy_mean, cy99 = colour_error(cy_img, samples, pts)
         print(
-            f"{'cycles':<10}{t_cy:>9.3f}{'':>16}{cy_mean:>12.5f}{cy99:>11.5f}{t_cy / t_ours:>13.2f}"
+            f"{'cycles':<10}{t_cy:>9.3f}{'':>16}{cy_mean:>12.6f}{cy99:>11.6f}{t_cy / t_ours:>13.2f}"
         )
         print(f"(Cycles scene setup, not counted: {setup:.2f} s)")
         for label in labels:
@@ -418,8 +418,8 @@ def main() -> None:
             ok = t_cy / t >= 10 and e_mean <= cy_mean and e99 <= cy99
             print(
                 f"{label}: bake >= 10x faster than Cycles at mean and p99 colour error no worse: "
-                f"{'met' if ok else 'MISSED'} ({t_cy / t:.1f}x; mean {e_mean:.5f} vs "
-                f"{cy_mean:.5f}, p99 {e99:.5f} vs {cy99:.5f})"
+                f"{'met' if ok else 'MISSED'} ({t_cy / t:.1f}x; mean {e_mean:.6f} vs "
+                f"{cy_mean:.6f}, p99 {e99:.6f} vs {cy99:.6f})"
             )
     if "bpy" in sys.modules:  # bpy can hang at interpreter exit
         sys.stdout.flush()

@@ -207,7 +207,8 @@ def mask_window(mask: np.ndarray, pad: int = 1) -> tuple[slice, slice] | None:
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(mask.any(axis=0))
+    # Columns only over the rows that hold the mask (a fraction of a large photo).
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
     h, w = mask.shape
     return (
         slice(max(0, rows[0] - pad), min(h, rows[-1] + 1 + pad)),
@@ -234,7 +235,7 @@ def clean_mask(mask: np.ndarray) -> np.ndarray:
 
 def _clean_window(mask: np.ndarray) -> np.ndarray:
     labels, n = ndimage.label(mask)
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     min_size = max(1.0, min(64.0, 0.005 * sizes.max()))
     if sizes.max() < 16:  # nothing but specks
         return np.zeros_like(mask)
@@ -244,7 +245,7 @@ def _clean_window(mask: np.ndarray) -> np.ndarray:
     holes = ~out
     hl, hn = ndimage.label(holes)
     if hn:
-        hsizes = ndimage.sum_labels(holes, hl, index=np.arange(1, hn + 1))
+        hsizes = np.bincount(hl.ravel(), minlength=hn + 1)[1:]
         small = np.zeros(hn + 1, dtype=bool)
         small[1:] = hsizes < 16
         # the background touching the window's border is never a hole

@@ -45,7 +45,7 @@ def test_pulsar_is_removed_and_its_constants_kept(tmp_path):
     src = make_tree(tmp_path / "p3d")
     assert strip_pulsar(src) is True
     text = (src / "pytorch3d" / "csrc" / "ext.cpp").read_text()
-    assert '#include "./pulsar' not in text and "PulsarRenderer" not in text
+    assert "#include \"./pulsar" not in text and "PulsarRenderer" not in text
     assert not (src / "pytorch3d" / "csrc" / "pulsar").exists()
     for line in (
         'm.attr("EPS") = py::float_(1E-6);',

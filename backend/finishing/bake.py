@@ -138,9 +138,12 @@ def texture_from_texels(
         np.divide(s_img, np.maximum(s_w, np.float32(1e-12)), out=up, where=has)
         filled = up
     filled8 = _to_u8(filled.transpose(1, 2, 0))
-    out = filled8.repeat(2, axis=0).repeat(2, axis=1).reshape(size * size, 3)
-    out[texel] = _to_u8(colors)
-    return out.reshape(size, size, 3), cov2d
+    out = filled8.repeat(2, axis=0).repeat(2, axis=1)
+    flat = out.reshape(-1)
+    rgb = _to_u8(colors)
+    for ch in range(3):  # one channel at a time: scalar scatters beat row scatters
+        flat[texel * 3 + ch] = rgb[:, ch]
+    return out, cov2d
 
 
 @dataclass

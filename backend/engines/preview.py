@@ -34,6 +34,7 @@ Monocular assumption (stated, used for poses and scenes)
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -41,7 +42,9 @@ from scipy import ndimage
 
 from backend.engines.base import Availability
 from backend.errors import BackendError
+from backend.memory import trim_heap
 from backend.options import JobOptions
+from backend.parallel import ordered_map
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Intrinsics, Pose, Reconstruction
 
@@ -54,6 +57,8 @@ GRID = 144
 THICKNESS = 0.75
 #: Horizon margin in pixels: ground contact must be this far below the principal point.
 HORIZON_MARGIN_PX = 2.0
+#: Objects of one photo reconstructed at a time (at most the CPUs this process may use).
+OBJECT_THREADS = 2
 
 
 class PreviewEngine:
@@ -86,23 +91,35 @@ class PreviewEngine:
     def reconstruct_many(
         self,
         image: np.ndarray,
-        masks: list[np.ndarray],
+        masks: Sequence[np.ndarray],
         seed: int,
         options: JobOptions,
         ctx: JobContext,
     ) -> list[Reconstruction | Exception]:
+        """Several objects of one photo, ``OBJECT_THREADS`` at a time (the per-object work is
+        numpy/scipy/Pillow/scikit-image that releases the GIL for its large arrays). Each
+        mask is read from ``masks`` only when its object starts, so a sequence that loads
+        masks on access keeps one or two of them in memory. A failing mask yields its
+        exception in its own slot; cancelling stops the objects not yet started."""
         ctx.stage("reconstruct")
         intr = self.intrinsics_for(image)  # one camera for every part
-        out: list[Reconstruction | Exception] = []
-        for i, m in enumerate(masks):
+        n = len(masks)
+
+        def one(i: int) -> Reconstruction | Exception:
+            ctx.check_cancel()  # before the mask is read
             try:
-                out.append(self._reconstruct_one(image, m, intr, ctx, index=i))
+                return self._reconstruct_one(image, masks[i], intr, ctx, index=i)
             except Cancelled:
                 raise
             except Exception as exc:  # one mask's failure is its part's, not the scene's
-                out.append(exc)
-            ctx.progress((i + 1) / len(masks))
-        return out
+                return exc
+
+        try:
+            return ordered_map(
+                one, n, OBJECT_THREADS, lambda i, _: ctx.progress((i + 1) / n), "preview"
+            )
+        finally:
+            trim_heap()
 
     @staticmethod
     def intrinsics_for(image: np.ndarray) -> Intrinsics:
@@ -120,19 +137,28 @@ class PreviewEngine:
     ) -> Reconstruction:
         t0 = time.perf_counter()
         name = "mask" if index is None else f"mask {index}"
-        clean = clean_mask(mask)
-        if not clean.any():
-            raise BackendError(
-                "empty_mask",
-                f"The {name} holds only specks too small to build an object from; "
-                "paint the whole object.",
-            )
-        if clean.mean() >= 0.995:
+        speck_error = BackendError(
+            "empty_mask",
+            f"The {name} holds only specks too small to build an object from; "
+            "paint the whole object.",
+        )
+        # Everything per object runs on the mask's window (its bounding box grown by one
+        # pixel), never on the whole frame: see clean_mask.
+        win = mask_window(np.asarray(mask, dtype=bool))
+        if win is None:
+            raise speck_error
+        clean = _clean_window(np.asarray(mask[win], dtype=bool))
+        origin = (win[0].start, win[1].start)
+        area = int(np.count_nonzero(clean))
+        if area == 0:
+            raise speck_error
+        if area >= 0.995 * mask.shape[0] * mask.shape[1]:
             raise BackendError("full_mask", f"The {name} covers the whole image.")
         ctx.check_cancel()
-        depth, warn = ground_depth(clean, intr)
+        rows = np.flatnonzero(clean.any(axis=1))
+        depth, warn = depth_from_bottom(origin[0] + float(rows[-1]) + 1.0, intr)
         try:
-            verts_px, faces = inflate_silhouette(clean)
+            verts_px, faces = inflate_silhouette(clean, origin=origin)
         except (ValueError, RuntimeError):  # no iso-surface: nothing solid at this scale
             verts_px, faces = np.zeros((0, 3)), np.zeros((0, 3), np.int64)
         if len(faces) == 0:
@@ -149,7 +175,7 @@ class PreviewEngine:
         x = (u - intr.cx) * d / intr.fx
         y = -(v - intr.cy) * d / intr.fy
         p_cam = np.stack([x, y, -d], axis=1)
-        colors = sample_colors(image, clean, u, v)
+        colors = sample_colors(image, clean, u, v, origin=origin)
         lo, hi = p_cam.min(axis=0), p_cam.max(axis=0)
         centre = (lo + hi) / 2
         verts = (p_cam - centre).astype(np.float32)
@@ -164,7 +190,7 @@ class PreviewEngine:
         }
         rec = Reconstruction(
             vertices=verts,
-            faces=faces.astype(np.int64),
+            faces=faces.astype(np.int32),
             vertex_colors=colors,
             pose=Pose(translation=centre.astype(np.float64)),
             intrinsics=intr,
@@ -181,7 +207,8 @@ def mask_window(mask: np.ndarray, pad: int = 1) -> tuple[slice, slice] | None:
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
-    cols = np.flatnonzero(mask.any(axis=0))
+    # Columns only over the rows that hold the mask (a fraction of a large photo).
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
     h, w = mask.shape
     return (
         slice(max(0, rows[0] - pad), min(h, rows[-1] + 1 + pad)),
@@ -208,7 +235,7 @@ def clean_mask(mask: np.ndarray) -> np.ndarray:
 
 def _clean_window(mask: np.ndarray) -> np.ndarray:
     labels, n = ndimage.label(mask)
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, n + 1))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     min_size = max(1.0, min(64.0, 0.005 * sizes.max()))
     if sizes.max() < 16:  # nothing but specks
         return np.zeros_like(mask)
@@ -218,7 +245,7 @@ def _clean_window(mask: np.ndarray) -> np.ndarray:
     holes = ~out
     hl, hn = ndimage.label(holes)
     if hn:
-        hsizes = ndimage.sum_labels(holes, hl, index=np.arange(1, hn + 1))
+        hsizes = np.bincount(hl.ravel(), minlength=hn + 1)[1:]
         small = np.zeros(hn + 1, dtype=bool)
         small[1:] = hsizes < 16
         # the background touching the window's border is never a hole
@@ -229,9 +256,16 @@ def _clean_window(mask: np.ndarray) -> np.ndarray:
 
 
 def ground_depth(mask: np.ndarray, intr: Intrinsics) -> tuple[float, str | None]:
-    """Distance (metres, along the optical axis) of an object standing on the ground plane."""
+    """Distance (metres, along the optical axis) of an object standing on the ground plane,
+    from its whole-frame mask (H, W) bool; see ``depth_from_bottom``."""
     rows = np.nonzero(mask.any(axis=1))[0]
-    v_bottom = float(rows.max()) + 1.0  # lower edge of the lowest pixel row
+    return depth_from_bottom(float(rows.max()) + 1.0, intr)
+
+
+def depth_from_bottom(v_bottom: float, intr: Intrinsics) -> tuple[float, str | None]:
+    """Distance (metres, along the optical axis) of an object whose silhouette ends at image
+    row ``v_bottom`` (pixels, the lower edge of its lowest pixel row), standing on the
+    ground plane; a warning when that is not below the horizon."""
     below = v_bottom - intr.cy
     if below <= HORIZON_MARGIN_PX:
         return FALLBACK_DEPTH_M, (
@@ -241,8 +275,11 @@ def ground_depth(mask: np.ndarray, intr: Intrinsics) -> tuple[float, str | None]
     return CAMERA_HEIGHT_M * intr.fy / below, None
 
 
-def inflate_silhouette(mask: np.ndarray, grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:
-    """Closed mesh of the inflated silhouette.
+def inflate_silhouette(
+    mask: np.ndarray, grid: int = GRID, origin: tuple[int, int] = (0, 0)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Closed mesh of the inflated silhouette ``mask`` (bool; the whole frame, or a window of
+    it whose top-left pixel is (row, col) ``origin`` of the frame).
 
     Returns vertices (n, 3) float64 as (u, v, t): pixel coordinates in the full image and the
     offset toward the camera in pixels; faces (m, 3) int64 with outward normals in the
@@ -284,8 +321,8 @@ def inflate_silhouette(mask: np.ndarray, grid: int = GRID) -> tuple[np.ndarray, 
     verts, faces, _normals, _ = marching_cubes(vol, level=0.0, allow_degenerate=False)
     # index space -> (u, v, t) in full-image pixels
     cell = 1.0 / scale
-    u = c0 + (verts[:, 1] - pad + 0.5) * cell * (crop.shape[1] / (gw * cell))
-    v = r0 + (verts[:, 0] - pad + 0.5) * cell * (crop.shape[0] / (gh * cell))
+    u = origin[1] + c0 + (verts[:, 1] - pad + 0.5) * cell * (crop.shape[1] / (gw * cell))
+    v = origin[0] + r0 + (verts[:, 0] - pad + 0.5) * cell * (crop.shape[0] / (gh * cell))
     t = (verts[:, 2] - zmax) * cell
     out = np.stack([u, v, t], axis=1)
     faces = faces.astype(np.int64)
@@ -298,23 +335,44 @@ def inflate_silhouette(mask: np.ndarray, grid: int = GRID) -> tuple[np.ndarray, 
     return out, faces
 
 
-def sample_colors(image: np.ndarray, mask: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def sample_colors(
+    image: np.ndarray,
+    mask: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    origin: tuple[int, int] = (0, 0),
+) -> np.ndarray:
     """Bilinear photo colours at pixel coordinates, background replaced by the nearest
     object colour (no edge bleed). Returns (n, 3) float32 sRGB in [0, 1].
 
-    Only the window holding the mask and every sample (plus the bilinear neighbours) is
-    filled and converted: the nearest object pixel of any point lies among the mask's pixels,
-    all inside that window, so the colours equal a whole-frame fill.
+    ``mask`` is the whole frame's mask, or a window of it whose top-left pixel is (row, col)
+    ``origin`` of the frame (the frame being ``image``; outside the window the mask is
+    empty). Only the window holding the mask and every sample (plus the bilinear
+    neighbours) is filled and converted: the nearest object pixel of any point lies among
+    the mask's pixels, all inside that window, so the colours equal a whole-frame fill.
     """
-    h, w = mask.shape
+    h, w = image.shape[:2]
     if len(u) == 0:
         return np.zeros((0, 3), np.float32)
-    rows, cols = mask_window(mask, pad=0) or (slice(0, h), slice(0, w))
+    local = mask_window(mask, pad=0)
+    if local is None:
+        rows, cols = slice(0, h), slice(0, w)
+    else:
+        rows = slice(local[0].start + origin[0], local[0].stop + origin[0])
+        cols = slice(local[1].start + origin[1], local[1].stop + origin[1])
     r0 = max(0, min(rows.start, int(np.floor(np.min(v) - 0.5)) - 1))
     r1 = min(h, max(rows.stop, int(np.ceil(np.max(v) - 0.5)) + 2))
     c0 = max(0, min(cols.start, int(np.floor(np.min(u) - 0.5)) - 1))
     c1 = min(w, max(cols.stop, int(np.ceil(np.max(u) - 0.5)) + 2))
-    sub = mask[r0:r1, c0:c1]
+    # The mask on [r0:r1, c0:c1] of the frame (the window may be larger than ``mask``).
+    sub = np.zeros((r1 - r0, c1 - c0), bool)
+    mr0, mc0 = max(r0, origin[0]), max(c0, origin[1])
+    mr1 = min(r1, origin[0] + mask.shape[0])
+    mc1 = min(c1, origin[1] + mask.shape[1])
+    if mr1 > mr0 and mc1 > mc0:
+        sub[mr0 - r0 : mr1 - r0, mc0 - c0 : mc1 - c0] = mask[
+            mr0 - origin[0] : mr1 - origin[0], mc0 - origin[1] : mc1 - origin[1]
+        ]
     _, idx = ndimage.distance_transform_edt(~sub, return_indices=True)
     filled = image[r0:r1, c0:c1][idx[0], idx[1]].astype(np.float32) / 255.0
     # clip in frame coordinates first (as a whole-frame sampler does), then shift

@@ -200,36 +200,85 @@ def weld_close_vertices(
 class EdgeTopology:
     """Undirected-edge statistics of a face array.
 
-    ``keys`` (k,) int64 unique undirected edge keys ``min * n + max``; ``counts`` (k,) how many
-    faces use each; ``boundary_directed`` (b, 2) directed boundary edges as they appear in
-    their single face; ``consistent`` whether every interior edge is used once in each direction (and no edge
-    by more than two faces).
+    ``counts`` (k,) how many faces use each undirected edge; ``boundary_directed`` (b, 2) directed boundary edges as
+    they appear in their single face; ``consistent`` whether every interior edge is used
+    once in each direction (and no edge by more than two faces); ``neighbours`` (m, 3) int32:
+    the face across the edge opposite each corner (edge ``(c[k+1], c[k+2])`` for corner
+    ``k``), -1 where that edge is a boundary or shared by more than two faces.
     """
 
-    keys: np.ndarray
     counts: np.ndarray
     boundary_directed: np.ndarray
     consistent: bool
+    neighbours: np.ndarray
 
 
 def edge_topology(faces: np.ndarray, n_vertices: int) -> EdgeTopology:
-    """Edge counts and boundary edges of ``faces`` (m, 3) over ``n_vertices`` vertices."""
+    """Edge counts, boundary edges and face neighbours of ``faces`` (m, 3) over
+    ``n_vertices`` vertices.
+
+    A closed, consistently wound manifold (every directed edge once, and its reverse too -
+    what the engines produce) is recognised in linear time from a sparse directed-edge
+    matrix that equals its own transpose in pattern; anything else takes the general path,
+    a sort of the undirected edges.
+    """
     f = np.asarray(faces, np.int64)
-    directed = f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    a, b = directed[:, 0], directed[:, 1]
+    m = len(f)
+    # Directed edge 3 i + k runs (f[i, k+1], f[i, k+2]): the edge opposite corner k.
+    small = np.int32 if n_vertices < 2**31 else np.int64
+    a = np.empty((m, 3), small)
+    b = np.empty((m, 3), small)
+    a[:, 0], a[:, 1], a[:, 2] = f[:, 1], f[:, 2], f[:, 0]
+    b[:, 0], b[:, 1], b[:, 2] = f[:, 2], f[:, 0], f[:, 1]
+    a, b = a.ravel(), b.ravel()
+    across = _closed_manifold_neighbours(a, b, n_vertices)
+    if across is not None:
+        return EdgeTopology(
+            np.full(len(across) // 2, 2, np.int64),
+            np.zeros((0, 2), np.int64),
+            True,
+            across.reshape(m, 3),
+        )
+    a, b = a.astype(np.int64), b.astype(np.int64)
     und = np.minimum(a, b) * n_vertices + np.maximum(a, b)
     order = np.argsort(und)
     s = und[order]
     starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
     counts = np.diff(np.r_[starts, len(s)])
-    keys = s[starts]
+    directed = np.stack([a, b], axis=1)
     boundary = directed[order[starts[counts == 1]]]
     pairs = starts[counts == 2]
+    e1, e2 = order[pairs], order[pairs + 1]
     # Consistent winding: the two uses of an interior edge run in opposite directions.
-    consistent = bool(np.all(a[order[pairs]] == b[order[pairs + 1]])) and not bool(
-        np.any(counts > 2)
-    )
-    return EdgeTopology(keys, counts, boundary, consistent)
+    consistent = bool(np.all(a[e1] == b[e2])) and not bool(np.any(counts > 2))
+    neighbours = np.full(3 * m, -1, np.int32)
+    neighbours[e1] = e2 // 3
+    neighbours[e2] = e1 // 3
+    return EdgeTopology(counts, boundary, consistent, neighbours.reshape(m, 3))
+
+
+def _closed_manifold_neighbours(a: np.ndarray, b: np.ndarray, n_vertices: int) -> np.ndarray | None:
+    """For the directed edges ``a[e] -> b[e]`` (edge e of face e // 3) of a closed,
+    consistently wound manifold: (e,) int32, the face holding each edge's reverse; None when
+    some directed edge repeats, is a loop, or lacks its reverse."""
+    from scipy.sparse import coo_matrix
+
+    e = len(a)
+    if e == 0 or e >= 2**31 - 1 or bool(np.any(a == b)):
+        return None
+    ids = np.arange(1, e + 1, dtype=np.int32)
+    # CSR construction is a counting sort by row: linear time, no comparison sort.
+    fwd = coo_matrix((ids, (a, b)), shape=(n_vertices, n_vertices)).tocsr()
+    if fwd.nnz != e:  # repeated directed edges were summed: not consistently wound
+        return None
+    fwd.sort_indices()
+    rev = fwd.T.tocsr()
+    rev.sort_indices()
+    if not (np.array_equal(fwd.indptr, rev.indptr) and np.array_equal(fwd.indices, rev.indices)):
+        return None
+    across = np.empty(e, np.int32)
+    across[fwd.data - 1] = (rev.data - 1) // 3
+    return across
 
 
 def is_watertight(faces: np.ndarray, n_vertices: int, topo: EdgeTopology | None = None) -> bool:

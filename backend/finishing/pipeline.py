@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,7 @@ from backend.finishing.mesh_prep import (
 )
 from backend.finishing.simplify import SimplifyJob, resolve_target
 from backend.finishing.uv import unwrap
+from backend.memory import trim_heap
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Reconstruction
 from backend.storage import refused_by_disk
@@ -56,6 +58,10 @@ STAGES = ("simplify", "uv", "bake", "export")
 UV_PADDING_TEXELS = 4
 # PNG zlib level: 1 encodes a filled 1024² texture ~5x faster than 6 for ~10 % more bytes.
 PNG_COMPRESS_LEVEL = 1
+# One bake at a time in this process: a bake already keeps every core busy and holds the
+# largest working set of finishing (~130 MB for a 1024² texture), so parts finished side
+# by side (``backend.finishing.parts``) overlap their other stages with it instead.
+_BAKE_SLOT = threading.Lock()
 
 
 def choose_bake_device() -> str:
@@ -150,23 +156,37 @@ def finish_to_glb(
         mesh = sanitize(recon.vertices, recon.faces, recon.vertex_colors)
         if options.remove_floaters:
             mesh = remove_floaters(mesh)
-        topo = edge_topology(mesh.faces, len(mesh.vertices))
-        source_watertight = is_watertight(mesh.faces, len(mesh.vertices), topo)
-        if options.fill_holes and not source_watertight:
-            mesh = fill_small_holes(mesh, topo=topo)
-        warnings += mesh.warnings
-        if ctx is not None:
-            ctx.progress(0.1)
+        # The decimation starts in a forked child now (see SimplifyJob), while this process
+        # checks the topology and indexes the dense source for the colour transfer. Filling
+        # holes changes the mesh, so then the child is replaced by one that decimates the
+        # filled mesh; closed meshes (the usual case) have none to fill.
         target = resolve_target(mesh.n_faces, options.target_faces, options.target_ratio)
-        want = options.target_faces if options.target_faces is not None else target
-        if want > mesh.n_faces:
-            warnings.append(
-                f"Target of {want} faces exceeds the source's {mesh.n_faces}; kept all faces."
-            )
-        # Decimate in a forked child while this process indexes the dense source for the
-        # colour transfer (both hold the GIL; see SimplifyJob).
         job = SimplifyJob(mesh.vertices, mesh.faces, target)
-        source = DenseColorSource(mesh.vertices, mesh.faces, mesh.colors)
+        try:
+            topo = edge_topology(mesh.faces, len(mesh.vertices))
+            source_watertight = is_watertight(mesh.faces, len(mesh.vertices), topo)
+            neighbours: np.ndarray | None = topo.neighbours
+            if options.fill_holes and not source_watertight:
+                filled = fill_small_holes(mesh, topo=topo)
+                if filled is not mesh:
+                    job.cancel()
+                    mesh, neighbours = filled, None
+                    target = resolve_target(
+                        mesh.n_faces, options.target_faces, options.target_ratio
+                    )
+                    job = SimplifyJob(mesh.vertices, mesh.faces, target)
+            warnings += mesh.warnings
+            if ctx is not None:
+                ctx.progress(0.1)
+            want = options.target_faces if options.target_faces is not None else target
+            if want > mesh.n_faces:
+                warnings.append(
+                    f"Target of {want} faces exceeds the source's {mesh.n_faces}; kept all faces."
+                )
+            source = DenseColorSource(mesh.vertices, mesh.faces, mesh.colors, neighbours)
+        except BaseException:
+            job.cancel()
+            raise
         verts, faces = job.result()
         if len(faces) == 0:
             raise BackendError(
@@ -185,7 +205,7 @@ def finish_to_glb(
                 uv_mesh = unwrap(verts, faces, options.texture_size, UV_PADDING_TEXELS)
                 stats["uv_charts"] = uv_mesh.charts
                 stats["uv_utilization"] = round(uv_mesh.utilization, 4)
-            with _stage("bake", ctx, times):
+            with _BAKE_SLOT, _stage("bake", ctx, times):
                 bake_device = choose_bake_device()
                 progress = ctx.progress if ctx is not None else None
                 bv = verts[uv_mesh.vmap]
@@ -287,6 +307,7 @@ def finish_to_glb(
             **kwargs,
         )
 
+    trim_heap()
     stats.update(
         {
             "faces": int(len(out_faces)),

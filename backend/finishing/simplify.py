@@ -82,8 +82,15 @@ class SimplifyJob:
     """``simplify_mesh`` running in a forked child process, so that the parent can do
     GIL-bound work meanwhile (fast-simplification holds the GIL for its whole run).
 
-    Used only where forking is safe: Linux, no other Python threads, torch not loaded
-    (its thread pools do not survive a fork), and ``SAM3D_FINISH_FORK`` not ``0``.
+    Used only where forking is safe: Linux, torch not loaded (its thread pools and CUDA
+    context do not survive a fork), and ``SAM3D_FINISH_FORK`` not ``0``. Other Python
+    threads (a worker's stdin reader, a bake's thread pool) do not matter: the child runs
+    only the decimator and numpy on arrays already in memory, writes to its pipe and leaves
+    with ``os._exit``, so it never waits for a lock another thread held at the fork (glibc's
+    malloc and CPython's own locks are reset by their fork handlers). The one hazard is in
+    the parent: OpenBLAS stops its worker threads before every fork, so a BLAS call (a
+    float matrix product) running in another thread at that moment waits for them forever;
+    no finishing step calls BLAS, and parts finished side by side run only finishing.
     Otherwise - or if the fork fails - the work runs in ``result()`` in this process.
     A crash of the child (e.g. a segfault in the native decimator) raises RuntimeError
     naming the signal, instead of killing this process.
@@ -125,6 +132,22 @@ class SimplifyJob:
         os.close(w)
         self._pid, self._fd = pid, r
 
+    def cancel(self) -> None:
+        """Stop the child (if any) without waiting for its result."""
+        if self._pid is None:
+            return
+        import os
+        import signal
+
+        assert self._fd is not None
+        os.close(self._fd)
+        try:
+            os.kill(self._pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self._pid, 0)
+        self._pid = self._fd = None
+
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(vertices (n, 3) float64 metres, faces (m, 3) int64), as ``simplify_mesh``."""
         if self._pid is None:
@@ -161,12 +184,9 @@ class SimplifyJob:
 def _fork_allowed() -> bool:
     import os
     import sys
-    import threading
 
     if os.environ.get("SAM3D_FINISH_FORK", "1") == "0":
         return False
     if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
         return False
-    if threading.active_count() > 1 or "torch" in sys.modules:
-        return False
-    return True
+    return "torch" not in sys.modules

@@ -107,7 +107,12 @@ def segment_charts(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray,
     m = len(faces)
     normals, areas = face_normals(vertices, faces)
     dirs = _directions()
-    align = normals @ dirs.T  # (m, 26)
+    # (m, 26) cosines, written out rather than ``normals @ dirs.T``: finishing never calls
+    # BLAS, whose threads OpenBLAS stops at a fork (see SimplifyJob) - a call running in
+    # another thread at that moment would wait for them forever.
+    align = (
+        normals[:, 0:1] * dirs[:, 0] + normals[:, 1:2] * dirs[:, 1] + normals[:, 2:3] * dirs[:, 2]
+    )
     label = np.argmax(align, axis=1)
     nb = face_neighbours(faces, len(vertices))
     cos_max = np.cos(np.radians(MAX_CHART_ANGLE_DEG))

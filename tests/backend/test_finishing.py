@@ -296,9 +296,17 @@ def test_fast_uv_charts_do_not_overlap_or_flip(shape):
     # No chart of a single triangle (tiny charts are merged into neighbours).
     assert size.min() >= 2
     # No texel centre is inside two triangles (overlaps), except exact ties on shared edges.
-    from backend.finishing.bake import _rasterize_inside
+    from backend.finishing.uv_raster import (
+        TexelSamples,
+        _edge_coefficients,
+        _rasterize_inside,
+        _texel_frames,
+    )
 
-    x, y, face, bary, _ = _rasterize_inside(uvm.uv, uvm.faces, 1024)
+    an, bn, cn, ok, corners = _edge_coefficients(uvm.uv, uvm.faces, 1024)
+    x, y, face = _rasterize_inside(an, bn, cn, ok, corners, 1024)  # before de-duplication
+    b1, b2 = TexelSamples(x, y, face, np.ones(len(x), bool), _texel_frames(corners, ok)).local()
+    bary = np.stack([1.0 - b1 - b2, b1, b2], axis=1)
     texel = y * 1024 + x
     strictly = np.all(bary > 1e-3, axis=1)
     counts = np.bincount(texel[strictly], minlength=1024 * 1024)

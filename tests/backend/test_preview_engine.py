@@ -182,3 +182,81 @@ def test_per_object_work_on_a_window_equals_the_whole_frame():
     big = np.zeros((900, 900), bool)
     big[300:600, 300:600] = small
     assert np.array_equal(clean_mask(big)[300:600, 300:600], clean_mask(small))
+
+
+def _photo_with_objects(h=600, w=900):
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    yy, xx = np.ogrid[:h, :w]
+    masks = [
+        (yy - 420) ** 2 + (xx - 200) ** 2 < 90**2,
+        (np.abs(yy - 450) < 100) & (np.abs(xx - 520) < 70),
+        (yy - 500) ** 2 / 4 + (xx - 760) ** 2 < 60**2,
+    ]
+    speck = np.zeros((h, w), bool)
+    speck[10:12, 10:12] = True
+    return image, masks[:2] + [speck] + masks[2:]
+
+
+def test_objects_in_parallel_equal_one_by_one():
+    """reconstruct_many runs two objects at a time; each part equals its own reconstruct
+    call (same camera), in order, and a bad mask fails only its own slot."""
+    image, masks = _photo_with_objects()
+    engine = PreviewEngine()
+    many = engine.reconstruct_many(image, masks, 0, JobOptions(), JobContext())
+    intr = engine.intrinsics_for(image)
+    assert isinstance(many[2], BackendError) and many[2].code == "empty_mask"
+    assert "mask 2" in many[2].message
+    for i in (0, 1, 3):
+        one = engine.reconstruct(image, masks[i], 0, JobOptions(), JobContext(), intr)
+        np.testing.assert_array_equal(many[i].vertices, one.vertices)
+        np.testing.assert_array_equal(many[i].faces, one.faces)
+        np.testing.assert_array_equal(many[i].vertex_colors, one.vertex_colors)
+        np.testing.assert_array_equal(many[i].pose.translation, one.pose.translation)
+
+
+def test_object_from_its_window_equals_the_whole_frame_computation():
+    """The engine works on the mask's window; the mesh and colours are those of the
+    whole-frame steps (clean, inflate, sample colours)."""
+    from backend.engines.preview import inflate_silhouette, sample_colors
+
+    image, masks = _photo_with_objects()
+    mask = masks[1]
+    rec = PreviewEngine().reconstruct(image, mask, 0, JobOptions(), JobContext())
+    clean = clean_mask(mask)
+    verts, faces = inflate_silhouette(clean)
+    np.testing.assert_array_equal(rec.faces, faces)
+    colours = sample_colors(image, clean, verts[:, 0], verts[:, 1])
+    np.testing.assert_array_equal(rec.vertex_colors, colours)
+    depth, _ = ground_depth(clean, PreviewEngine.intrinsics_for(image))
+    assert rec.meta["depth_m"] == depth
+
+
+def test_masks_are_read_when_their_object_starts():
+    """A sequence that loads masks on access is read once per mask (so a scene of large
+    masks never holds them all), and cancelling stops the objects not yet started."""
+    from collections.abc import Sequence
+
+    from backend.progress import Cancelled
+
+    image, masks = _photo_with_objects()
+
+    class Loader(Sequence):
+        def __init__(self):
+            self.reads = []
+
+        def __len__(self):
+            return len(masks)
+
+        def __getitem__(self, i):
+            self.reads.append(i)
+            return masks[i]
+
+    loader = Loader()
+    PreviewEngine().reconstruct_many(image, loader, 0, JobOptions(), JobContext())
+    assert sorted(loader.reads) == list(range(len(masks)))
+    loader = Loader()
+    ctx = JobContext(is_cancelled=lambda: len(loader.reads) >= 2)
+    with pytest.raises(Cancelled):
+        PreviewEngine().reconstruct_many(image, loader, 0, JobOptions(), ctx)
+    assert len(loader.reads) < len(masks)

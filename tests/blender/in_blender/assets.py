@@ -60,7 +60,7 @@ def preview_facts(idb: bpy.types.ID) -> dict:
     how much the colour varies (a blank or flat icon has none)."""
     pv = idb.preview
     if pv is None:
-        return {"size": [0, 0], "opaque": 0, "colour_spread": 0.0}
+        return {"size": [0, 0], "opaque": 0, "colour_spread": 0.0, "mean": [0.0] * 3}
     w, h = pv.image_size
     px = [0.0] * (w * h * 4)
     if w and h:
@@ -70,7 +70,13 @@ def preview_facts(idb: bpy.types.ID) -> dict:
     values = [px[4 * i + c] for i in opaque for c in range(3)]
     mean = sum(values) / len(values) if values else 0.0
     spread = (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5 if values else 0.0
-    return {"size": [w, h], "opaque": len(opaque), "colour_spread": round(spread, 4)}
+    rgb = [sum(px[4 * i + c] for i in opaque) / max(len(opaque), 1) for c in range(3)]
+    return {
+        "size": [w, h],
+        "opaque": len(opaque),
+        "colour_spread": round(spread, 4),
+        "mean": [round(v, 4) for v in rgb],
+    }
 
 
 def textured(obj: bpy.types.Object) -> dict:

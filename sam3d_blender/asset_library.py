@@ -10,11 +10,12 @@ content did not change.
 The files are written with ``bpy.data.libraries.write``: the scenes and everything they use
 (objects, meshes, materials, the packed textures and photo) go into a new .blend, while the
 open file stays as it is. Each write goes to a hidden temporary file first, renamed over
-the old one, so Blender never indexes a half-written file.
+the old one, so Blender never indexes a half-written file (it lists only ``*.blend``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterable
@@ -43,14 +44,15 @@ def write_blend(path: Path, scenes: Iterable[bpy.types.Scene]) -> int:
     blocks = set(scenes)
     if not blocks:
         raise ValueError("no scenes to write")
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.blend")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         bpy.data.libraries.write(str(tmp), blocks, path_remap="NONE", fake_user=False)
         os.replace(tmp, path)
         return path.stat().st_size
     except (OSError, RuntimeError) as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise LibraryError(f"cannot write {path}: {exc}") from None
 
 

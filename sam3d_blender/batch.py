@@ -315,6 +315,21 @@ def _iou(obj: bpy.types.Object, camera: bpy.types.Object, mask_path: Path) -> fl
     return round(mask_iou(sil, mask), 4)
 
 
+def _cannot_write_outputs(args: argparse.Namespace) -> str | None:
+    """Why this Blender cannot write the outputs asked for (an asset library folder that
+    cannot be made, an export format it was built without), found before any work; None
+    when it can."""
+    if args.asset_library:
+        try:
+            Path(args.asset_library).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return describe("asset_library_unwritable", str(exc))
+    missing = missing_formats(export_formats(args.export))
+    if missing:
+        return f"--export {','.join(missing)}: {describe('export_unavailable')}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the batch over ``argv`` (the script's arguments, see ``core/batch_items.py``);
     returns the exit status."""
@@ -326,12 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    missing = missing_formats(export_formats(args.export))
-    if missing:
-        print(
-            f"error: --export {','.join(missing)}: {describe('export_unavailable')}",
-            file=sys.stderr,
-        )
+    reason = _cannot_write_outputs(args)
+    if reason:
+        print(f"error: {reason}", file=sys.stderr)
         return 2
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -126,7 +126,7 @@ class Outputs:
                 m = by_name.get(o.get("name", ""))
                 if m is not None:
                     o["asset"] = m.to_json()
-                    errors += [{"code": "asset", "message": w} for w in m.warnings]
+                    errors += [{"code": w.code, "message": w.message} for w in m.warnings]
             rec["catalog"] = settings.catalog
         rec["timings"]["asset_s"] = round(time.perf_counter() - t0, 3)
         t1 = time.perf_counter()

@@ -118,7 +118,8 @@ def _mark_assets(
     what = "an asset" if n == 1 else f"{n} assets"
     catalog = f" in the catalog '{settings.catalog}'" if settings.catalog else ""
     outcome.text += f" Marked as {what}{catalog}."
-    warnings = [w for marked in outcome.assets for w in marked.warnings]
+    # one sentence per distinct problem (a catalog that cannot be added fails every object)
+    warnings = dict.fromkeys(w.message for marked in outcome.assets for w in marked.warnings)
     if warnings:
         if outcome.level == "INFO":
             outcome.level = "WARNING"

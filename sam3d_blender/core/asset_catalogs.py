@@ -19,6 +19,7 @@ folder (:func:`library_root_for`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -177,7 +178,8 @@ class CatalogFile:
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, self.path)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise CatalogError(f"cannot write {self.path}: {exc}") from None
         self.text = text
 

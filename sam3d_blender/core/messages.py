@@ -65,6 +65,9 @@ MESSAGES: dict[str, str] = {
         "written; the objects are assets without that catalog. Make the file writable, or "
         "choose another library or catalog."
     ),
+    "preview_failed": (
+        "Blender could not render the asset's preview; the object is an asset without one."
+    ),
     "asset_library_unwritable": (
         "The asset library folder cannot be written. Make it writable, or choose another "
         "folder for --asset-library."

@@ -35,6 +35,7 @@ from ..core.asset_metadata import (
     asset_tags,
     size_m,
 )
+from ..core.messages import ErrorInfo
 from ..core.provenance import PROP_PREFIX
 from ..paths import addon_preferences
 from .asset_preview import PreviewError, render_preview
@@ -65,7 +66,8 @@ class MarkedAsset:
     """What :func:`mark_asset` did to one object. ``catalog_file``: the catalog file that
     lists its catalog (None: no catalog, or the file is written at the first save).
     ``preview_s``: seconds the preview took (None: no preview). ``warnings``: what could
-    not be done (the object is an asset all the same), one sentence each."""
+    not be done (the object is an asset all the same): a code (``asset_catalog_failed``,
+    ``preview_failed``) and a sentence each."""
 
     name: str
     catalog: str
@@ -74,7 +76,7 @@ class MarkedAsset:
     tags: list[str]
     size_m: list[float]
     preview_s: float | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[ErrorInfo] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,7 +86,7 @@ class MarkedAsset:
             "tags": self.tags,
             "size_m": self.size_m,
             "preview_s": None if self.preview_s is None else round(self.preview_s, 3),
-            "warnings": self.warnings,
+            "warnings": [{"code": w.code, "message": w.message} for w in self.warnings],
         }
 
 
@@ -151,9 +153,8 @@ def _set_catalog(obj: bpy.types.Object, settings: AssetSettings, marked: MarkedA
             ident = cats.ensure(settings.catalog).uuid
             marked.catalog_file = cats.path
         except CatalogError as exc:
-            marked.warnings.append(
-                f"The catalog '{settings.catalog}' could not be added: {exc.message}."
-            )
+            text = f"The catalog '{settings.catalog}' could not be added: {exc.message}."
+            marked.warnings.append(ErrorInfo(exc.code, text))
     data.catalog_id = ident
     marked.catalog_id = ident
 
@@ -183,7 +184,8 @@ def mark_asset(
         try:
             marked.preview_s = render_preview(obj, settings.preview_size, view_from)
         except (PreviewError, RuntimeError, OSError) as exc:
-            marked.warnings.append(f"No preview was rendered for '{obj.name}': {exc}.")
+            text = f"No preview was rendered for '{obj.name}': {exc}."
+            marked.warnings.append(ErrorInfo("preview_failed", text))
     return marked
 
 

@@ -6,7 +6,8 @@ whole process (seen with Debian's Blender 4.3). So the preview is rendered with 
 the CPU, which works the same in the UI, in ``--background`` and in the bpy module:
 
 * a temporary scene holds the object (linked, not copied), a camera, a key light and a
-  grey world; the artist's scenes are not touched and the temporary data is removed;
+  grey world; the artist's scenes are not touched and the temporary data (and the
+  "Render Result" image, when the render made it) is removed;
 * the camera looks at the object's bounding sphere from where the photo was taken (its
   front), 20 degrees from above, and frames it; the film is transparent;
 * the render (``size`` px square, few samples, no denoiser: Debian's build has none) is
@@ -34,6 +35,8 @@ SAMPLES = 16
 ELEVATION_DEG = 20.0
 #: The preview camera's lens (mm, 36 mm sensor): a "normal" lens, little distortion.
 LENS_MM = 50.0
+#: The image Blender keeps the last render in.
+RENDER_RESULT = "Render Result"
 
 
 class PreviewError(RuntimeError):
@@ -141,6 +144,7 @@ def render_preview(
     fd, png = tempfile.mkstemp(prefix="sam3d-preview-", suffix=".png")
     os.close(fd)
     image = None
+    had_result = RENDER_RESULT in bpy.data.images
     try:
         made = _setup(scene, obj, size, view_from)
         scene.render.filepath = png
@@ -157,6 +161,9 @@ def render_preview(
     finally:
         if image is not None:
             bpy.data.images.remove(image)
+        result_image = bpy.data.images.get(RENDER_RESULT)
+        if not had_result and result_image is not None:  # rendering made it: no trace left
+            bpy.data.images.remove(result_image)
         bpy.data.scenes.remove(scene)
         for block in made:
             _remove(block)

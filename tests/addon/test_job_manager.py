@@ -278,7 +278,7 @@ def test_a_partial_scene_is_downloaded_and_says_which_part_failed(backend, tmp_p
         JobRequest(
             image=image,
             masks=[mask, empty.getvalue()],
-            options={"engine": "preview", "target_faces": 1000, "texture_size": 256},
+            options=JobOptions(engine="preview", target_faces=1000, texture_size=256),
             label="scene",
         )
     )

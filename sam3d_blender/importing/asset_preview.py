@@ -146,6 +146,8 @@ def render_preview(
     image = None
     had_result = RENDER_RESULT in bpy.data.images
     try:
+        if not hasattr(scene, "cycles"):
+            raise PreviewError("the Cycles add-on is disabled (Preferences > Add-ons > Cycles)")
         made = _setup(scene, obj, size, view_from)
         scene.render.filepath = png
         result = bpy.ops.render.render(write_still=True, scene=scene.name)

@@ -86,16 +86,34 @@ def test_generate_marks_an_asset_then_saving_writes_its_catalog(blender):
     folder.mkdir()
     blend = folder / "chairs.blend"
     assert bpy.ops.wm.save_as_mainfile(filepath=str(blend)) == {"FINISHED"}
-    cats = addon("core.asset_catalogs").CatalogFile(folder)
+    CatalogFile = addon("core.asset_catalogs").CatalogFile
+    cats = CatalogFile(folder)
     assert cats.path_of(data.catalog_id) == "Generated/Chairs"
     assert cats.get("Generated") is not None
     copy = tmp / "copy.blend"  # Blender 4.5 loads no data-blocks from the open file itself
     copy.write_bytes(blend.read_bytes())
     with bpy.data.libraries.load(str(copy), assets_only=True) as (src, _dst):
         assert list(src.objects) == ["photo"]
+    job_id = obj["sam3d_job_id"]
     # one Undo takes the object (and the asset) away again
     bpy.ops.ed.undo()
     assert "photo" not in bpy.data.objects
+    # a re-import may be marked too; without Cycles there is no preview, and the artist is
+    # told why (the object is an asset all the same)
+    import addon_utils
+
+    addon_utils.disable("cycles", default_set=False)
+    try:
+        result = bpy.ops.sam3d.import_result(job_id=job_id, mark_asset=True)
+    finally:
+        addon_utils.enable("cycles", default_set=False)
+    assert result == {"FINISHED"}
+    (again,) = [o for o in bpy.context.scene.objects if o.get("sam3d_job_id") == job_id]
+    assert again.asset_data is not None  # in the preferences' catalog, added to the file's
+    assert CatalogFile(folder).path_of(again.asset_data.catalog_id) == "SAM 3D"
+    assert again.preview is None or tuple(again.preview.image_size) == (0, 0)
+    notice = addon("session").get().notice
+    assert notice.level == "WARNING" and "the Cycles add-on is disabled" in notice.text
 
 
 def test_generate_scene_marks_each_object_and_the_panel_offers_it(blender):

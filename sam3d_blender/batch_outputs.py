@@ -128,6 +128,13 @@ class Outputs:
                     o["asset"] = m.to_json()
                     errors += [{"code": w.code, "message": w.message} for w in m.warnings]
             rec["catalog"] = settings.catalog
+        else:  # --no-assets after a run that made them: they are plain objects again
+            for obj in objects.values():
+                if obj.asset_data is not None:
+                    obj.asset_clear()
+            for o in rec.get("objects", []):
+                o.pop("asset", None)
+            rec.pop("catalog", None)
         rec["timings"]["asset_s"] = round(time.perf_counter() - t0, 3)
         t1 = time.perf_counter()
         errors += self._write_library(item, scene, rec, settings)

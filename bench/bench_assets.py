@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.bench_batch import run_batch, table  # noqa: E402
 from tests.scene_fixture import synthetic_photo  # noqa: E402
 
 VARIANTS = {
@@ -41,29 +41,6 @@ VARIANTS = {
     "assets (default)": [],
     "assets + library + exports": ["--asset-library", "{lib}", "--export", "{exports}"],
 }
-
-
-def table(rows: list[tuple], header: tuple) -> str:
-    rows = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    out = ["  ".join(c.rjust(w) if k else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths, strict=True)))
-           for r in rows]  # fmt: skip
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def run_batch(args: list[str], cwd: Path) -> tuple[int, str, float]:
-    env = dict(os.environ)
-    env["BLENDER_USER_RESOURCES"] = str(cwd / "blender-user")
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "sam3d_batch.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    return proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - t0
 
 
 def batch_table(work: Path, n_photos: int, faces: int, texture: int) -> None:

@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import bpy
-from mathutils import Matrix, Vector
+
+from .importing.placing import place_on_point
 
 __all__ = ["FORMATS", "ExportError", "export_object", "missing_formats"]
 
@@ -57,15 +58,6 @@ def missing_formats(formats: Iterable[str]) -> list[str]:
 
         addon_utils.enable("io_scene_fbx", default_set=False)
     return [f for f in formats if not _available(f)]
-
-
-def _standing_on_origin(obj: bpy.types.Object) -> Matrix:
-    """``obj.matrix_world`` moved so the bottom centre of its world box is the origin."""
-    pts = [obj.matrix_world @ Vector(c) for c in obj.bound_box]
-    lo = Vector(tuple(min(p[i] for p in pts) for i in range(3)))
-    hi = Vector(tuple(max(p[i] for p in pts) for i in range(3)))
-    base = Vector(((lo.x + hi.x) / 2, (lo.y + hi.y) / 2, lo.z))
-    return Matrix.Translation(-base) @ obj.matrix_world
 
 
 def _usd_options() -> dict[str, object]:
@@ -110,7 +102,7 @@ def export_object(obj: bpy.types.Object, path: Path, fmt: str) -> Path:
     saved = obj.matrix_world.copy()
     try:
         scene.collection.objects.link(obj)
-        obj.matrix_world = _standing_on_origin(obj)
+        place_on_point(obj, (0.0, 0.0, 0.0))
         options = _usd_options() if fmt == "usdc" else _fbx_options()
         with bpy.context.temp_override(scene=scene, view_layer=scene.view_layers[0]):
             result = _operator(fmt)(filepath=str(path), **options)

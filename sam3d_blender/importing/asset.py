@@ -39,6 +39,7 @@ from ..core.messages import ErrorInfo
 from ..core.provenance import PROP_PREFIX
 from ..paths import addon_preferences
 from .asset_preview import PreviewError, render_preview
+from .placing import world_bounds
 
 __all__ = [
     "PROP_CATALOG",
@@ -132,10 +133,7 @@ def _provenance(obj: bpy.types.Object) -> dict[str, Any]:
 
 def world_size(obj: bpy.types.Object) -> list[float]:
     """Extent (metres, world X, Y, Z) of ``obj``'s bounding box as it is placed."""
-    pts = [obj.matrix_world @ Vector(c) for c in obj.bound_box]
-    lo = [min(p[i] for p in pts) for i in range(3)]
-    hi = [max(p[i] for p in pts) for i in range(3)]
-    return size_m(lo, hi)
+    return size_m(*world_bounds(obj))
 
 
 def _set_catalog(obj: bpy.types.Object, settings: AssetSettings, marked: MarkedAsset) -> None:

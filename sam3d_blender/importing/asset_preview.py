@@ -27,6 +27,8 @@ from array import array
 import bpy
 from mathutils import Vector
 
+from .placing import world_bounds
+
 __all__ = ["PreviewError", "render_preview"]
 
 #: Cycles samples per pixel: enough for a 256 px thumbnail without a denoiser.
@@ -45,9 +47,7 @@ class PreviewError(RuntimeError):
 
 def _bounding_sphere(obj: bpy.types.Object) -> tuple[Vector, float]:
     """World-space centre and radius (metres) of the sphere around ``obj``'s box."""
-    pts = [obj.matrix_world @ Vector(c) for c in obj.bound_box]
-    lo = Vector(tuple(min(p[i] for p in pts) for i in range(3)))
-    hi = Vector(tuple(max(p[i] for p in pts) for i in range(3)))
+    lo, hi = world_bounds(obj)
     centre = (lo + hi) / 2
     return centre, max((hi - lo).length / 2, 1e-4)
 

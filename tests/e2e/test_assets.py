@@ -6,19 +6,16 @@ Blender's own importers. The real backend, the real add-on; nothing mocked."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from array import array
-from pathlib import Path
 from types import SimpleNamespace
 
 import bpy
 import pytest
 from mathutils import Vector
 
-from tests.addon.helpers import REPO, RecordingLayout, addon, enable_addon, preferences
+from tests.addon.helpers import RecordingLayout, addon, enable_addon, fresh_file, preferences
+from tests.e2e.test_batch import batch_process
 from tests.scene_fixture import synthetic_photo
 
 FAST = {"engine": "preview", "target_faces": 3000, "texture_size": 256}
@@ -26,10 +23,7 @@ FAST = {"engine": "preview", "target_faces": 3000, "texture_size": 256}
 
 @pytest.fixture
 def blender(tmp_path):
-    enable_addon()
-    bpy.ops.wm.read_homefile(use_empty=True)
-    preferences().cache_dir = str(tmp_path / "cache")
-    preferences().backend_mode = "LOCAL"
+    fresh_file(tmp_path / "cache")
     preferences().asset_author = "Test Author"
     photo = synthetic_photo(tmp_path / "in", seed=21, n_objects=2)
     yield {"photo": photo, "masks": photo.parent / "masks", "tmp": tmp_path}
@@ -156,29 +150,12 @@ def test_generate_scene_marks_each_object_and_the_panel_offers_it(blender):
     assert (library / "blender_assets.cats.txt").read_text() == "VERSION 99\n"  # left alone
 
 
-def _batch(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["BLENDER_USER_RESOURCES"] = str(cwd / "blender-user")
-    for var in ("SAM3D_BACKEND_URL", "SAM3D_BACKEND_TOKEN", "SAM3D_BACKEND_PYTHON"):
-        env.pop(var, None)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "sam3d_batch.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    return proc
-
-
 def test_batch_one_file_library_with_usd_and_fbx(tmp_path):
     photo = synthetic_photo(tmp_path / "in", seed=21, n_objects=2)
     out, lib = tmp_path / "out", tmp_path / "lib"
     # a library folder that cannot be made stops the batch before any work, with why
     (tmp_path / "a file").write_text("x")
-    proc = _batch(["--image", str(photo), "--masks", str(photo.parent / "masks"),
+    proc = batch_process(["--image", str(photo), "--masks", str(photo.parent / "masks"),
                    "--out", str(out), "--asset-library", str(tmp_path / "a file" / "lib")],
                   tmp_path)  # fmt: skip
     assert proc.returncode == 2 and "asset library folder cannot be written" in proc.stderr
@@ -188,7 +165,7 @@ def test_batch_one_file_library_with_usd_and_fbx(tmp_path):
             "--asset-library", str(lib), "--asset-blend", "all.blend",
             "--catalog", "Scans", "--export", "usdc,fbx"]  # fmt: skip
     t0 = time.perf_counter()
-    proc = _batch(args, tmp_path)
+    proc = batch_process(args, tmp_path)
     print(f"\nbatch with assets, library and exports: {time.perf_counter() - t0:.1f} s")
     print(proc.stdout[-1500:])
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -220,11 +197,11 @@ def test_batch_one_file_library_with_usd_and_fbx(tmp_path):
 
     # a re-run changes nothing: the one-file library is not rewritten
     mtime = (lib / "all.blend").stat().st_mtime_ns
-    proc = _batch(args, tmp_path)
+    proc = batch_process(args, tmp_path)
     assert proc.returncode == 0 and "skipped  (done in an earlier run)" in proc.stdout
     assert (lib / "all.blend").stat().st_mtime_ns == mtime
     # another catalog: the assets move, without any new job
-    proc = _batch([*args[:-4], "--catalog", "Scans/Again", "--export", "usdc,fbx"], tmp_path)
+    proc = batch_process([*args[:-4], "--catalog", "Scans/Again", "--export", "usdc,fbx"], tmp_path)
     assert proc.returncode == 0 and "its assets and exports updated" in proc.stdout
     assert (lib / "all.blend").stat().st_mtime_ns != mtime
     item = json.loads((out / "report.json").read_text())["items"]["photo"]

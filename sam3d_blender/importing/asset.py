@@ -84,6 +84,7 @@ class MarkedAsset:
             "name": self.name,
             "catalog": self.catalog,
             "catalog_id": self.catalog_id,
+            "catalog_file": str(self.catalog_file) if self.catalog_file else None,
             "tags": self.tags,
             "size_m": self.size_m,
             "preview_s": None if self.preview_s is None else round(self.preview_s, 3),
@@ -153,6 +154,7 @@ def _set_catalog(obj: bpy.types.Object, settings: AssetSettings, marked: MarkedA
         except CatalogError as exc:
             text = f"The catalog '{settings.catalog}' could not be added: {exc.message}."
             marked.warnings.append(ErrorInfo(exc.code, text))
+            ident = NIL_UUID  # "Unassigned" in the Asset Browser, where the artist finds it
     data.catalog_id = ident
     marked.catalog_id = ident
 

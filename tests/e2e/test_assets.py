@@ -138,6 +138,8 @@ def test_generate_scene_marks_each_object_and_the_panel_offers_it(blender):
     assert result == {"FINISHED"}
     objs = [o for o in ctx.scene.objects if o.type == "MESH" and "sam3d_part" in o]
     assert len(objs) == 2 and all(o.asset_data is not None for o in objs)
+    nil = "00000000-0000-0000-0000-000000000000"  # "Unassigned", where the artist finds them
+    assert all(o.asset_data.catalog_id == nil for o in objs)
     for o in objs:
         assert _preview(o)[0] == [256, 256]
         assert f"mask {o['sam3d_part']}" in o.asset_data.description

@@ -13,38 +13,32 @@ import os
 import platform
 import shutil
 import socket
-import stat
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backend import API_VERSION, __version__
 from backend.errors import BackendError
 
+if TYPE_CHECKING:
+    from backend.jobs.job_dir import JobInputs
+
 
 def _pid_alive(pid: int) -> bool:
-    if sys.platform == "win32":
-        import ctypes
+    """True while process ``pid`` runs; one that exited but was not reaped yet (a zombie)
+    is gone for our purposes."""
+    import psutil
 
-        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # QUERY_LIMITED_INFORMATION
-        if not handle:
-            return False
-        code = ctypes.c_ulong()
-        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
-        ctypes.windll.kernel32.CloseHandle(handle)
-        return code.value == 259  # STILL_ACTIVE
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # ZombieProcess included
         return False
-    except PermissionError:
-        return True
-    try:  # a process that exited but was not reaped yet (a zombie) is gone for our purposes
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except (OSError, IndexError):
+    except psutil.AccessDenied:
         return True
 
 
@@ -86,39 +80,6 @@ class _Progress:
             self._bar.stop()
 
 
-def _read_file(path: str | None, what: str) -> bytes | None:
-    """An input file's bytes, or a coded error saying truly what is wrong with it."""
-    if path is None:
-        return None
-    from backend.imageio import MAX_UPLOAD_BYTES
-
-    p = Path(path)
-    code = "bad_image" if what == "image" else "bad_mask"
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise BackendError(code, f"The {what} file {p} does not exist.") from None
-    except OSError as exc:
-        raise BackendError(code, f"The {what} file {p} cannot be read: {exc.strerror}.") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise BackendError(code, f"The {what} {p} is a folder; give an image file.")
-    if not stat.S_ISREG(st.st_mode):
-        raise BackendError(
-            code, f"The {what} {p} is not a regular file (a device or a pipe); give an image file."
-        )
-    try:
-        with open(p, "rb") as f:
-            data = f.read(MAX_UPLOAD_BYTES + 1)
-    except OSError as exc:
-        raise BackendError(code, f"The {what} file {p} cannot be read: {exc.strerror}.") from None
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise BackendError(
-            "upload_too_large",
-            f"The {what} file {p} is over {MAX_UPLOAD_BYTES // 2**20} MB; save it smaller.",
-        )
-    return data
-
-
 def _check_writable(path: Path, what: str) -> None:
     """Fail before any work when ``path`` can't be written: create its folder, then really
     create and remove a file beside it (permission bits say nothing to root, nor about
@@ -139,130 +100,117 @@ def _check_writable(path: Path, what: str) -> None:
         ) from None
 
 
-def _write_output(src: Path, dest: Path, what: str) -> None:
-    """Copy ``src`` to ``dest`` through a temporary name (no half file on a full disk)."""
-    tmp = dest.with_name(f".{dest.name}.part")
+@contextmanager
+def _output_errors(what: str, dest: Path) -> Iterator[None]:
+    """An ``OSError`` while writing the output ``dest`` becomes ``output_not_writable``."""
     try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        yield
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise BackendError(
             "output_not_writable", f"cannot write the {what} {dest}: {exc.strerror or exc}."
         ) from None
 
 
+def _copy_output(src: Path, dest: Path) -> None:
+    """Copy ``src`` to the output file ``dest`` through a temporary name (no half file on a
+    full disk)."""
+    from backend.storage import atomic_path
+
+    with _output_errors("output file", dest), atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    """One job in this process: the files through the server's intake into a temporary job
+    folder, run there, the results copied out."""
     from pydantic import ValidationError
 
     from backend.engines.registry import resolve_engine
-    from backend.execute import classify_exception, run_job_dir
-    from backend.imageio import encode_png, load_inputs
-    from backend.jobs import write_json_atomic
+    from backend.jobs.intake import Submission, read_input_file, read_mask_folder
     from backend.options import JobOptions
-    from backend.progress import Cancelled, JobContext
+    from backend.progress import Cancelled
 
+    given = {
+        "engine": args.engine,
+        "seed": args.seed,
+        "target_faces": args.target_faces,
+        "texture_size": args.texture_size,
+        "quality": args.quality,
+        "bake": False if args.no_bake else None,
+    }
     try:
-        opts = JobOptions(
-            engine=args.engine,
-            seed=args.seed,
-            target_faces=args.target_faces,
-            texture_size=args.texture_size,
-            bake=not args.no_bake,
-            quality=args.quality,
-        )
+        opts = JobOptions(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
         msg = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         print(f"error [bad_options]: {msg}", file=sys.stderr)
         return 2
-    try:
-        engine = resolve_engine(opts.engine)
-        image = _read_file(args.image, "image")
-        if args.masks:
-            mdir = Path(args.masks)
-            files = sorted(
-                (p for p in mdir.glob("*.png") if p.stem.isdigit()), key=lambda p: int(p.stem)
-            )
-            if not files:
-                raise BackendError("bad_mask", f"No mask files named 0.png, 1.png, ... in {mdir}.")
-            masks: bytes | list[bytes] | None = [f.read_bytes() for f in files]
-        else:
-            masks = _read_file(args.mask, "mask")
-        loaded = load_inputs(image, masks)
-    except BackendError as exc:
-        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
-        return 2
-    for w in loaded.warnings:
-        print(f"warning: {w}", file=sys.stderr)
     out = Path(args.out)
     report = Path(args.report) if args.report else None
     try:
+        engine = resolve_engine(opts.engine)
+        image = read_input_file(args.image, "image")
+        masks: bytes | list[bytes] | None = None
+        if args.masks:
+            masks = read_mask_folder(args.masks)
+        elif args.mask:
+            masks = read_input_file(args.mask, "mask")
+        inputs = Submission(image, masks, opts.model_copy(update={"engine": engine})).prepare()
         _check_writable(out, "output file")
         if report is not None:
             _check_writable(report, "report")
     except BackendError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
-    opt_dict = opts.model_dump(mode="json")
-    opt_dict["engine"] = engine
-    scene = isinstance(masks, list)
-    bar = _Progress()
-    ctx = JobContext(on_update=bar.update)
+    for w in inputs.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     t0 = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix="sam3d-job-") as tmp:
-            job_dir = Path(tmp)
-            (job_dir / "image.png").write_bytes(encode_png(loaded.image))
-            if scene:
-                (job_dir / "masks").mkdir()
-                for i, m in enumerate(loaded.masks):
-                    (job_dir / "masks" / f"{i}.png").write_bytes(encode_png(m))
-            else:
-                (job_dir / "mask.png").write_bytes(encode_png(loaded.mask))
-            write_json_atomic(
-                job_dir / "request.json",
-                {
-                    "id": None,
-                    "kind": "scene" if scene else "object",
-                    "engine": engine,
-                    "seed": opts.seed,
-                    "options": opt_dict,
-                    "parts": len(loaded.masks),
-                    "input": {"original_size": list(loaded.original_size)},
-                },
-            )
-            result = run_job_dir(job_dir, ctx)
-            bar.close()
-            _write_output(job_dir / "result.glb", out, "output file")
-            if report is not None:
-                result["warnings"] = loaded.warnings + result.get("warnings", [])
-                try:
-                    write_json_atomic(report, result)
-                except OSError as exc:
-                    raise BackendError(
-                        "output_not_writable",
-                        f"cannot write the report {report}: {exc.strerror or exc}.",
-                    ) from None
-            if scene:
-                for part in result.get("parts", []):
-                    if part.get("state") == "done":
-                        _write_output(
-                            job_dir / part["result"],
-                            out.with_name(f"{out.stem}_{part['index']}.glb"),
-                            "output file",
-                        )
+        result = _run_in_temporary_folder(inputs, out, report)
     except Cancelled:
-        bar.close()
         print("cancelled", file=sys.stderr)
         return 1
+    except BackendError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 1
+    _print_outcome(result, engine, out, time.perf_counter() - t0)
+    return 0
+
+
+def _run_in_temporary_folder(inputs: JobInputs, out: Path, report: Path | None) -> dict:
+    """Run ``inputs`` in a temporary job folder, then write ``out`` (and a scene's
+    ``<out>_<i>.glb``, and ``report``). Raises ``Cancelled``, else only ``BackendError``."""
+    from backend.jobs.job_dir import JobDir
+    from backend.jobs.run import classify_exception, run_job
+    from backend.progress import Cancelled, JobContext
+    from backend.storage import write_json_atomic
+
+    bar = _Progress()
+    ctx = JobContext(on_update=bar.update)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sam3d-job-") as tmp:
+            job = JobDir(Path(tmp))
+            job.write_inputs(inputs)
+            result = run_job(job, ctx)
+            bar.close()
+            _copy_output(job.result_glb, out)
+            if report is not None:
+                result["warnings"] = inputs.warnings + result.get("warnings", [])
+                with _output_errors("report", report):
+                    write_json_atomic(report, result)
+            for part in result.get("parts", []):
+                if part.get("state") == "done":
+                    dest = out.with_name(f"{out.stem}_{part['index']}.glb")
+                    _copy_output(job.part_glb(part["index"]), dest)
+    except Cancelled:
+        bar.close()
+        raise
     except BaseException as exc:  # noqa: BLE001 - every failure gets a code and a sentence
         bar.close()
-        err = classify_exception(exc, ctx.current, Path(tempfile.gettempdir()))
-        print(f"error [{err.code}]: {err.message}", file=sys.stderr)
-        return 1
+        raise classify_exception(exc, ctx.current, Path(tempfile.gettempdir())) from None
+    return result
+
+
+def _print_outcome(result: dict, engine: str, out: Path, seconds: float) -> None:
     for w in result.get("warnings", []):
         print(f"warning: {w}", file=sys.stderr)
     for part in result.get("parts", []):
@@ -274,13 +222,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
     stats = result.get("stats", {})
     print(
-        f"{result.get('state', 'done')} in {time.perf_counter() - t0:.1f} s: engine {engine}, "
+        f"{result.get('state', 'done')} in {seconds:.1f} s: engine {engine}, "
         + (f"{stats.get('faces')} faces, " if stats else f"{len(result.get('parts', []))} parts, ")
         + f"{out.stat().st_size / 1024:.0f} KiB",
         file=sys.stderr,
     )
     print(str(out.resolve()))
-    return 0
 
 
 # -- serve ----------------------------------------------------------------------------------
@@ -316,9 +263,10 @@ def _connection_budget(wanted: int) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from backend.api.state import ServerSettings
     from backend.config import data_dir
     from backend.http_protocol import ConnectionLimits, protocol_class
-    from backend.server import ServerSettings, create_app
+    from backend.server import create_app
 
     token = os.environ.get("SAM3D_BACKEND_TOKEN") or None
     if token is None and not args.insecure_no_token:
@@ -419,7 +367,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from backend.engines.registry import engine_report, resolve_engine
     from backend.gpu.probe import probe_gpus
     from backend.install.platform import assumed_probe, choose_profile
-    from backend.server import gpu_summary
+    from backend.machine import gpu_summary
 
     report = engine_report()
     try:
@@ -481,18 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--masks", help="folder of masks 0.png, 1.png, ...: one scene GLB with every object"
     )
-    g.add_argument("--engine", default="auto", help="auto | preview | sam3d (default auto)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--quality", default="balanced", choices=["fast", "balanced", "high"])
-    g.add_argument(
-        "--target-faces", type=int, default=20000, help="triangles in the result (absolute count)"
-    )
-    g.add_argument(
-        "--texture-size",
-        type=int,
-        default=1024,
-        help="texture edge in texels (power of two, 256-4096)",
-    )
+    # Options left out take JobOptions' defaults (the API's), filled in by cmd_generate:
+    # this parser also serves ``install``, which runs on Pythons without pydantic.
+    g.add_argument("--engine", help="auto | preview | sam3d (default auto)")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--quality", help="fast | balanced | high (default balanced)")
+    g.add_argument("--target-faces", type=int, help="triangles in the result (absolute count)")
+    g.add_argument("--texture-size", type=int, help="texture edge in texels (power of two)")
     g.add_argument(
         "--no-bake", action="store_true", help="keep vertex colours instead of baking a texture"
     )

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.jobs import FINAL_STATES, ErrorInfo, JobStatus, JobStore, PartStatus
+from backend.jobs.status import FINAL_STATES, ErrorInfo, JobStatus, PartStatus
+from backend.jobs.store import JobStore
 
 log = logging.getLogger("sam3d.pool")
 
@@ -211,7 +212,7 @@ class WorkerPool:
             status = self.store.read_status(job_id)
             if status.state in FINAL_STATES:
                 return status
-            self.store.request_cancel(job_id)
+            self.store.dir(job_id).request_cancel()
             run = self._running.get(job_id)
             if run is not None:
                 if run.cancel_asked is None:
@@ -220,7 +221,7 @@ class WorkerPool:
                         run.worker.send(cmd="cancel", job_id=job_id)
                 return status
             if status.state == "queued":
-                self.store.log(job_id, "cancelled while queued")
+                self.store.dir(job_id).log("cancelled while queued")
                 return self.store.update(
                     job_id,
                     state="cancelled",
@@ -234,12 +235,12 @@ class WorkerPool:
         with self._lock:
             run = self._running.get(job_id)
         asked = run is not None and run.cancel_asked is not None
-        return asked or self.store.cancel_requested(job_id)
+        return asked or self.store.dir(job_id).cancel_requested()
 
     # -- slots ----------------------------------------------------------------------------
     def _spawn(self, slot: int) -> WorkerProcess | None:
         try:
-            w = WorkerProcess(self.store.root / "_workers" / f"worker-{slot}.log")
+            w = WorkerProcess(self.store.worker_log(slot))
         except OSError:
             return None
         with self._lock:
@@ -274,7 +275,7 @@ class WorkerPool:
                             job_id,
                             "worker_crashed",
                             "The worker process could not start; see the backend log "
-                            f"({self.store.root / '_workers'}).",
+                            f"({self.store.worker_log(slot).parent}).",
                         )
                     continue
                 status = self._claim(job_id)
@@ -322,17 +323,17 @@ class WorkerPool:
             log.exception("job %s: could not record its failure", job_id)
 
     def _fail(self, job_id: str, code: str, message: str, **details: Any) -> None:
-        self.store.log(job_id, f"failed [{code}]: {message}")
+        self.store.dir(job_id).log(f"failed [{code}]: {message}")
         self._end(job_id, "failed", ErrorInfo(code=code, message=message, details=details or None))
 
     def _run(self, slot: int, worker: WorkerProcess, job_id: str) -> WorkerProcess | None:
         """Hand ``job_id`` to ``worker`` and turn its events into status updates up to the
         job's final event. Returns the worker to reuse (None: it died and none replaced it)."""
-        self.store.log(job_id, f"running on worker {slot} (pid {worker.proc.pid})")
+        self.store.dir(job_id).log(f"running on worker {slot} (pid {worker.proc.pid})")
         with self._lock:
             run = self._running[job_id]
             run.worker = worker
-            sent = worker.send(cmd="run", job_id=job_id, job_dir=str(self.store.dir(job_id)))
+            sent = worker.send(cmd="run", job_id=job_id, job_dir=str(self.store.dir(job_id).path))
             if sent and run.cancel_asked is not None:  # asked between the claim and now
                 worker.send(cmd="cancel", job_id=job_id)
         if not sent:
@@ -345,7 +346,7 @@ class WorkerPool:
                 and time.monotonic() - asked > self.cancel_grace_s
                 and worker.alive()
             ):
-                self.store.log(job_id, "worker did not stop after cancel; killing it")
+                self.store.dir(job_id).log("worker did not stop after cancel; killing it")
                 worker.kill()
             try:
                 ev = worker.events.get(timeout=0.25)
@@ -398,12 +399,12 @@ class WorkerPool:
                 "failed",
                 ErrorInfo(code=ev["code"], message=ev["message"], details=ev.get("details")),
             )
-        elif not (self.store.dir(job_id) / "result.glb").is_file():
+        elif not self.store.dir(job_id).has_result():
             self._fail(
                 job_id,
                 "internal_error",
                 "The worker reported this job finished but its result file is missing "
-                f"({self.store.dir(job_id) / 'result.glb'}); submit it again.",
+                f"({self.store.dir(job_id).result_glb}); submit it again.",
             )
         else:
             result = self._result(job_id)
@@ -449,7 +450,7 @@ class WorkerPool:
         if self._stopping.is_set():
             # The server is shutting down and stopped this worker: the job is not lost, it
             # stays "running" on disk and the next start queues it again.
-            self.store.log(job_id, "backend stopped while this job was running")
+            self.store.dir(job_id).log("backend stopped while this job was running")
             return None
         self.restarts += 1
         if self._cancel_asked(job_id):
@@ -459,7 +460,7 @@ class WorkerPool:
         else:
             stage = self.store.read_status(job_id).stage
             if tail:
-                self.store.log(job_id, "worker log tail:\n" + tail)
+                self.store.dir(job_id).log("worker log tail:\n" + tail)
             error = ErrorInfo(
                 code="worker_crashed",
                 message=(
@@ -470,13 +471,12 @@ class WorkerPool:
                 ),
                 details={"stage": stage, "exit": _signal_name(rc)},
             )
-            self.store.log(job_id, f"failed [worker_crashed]: {error.message}")
+            self.store.dir(job_id).log(f"failed [worker_crashed]: {error.message}")
             self._end(job_id, "failed", error)
         return self._spawn(slot)
 
     def _result(self, job_id: str) -> dict[str, Any]:
         try:
-            res = json.loads((self.store.dir(job_id) / "result.json").read_text(encoding="utf-8"))
-            return res if isinstance(res, dict) else {}
+            return self.store.dir(job_id).read_result()
         except (OSError, ValueError):
             return {}

@@ -1,15 +1,26 @@
-"""The disk under the data folder: free space, and ``OSError``s a person can act on.
+"""The disk: free space, ``OSError``s a person can act on, and files written atomically.
 
 A full disk (ENOSPC, EDQUOT) becomes ``disk_full`` with the folder and the space left; a
 folder the backend may not write (EACCES, EPERM - also ``chattr +i`` - and EROFS) becomes
 ``data_dir_not_writable``. Every other ``OSError`` stays what it is.
+
+Every file a reader may look at while it is written (a job's status, its results, the
+CLI's output) goes through :func:`atomic_path`: readers see the old file or the new one,
+never half of one, and a write the disk refuses leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import errno
+import json
+import os
 import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from backend.errors import BackendError
 
@@ -77,3 +88,42 @@ def require_free_space(folder: Path, needed: int) -> None:
     free = free_bytes(folder)
     if free is not None and free < needed:
         raise disk_full(folder, needed)
+
+
+@contextmanager
+def atomic_path(dest: Path) -> Iterator[Path]:
+    """A temporary path beside ``dest`` to write to; renamed onto ``dest`` when the block
+    ends normally, removed when it raises (a half file on a full disk would keep the space
+    taken, and must never look finished)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        _replace(tmp, dest)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+
+
+def _replace(src: Path, dest: Path) -> None:
+    for attempt in range(20):
+        try:
+            os.replace(src, dest)
+            return
+        except PermissionError:  # Windows: a reader has the old file open; it closes soon
+            if attempt == 19:
+                raise
+            time.sleep(0.025)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON through :func:`atomic_path`, flushed to the disk first."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())

@@ -11,8 +11,9 @@ Started by ``backend.pool.WorkerPool`` as ``python -m backend.worker``. Protocol
   ``{"event": "done"}`` | ``{"event": "failed", "code", "message", "details"}`` |
   ``{"event": "cancelled"}``.
 
-A job is cancelled by the ``cancel`` command or by a ``cancel`` file in its folder (another
-server sharing the data folder, or a disk that refuses the file: then the command).
+A job is cancelled by the ``cancel`` command or by the ``cancel`` mark in its folder
+(``JobDir.cancel_requested``: another server sharing the data folder, or a disk that refuses
+the file: then the command). The job itself runs in ``backend.jobs.run``.
 
 Libraries that print would corrupt that channel, so at start the real stdout is moved to a
 private descriptor and file descriptor 1 is pointed at stderr (the worker log).
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from backend.config import idle_unload_s
+from backend.jobs.job_dir import JobDir
 from backend.progress import Cancelled, JobContext
 
 
@@ -89,46 +91,34 @@ def _stdin_reader(q: queue.Queue) -> None:
     os._exit(0)
 
 
-def run_one(channel: Channel, job_dir: Path, flag: threading.Event) -> None:
-    from backend.execute import classify_exception, run_job_dir
+def run_one(channel: Channel, job: JobDir, flag: threading.Event) -> None:
+    from backend.jobs.run import classify_exception, run_job
 
-    cancel_file = job_dir / "cancel"
-    log_path = job_dir / "job.log"
-
-    def log(msg: str) -> None:
-        try:  # a disk that refuses costs the log line, never the job's answer
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
-        except OSError:
-            pass
-
-    def is_cancelled() -> bool:
-        try:
-            return flag.is_set() or cancel_file.exists()
-        except OSError:
-            return flag.is_set()
-
-    ctx = JobContext(on_update=channel.progress, is_cancelled=is_cancelled, log=log)
+    ctx = JobContext(
+        on_update=channel.progress,
+        is_cancelled=lambda: flag.is_set() or job.cancel_requested(),
+        log=job.log,
+    )
     try:
-        run_job_dir(
-            job_dir,
+        run_job(
+            job,
             ctx,
             on_part=lambda i, state, err: channel.send(
                 event="part", index=i, state=state, error=err
             ),
         )
     except Cancelled as exc:
-        log(str(exc))
+        job.log(str(exc))
         channel.send(event="cancelled")
         return
     except BaseException as exc:  # report every failure with a code; the worker lives on
-        err = classify_exception(exc, ctx.current, job_dir.parent)
-        log(f"failed [{err.code}]: {err.message}")
+        err = classify_exception(exc, ctx.current, job.path.parent)
+        job.log(f"failed [{err.code}]: {err.message}")
         if "traceback" in err.details:
-            log(err.details.pop("traceback"))
+            job.log(err.details.pop("traceback"))
         channel.send(event="failed", **err.to_dict())
         return
-    log("done")
+    job.log("done")
     channel.send(event="done")
 
 
@@ -137,7 +127,7 @@ def main() -> int:
     q: queue.Queue = queue.Queue()
     threading.Thread(target=_stdin_reader, args=(q,), daemon=True).start()
     # Warm up the imports every job needs so the first job starts fast.
-    import backend.execute  # noqa: F401
+    import backend.jobs.run  # noqa: F401
 
     channel.send(event="ready", pid=os.getpid())
     loaded = False
@@ -145,7 +135,7 @@ def main() -> int:
         try:
             msg = q.get(timeout=idle_unload_s() if loaded else None)
         except queue.Empty:
-            from backend.execute import unload_engines
+            from backend.jobs.run import unload_engines
 
             unload_engines()
             loaded = False
@@ -154,14 +144,14 @@ def main() -> int:
         if cmd == "exit":
             return 0
         if cmd == "unload":
-            from backend.execute import unload_engines
+            from backend.jobs.run import unload_engines
 
             unload_engines()
             loaded = False
         elif cmd == "run":
             channel.job_id = str(msg["job_id"])
             try:
-                run_one(channel, Path(msg["job_dir"]), msg["cancel_flag"])
+                run_one(channel, JobDir(Path(msg["job_dir"])), msg["cancel_flag"])
             finally:
                 channel.job_id = None
             loaded = True

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from backend.storage import write_json_atomic
+
 REPO_ID = "facebook/sam-3d-objects"
 SUBFOLDER = "checkpoints"
 ACCESS_URL = "https://huggingface.co/facebook/sam-3d-objects"
@@ -441,9 +443,7 @@ def download_repo(
         "subfolder": subfolder,
         "files": {rf.local: {"size": rf.size, "sha256": rf.sha256} for rf in files},
     }
-    tmp = dest / (MANIFEST + ".part")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, dest / MANIFEST)
+    write_json_atomic(dest / MANIFEST, manifest)
     if staging.exists() and not any(staging.rglob("*.part")):
         shutil.rmtree(staging, ignore_errors=True)
     return manifest

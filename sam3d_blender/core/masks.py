@@ -14,7 +14,8 @@ from .messages import InputError
 
 __all__ = ["MASK_SUFFIXES", "mask_files_in"]
 
-#: File types accepted as masks in a folder (Blender and the backend decode them all).
+#: File types accepted as masks in a folder. ``python -m backend generate --masks`` takes the
+#: same (``backend/jobs/intake.py``; a test holds the two lists together).
 MASK_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".exr")
 
 

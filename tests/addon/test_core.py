@@ -74,6 +74,16 @@ def test_mask_folder_reader_takes_numbered_files_of_every_image_type(tmp_path):
         mask_files_in(tmp_path / "empty")
 
 
+def test_mask_folders_mean_the_same_to_the_addon_and_the_backend(tmp_path):
+    """``python -m backend generate --masks DIR`` takes the files the add-on takes."""
+    from backend.jobs import intake
+
+    assert intake.MASK_SUFFIXES == MASK_SUFFIXES
+    for name in ("10.png", "2.jpg", "0.JPEG", "1.webp", "3.tif", "notes.txt", "x.png", "4.gif"):
+        (tmp_path / name).write_bytes(b"")
+    assert intake.mask_files_in(tmp_path) == mask_files_in(tmp_path)
+
+
 def test_every_backend_error_code_has_a_sentence():
     missing = sorted(set(ERROR_STATUS) - set(messages.MESSAGES))
     assert missing == []

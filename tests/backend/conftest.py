@@ -19,7 +19,7 @@ import pytest
 import requests
 from PIL import Image
 
-from backend.jobs import FINAL_STATES
+from backend.jobs.status import FINAL_STATES
 
 REPO = Path(__file__).resolve().parents[2]
 

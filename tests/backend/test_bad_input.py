@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.imageio import decode_mask, load_inputs
+from backend.jobs.images import decode_mask, load_inputs
 from tests.backend.conftest import disk_scene, png_bytes
 
 IMG, MASK = disk_scene()
@@ -317,7 +317,7 @@ img = io.BytesIO(); Image.new("RGB", (11000, 8200), (90, 120, 30)).save(img, for
 mask = io.BytesIO(); m = Image.new("L", (11000, 8200), 0); m.paste(255, (3000, 3000, 6000, 6000)); m.save(mask, format="PNG")
 img, mask = img.getvalue(), mask.getvalue()
 import gc; gc.collect()
-from backend.imageio import load_inputs
+from backend.jobs.images import load_inputs
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 li = load_inputs(img, mask)
 print("GROWTH_MB", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024, li.image.shape[1] * li.image.shape[0])

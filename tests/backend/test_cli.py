@@ -86,14 +86,23 @@ def test_generate_bad_input_exit_codes(tmp_path: Path):
     assert r.returncode == 2 and "engine_unavailable" in r.stderr
 
 
-def test_generate_scene_from_mask_folder(tmp_path: Path):
+def _scene_files(folder: Path, first_mask: str = "0.png") -> np.ndarray:
+    """``folder/i.png`` and two masks in ``folder/masks`` (the first named ``first_mask``,
+    in the format its suffix says); returns the image."""
+    from PIL import Image
+
     img, m0 = disk_scene()
     m1 = np.zeros_like(m0)
     m1[100:170, 10:60] = True
-    (tmp_path / "masks").mkdir()
-    for i, m in enumerate((m0, m1)):
-        (tmp_path / "masks" / f"{i}.png").write_bytes(png_bytes(m.astype(np.uint8) * 255))
-    (tmp_path / "i.png").write_bytes(png_bytes(img))
+    (folder / "masks").mkdir()
+    Image.fromarray(m0.astype(np.uint8) * 255).save(folder / "masks" / first_mask, quality=95)
+    (folder / "masks" / "1.png").write_bytes(png_bytes(m1.astype(np.uint8) * 255))
+    (folder / "i.png").write_bytes(png_bytes(img))
+    return img
+
+
+def test_generate_scene_from_mask_folder(tmp_path: Path):
+    _scene_files(tmp_path)
     out = tmp_path / "scene.glb"
     r = _run(
         "generate",
@@ -110,6 +119,37 @@ def test_generate_scene_from_mask_folder(tmp_path: Path):
     assert r.returncode == 0, r.stderr
     assert len(trimesh.load(out, file_type="glb").geometry) == 2
     assert (tmp_path / "scene_0.glb").is_file() and (tmp_path / "scene_1.glb").is_file()
+
+
+def test_generate_scene_from_jpeg_masks_with_the_apis_defaults(tmp_path: Path):
+    """A mask folder holds the image types the add-on accepts (JPEG too); options left out
+    are JobOptions' defaults, as for a request to the server."""
+    from backend.options import JobOptions
+
+    img = _scene_files(tmp_path, first_mask="0.jpg")
+    out = tmp_path / "scene.glb"
+    r = _run(
+        "generate",
+        "--image",
+        str(tmp_path / "i.png"),
+        "--masks",
+        str(tmp_path / "masks"),
+        "--out",
+        str(out),
+        "--report",
+        str(tmp_path / "r.json"),
+    )
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert [p["state"] for p in rep["parts"]] == ["done", "done"]
+    defaults = JobOptions(engine="preview").model_dump(mode="json")
+    assert rep["options"] == defaults
+    assert rep["input"]["size"] == [img.shape[1], img.shape[0]] and len(rep["id"]) == 32
+    none = tmp_path / "none"
+    r = _run(
+        "generate", "--image", str(tmp_path / "i.png"), "--masks", str(none), "--out", str(out)
+    )
+    assert r.returncode == 2 and "error [bad_mask]" in r.stderr and "does not exist" in r.stderr
 
 
 def test_doctor_explains_sam3d(tmp_path: Path):

@@ -223,11 +223,14 @@ def test_restart_keeps_finished_and_requeues_in_flight(tmp_path):
 
 
 def test_job_running_across_two_restarts_is_marked_interrupted(tmp_path):
-    from backend.jobs import JobStatus, JobStore
+    from backend.jobs.job_dir import JobInputs
+    from backend.jobs.request import JobRequest
+    from backend.jobs.status import JobStatus
+    from backend.jobs.store import JobStore
 
     store = JobStore(tmp_path)
     st = JobStatus(id="a" * 32, state="running", attempts=2)
-    store.create(st, {"id": st.id, "kind": "object", "engine": "preview", "options": {}}, {})
+    store.create(st, JobInputs(JobRequest(id=st.id, engine="preview"), b"", []))
     b = start_backend(tmp_path)
     try:
         st = b.get(f"/jobs/{'a' * 32}").json()

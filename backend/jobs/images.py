@@ -1,12 +1,14 @@
-"""Reading the photo and its mask from uploaded bytes, with clear errors for bad input.
+"""The photo and its masks from bytes, with clear errors for bad input.
 
-Everything a person might send is handled here, once, for the CLI and the HTTP API alike:
-EXIF rotation, CMYK, 16-bit, palette and 1-bit PNGs, masks as alpha / L / RGB / 1-bit,
-masks whose size differs from the image (same aspect: resized nearest-neighbour), images
-over the pixel limit (downscaled and reported). Problems raise ``BackendError`` with a code
-from ``backend.errors`` and a sentence a person can act on.
+Everything a person might send is handled here, once, for the CLI and the HTTP API alike
+(both reach it through ``backend.jobs.intake``): EXIF rotation, CMYK, 16-bit, palette and
+1-bit PNGs, masks as alpha / L / RGB / 1-bit, masks whose size differs from the image (same
+aspect: resized nearest-neighbour), images over the pixel limit (downscaled and reported).
+Problems raise ``BackendError`` with a code from ``backend.errors`` and a sentence a person
+can act on.
 
-Output arrays: image (H, W, 3) uint8 sRGB; mask (H, W) bool (True = object).
+Output arrays: image (H, W, 3) uint8 sRGB; mask (H, W) bool (True = object). Sizes are
+(width, height) in pixels, as the picture is viewed (after its EXIF rotation).
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ class LoadedInput:
         return self.masks[0]
 
 
+def bad_input(what: str, message: str) -> BackendError:
+    """The error for an unusable input file: ``bad_image`` for the photo (``what`` is
+    "image"), ``bad_mask`` for a mask."""
+    return BackendError("bad_image" if what == "image" else "bad_mask", message)
+
+
 def _open(data: bytes, what: str) -> Image.Image:
     """Identify the file and read its header - size, mode, EXIF - without decoding pixels.
     Only ``IMAGE_FORMATS`` are tried, and sizes over ``MAX_DECODE_PIXELS`` are refused here."""
@@ -75,8 +83,8 @@ def _open(data: bytes, what: str) -> Image.Image:
             "scale it down before sending it.",
         ) from None
     except UnidentifiedImageError:
-        raise BackendError(
-            "bad_image" if what == "image" else "bad_mask",
+        raise bad_input(
+            what,
             f"The {what} file is not an image this tool can read; use PNG, JPEG, WebP, TIFF or BMP.",
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -85,9 +93,8 @@ def _open(data: bytes, what: str) -> Image.Image:
 
 
 def _corrupt(what: str, exc: BaseException) -> BackendError:
-    return BackendError(
-        "bad_image" if what == "image" else "bad_mask",
-        f"The {what} file is truncated or corrupt ({shorten(exc, 200)}); export it again.",
+    return bad_input(
+        what, f"The {what} file is truncated or corrupt ({shorten(exc, 200)}); export it again."
     )
 
 

@@ -1,10 +1,11 @@
 """Which backend server owns a job, and whether that server is still alive.
 
 Several backends may share one data directory (two Blender sessions, say). Each server
-holds an exclusive lock on ``<data_dir>/_servers/<owner id>.lock`` for its lifetime; a job
-records its owner id. A server restarting only recovers jobs whose owner no longer holds its
-lock - never another live server's work. Locks vanish with their process, so a crashed
-server's jobs are recovered even when the operating system reuses its pid.
+holds an exclusive lock on ``<data_dir>/_servers/<owner id>.lock`` (``JobStore.servers_dir``)
+for its lifetime; a job records its owner id. A server restarting only recovers jobs whose
+owner no longer holds its lock - never another live server's work. Locks vanish with their
+process, so a crashed server's jobs are recovered even when the operating system reuses its
+pid.
 """
 
 from __future__ import annotations
@@ -35,10 +36,11 @@ else:
 
 
 class ServerInstance:
-    """This server's identity in a data directory; holds its lock until ``close``."""
+    """This server's identity in a data directory; holds its lock in ``servers_dir`` until
+    ``close``."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.dir = Path(data_dir) / "_servers"
+    def __init__(self, servers_dir: Path) -> None:
+        self.dir = Path(servers_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._path = self.dir / f"{self.id}.lock"

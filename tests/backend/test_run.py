@@ -1,35 +1,34 @@
-"""Running a job directory in-process (what a worker does), progress reporting included."""
+"""Running a job folder in-process (what a worker does), progress reporting included."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from backend.execute import run_job_dir
-from backend.imageio import encode_png
-from backend.jobs import write_json_atomic
+from backend.jobs.images import encode_png
+from backend.jobs.job_dir import JobDir, JobInputs
+from backend.jobs.request import JobRequest
+from backend.jobs.run import run_job
+from backend.options import JobOptions
 from backend.progress import JobContext
 
 
 def test_scene_progress_rises_steadily_across_parts(tmp_path):
     img = np.full((300, 400, 3), 100, np.uint8)
-    (tmp_path / "image.png").write_bytes(encode_png(img))
-    (tmp_path / "masks").mkdir()
-    for i, x in enumerate((50, 200, 300)):
+    masks = []
+    for x in (50, 200, 300):
         m = np.zeros((300, 400), bool)
         m[150:280, x : x + 60] = True
-        (tmp_path / "masks" / f"{i}.png").write_bytes(encode_png(m))
-    write_json_atomic(
-        tmp_path / "request.json",
-        {
-            "kind": "scene",
-            "engine": "preview",
-            "seed": 0,
-            "parts": 3,
-            "options": {"target_faces": 1000, "texture_size": 256},
-        },
+        masks.append(encode_png(m))
+    job = JobDir(tmp_path)
+    request = JobRequest(
+        kind="scene",
+        engine="preview",
+        parts=3,
+        options=JobOptions(engine="preview", target_faces=1000, texture_size=256),
     )
+    job.write_inputs(JobInputs(request, encode_png(img), masks))
     seen: list[tuple[str, float]] = []
-    result = run_job_dir(tmp_path, JobContext(on_update=lambda s, f: seen.append((s, f))))
+    result = run_job(job, JobContext(on_update=lambda s, f: seen.append((s, f))))
     assert [p["state"] for p in result["parts"]] == ["done"] * 3
     fractions = [f for _, f in seen]
     assert all(b >= a - 1e-9 for a, b in zip(fractions, fractions[1:], strict=False))

@@ -1,17 +1,18 @@
-"""Running one job from its directory: load inputs -> engine -> finishing -> result files.
+"""Running one job from its folder: inputs -> engine -> finishing -> result files.
 
 This runs inside a worker process (``backend.worker``) or inside the CLI's ``generate``;
-never in the HTTP server process. Results are written to temporary names and renamed, so a
-crash mid-write never leaves a half GLB that looks finished.
+never in the HTTP server process. Results are written to temporary names and renamed
+(``backend.storage.atomic_path``), so a crash mid-write never leaves a half GLB that looks
+finished. Engines return a ``Reconstruction`` in the glTF object frame with a pose into the
+camera frame (``backend.reconstruction``); finishing writes it as GLB in that frame.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,16 @@ from PIL import Image
 from backend import __version__
 from backend.engines.registry import create_engine
 from backend.errors import BackendError
-from backend.jobs import write_json_atomic
+from backend.jobs.job_dir import JobDir
+from backend.jobs.request import JobRequest
 from backend.options import JobOptions
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Reconstruction
-from backend.storage import refused_by_disk, storage_error
+from backend.storage import atomic_path, refused_by_disk, storage_error
+
+#: ``on_part(index, state, error)``: a scene's object ``index`` ended ``done`` or
+#: ``failed`` (``error``: ``{"code", "message"}``, None when done).
+OnPart = Callable[[int, str, dict[str, Any] | None], None]
 
 FINISH_STAGES = {"simplify": 0.08, "uv": 0.07, "bake": 0.12, "export": 0.03}
 DEFAULT_ENGINE_STAGES = {"load": 0.02, "reconstruct": 0.68}
@@ -80,21 +86,8 @@ def _finish(
 ) -> dict[str, Any]:
     from backend.finishing import finish_to_glb
 
-    tmp = out.with_name(out.name + ".part")
-    try:
-        stats = finish_to_glb(recon, options, tmp, ctx)
-        os.replace(tmp, out)
-    except BaseException:
-        _discard(tmp)  # on a full disk a half-written file would keep the space taken
-        raise
-    return stats
-
-
-def _discard(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
+    with atomic_path(out) as tmp:
+        return finish_to_glb(recon, options, tmp, ctx)
 
 
 def _object_result(recon: Reconstruction, stats: dict[str, Any]) -> dict[str, Any]:
@@ -110,54 +103,58 @@ def _object_result(recon: Reconstruction, stats: dict[str, Any]) -> dict[str, An
     }
 
 
-def run_job_dir(job_dir: Path, ctx: JobContext, on_part: Any = None) -> dict[str, Any]:
-    """Run the job stored in ``job_dir``; write result.glb/result.json; return result.json.
+def run_job(job: JobDir, ctx: JobContext, on_part: OnPart | None = None) -> dict[str, Any]:
+    """Run the job stored in ``job``; write its result files; return ``result.json``.
 
-    ``on_part(index, state, error_dict_or_None)`` is called for each part of a scene job.
-    Raises BackendError (with a code) or Cancelled.
+    ``on_part`` hears of each object of a scene job as it ends. Raises BackendError (with a
+    code) or Cancelled.
     """
     t0 = time.perf_counter()
-    req = json.loads((job_dir / "request.json").read_text(encoding="utf-8"))
-    options = JobOptions.model_validate(req["options"])
-    engine_name = req["engine"]
-    ctx.log(f"backend {__version__}, engine {engine_name}, options {options.model_dump_json()}")
-    engine = get_engine(engine_name)
+    req = job.read_request()
+    options = req.options
+    ctx.log(f"backend {__version__}, engine {req.engine}, options {options.model_dump_json()}")
+    engine = get_engine(req.engine)
     ctx.stages = _stage_weights(engine)
-    if req.get("kind", "object") == "scene":  # finishing runs once per part, inside "finish"
+    if req.kind == "scene":  # finishing runs once per part, inside "finish"
         for name in FINISH_STAGES:
             ctx.stages.pop(name)
         ctx.stages["finish"] = sum(FINISH_STAGES.values())
     ctx.stage("load")
-    image = _read_png(job_dir / "image.png", "RGB")
-    seed = int(req.get("seed", options.seed))
+    image = _read_png(job.image_file, "RGB")
     result: dict[str, Any] = {
-        "id": req.get("id"),
-        "kind": req.get("kind", "object"),
+        "id": req.id,
+        "kind": req.kind,
         "backend_version": __version__,
-        "seed": seed,
+        "seed": req.seed,
         "options": options.model_dump(mode="json"),
-        "input": req.get("input", {}),
+        "input": req.input.model_dump(mode="json"),
     }
-    if req.get("kind", "object") == "object":
-        mask = _read_png(job_dir / "mask.png", "L") > 127
-        recon = engine.reconstruct(image, mask, seed, options, ctx)
-        stats = _finish(recon, options, job_dir / "result.glb", ctx)
+    if req.kind == "object":
+        mask = _read_png(job.mask_file(), "L") > 127
+        recon = engine.reconstruct(image, mask, req.seed, options, ctx)
+        stats = _finish(recon, options, job.result_glb, ctx)
         result["state"] = "done"
         result.update(_object_result(recon, stats))
     else:
-        result.update(_run_scene(job_dir, req, engine, image, seed, options, ctx, on_part))
+        result.update(_run_scene(job, req, engine, image, ctx, on_part))
     result["timings"] = {"total_s": time.perf_counter() - t0}
     result["peak_memory"] = {"rss_mb": peak_rss_mb()}
-    write_json_atomic(job_dir / "result.json", result)
+    job.write_result(result)
     return result
 
 
-def _run_scene(job_dir, req, engine, image, seed, options, ctx, on_part) -> dict[str, Any]:
+def _run_scene(
+    job: JobDir,
+    req: JobRequest,
+    engine: Any,
+    image: np.ndarray,
+    ctx: JobContext,
+    on_part: OnPart | None,
+) -> dict[str, Any]:
     from backend.finishing import export_scene_glb
 
-    n = int(req["parts"])
-    masks = [_read_png(job_dir / "masks" / f"{i}.png", "L") > 127 for i in range(n)]
-    recons = engine.reconstruct_many(image, masks, seed, options, ctx)
+    masks = [_read_png(job.mask_file(i), "L") > 127 for i in range(req.parts)]
+    recons = engine.reconstruct_many(image, masks, req.seed, req.options, ctx)
     ctx.stage("finish")
     parts: list[dict[str, Any]] = []
     finished: list[tuple[str, Path]] = []
@@ -171,10 +168,10 @@ def _run_scene(job_dir, req, engine, image, seed, options, ctx, on_part) -> dict
                 on_part(i, "failed", err)
             continue
         camera = camera or rec.intrinsics
-        out = job_dir / "parts" / str(i) / "result.glb"
-        out.parent.mkdir(parents=True, exist_ok=True)
+        out = job.part_glb(i)
         try:
-            stats = _finish(rec, options, out, ctx.part(i, len(recons), dict(FINISH_STAGES)))
+            part_ctx = ctx.part(i, len(recons), dict(FINISH_STAGES))
+            stats = _finish(rec, req.options, out, part_ctx)
         except Cancelled:
             raise
         except Exception as exc:  # one part's failure never costs the scene...
@@ -185,7 +182,7 @@ def _run_scene(job_dir, req, engine, image, seed, options, ctx, on_part) -> dict
             if on_part:
                 on_part(i, "failed", err)
             continue
-        part = {"index": i, "state": "done", "name": name, "result": f"parts/{i}/result.glb"}
+        part = {"index": i, "state": "done", "name": name, "result": job.part_glb_name(i)}
         part.update(_object_result(rec, stats))
         parts.append(part)
         finished.append((name, out))
@@ -196,13 +193,8 @@ def _run_scene(job_dir, req, engine, image, seed, options, ctx, on_part) -> dict
         raise BackendError(
             first["code"], "Every mask of the scene failed; the first: " + first["message"]
         )
-    tmp = job_dir / "result.glb.part"
-    try:
+    with atomic_path(job.result_glb) as tmp:
         export_scene_glb(finished, camera, "Camera", tmp)
-        os.replace(tmp, job_dir / "result.glb")
-    except BaseException:
-        _discard(tmp)
-        raise
     failed = [p["index"] for p in parts if p["state"] == "failed"]
     return {
         "state": "partial" if failed else "done",

@@ -4,12 +4,15 @@ Where things are (a folder per layer, see docs/ADDON.md for the module map):
 
 * ``core/``      - no bpy: HTTP client, backend process, jobs and the job manager, the
   results folder, job options, masks, messages, frame math. Testable without Blender.
-* ``importing/`` - bpy: a finished result's GLBs -> placed objects (frames applied here).
+* ``importing/`` - bpy: a finished result's GLBs -> placed objects (frames applied here),
+  marked as assets with a rendered preview when asked.
 * ``operators/`` - ``bpy.ops.sam3d.*``, by what they act on.
 * ``ui/``        - panels and preferences.
 * ``session.py`` (backend, jobs, installer), ``timer.py`` (the one timer), ``finish.py``
   (the one road from a finished job to the scene), ``props.py``, ``job_inputs.py``,
-  ``blender_images.py``, ``measure.py``, ``batch.py`` (the headless batch), ``paths.py``.
+  ``blender_images.py``, ``measure.py``, ``batch.py`` (the headless batch),
+  ``asset_library.py`` (the batch's asset library files), ``exports.py`` (USD / FBX files),
+  ``paths.py``.
 
 Only :func:`register` imports the bpy-side modules.
 """
@@ -31,12 +34,14 @@ def register() -> None:
     import bpy
 
     from . import props, timer
+    from .importing import asset
 
     for cls in _classes():
         bpy.utils.register_class(cls)
         _registered.append(cls)
     props.register_properties()
     timer.register_handlers()
+    asset.register_handlers()
     atexit.register(_at_exit)
 
 
@@ -44,8 +49,10 @@ def unregister() -> None:
     import bpy
 
     from . import props, session, timer
+    from .importing import asset
 
     atexit.unregister(_at_exit)
+    asset.unregister_handlers()
     timer.unregister_handlers()
     timer.stop()
     session.reset()  # stops the managed backend and any installer run

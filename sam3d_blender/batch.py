@@ -10,16 +10,25 @@ Blender scene by ``finish.deliver`` - the objects posed under ONE camera matchin
 photo, with the photo as the camera's background. Each object is then measured: its
 silhouette reprojected through that camera against its mask (IoU, :mod:`.measure`).
 
+The objects are assets (catalogued, tagged, previewed) unless ``--no-assets``; an asset
+library, per-object USD/FBX files and re-runs of those are :mod:`.batch_outputs`.
+
 Outputs in ``--out``::
 
     batch.blend                  every item as its own Blender scene (named by item id)
     items/<id>/scene.glb         the item's objects as separate nodes + the camera
     items/<id>/object_<i>.glb    one GLB per object (its own frame; pose in node extras)
+    items/<id>/object_<i>.fbx    (--export fbx) per object, texture embedded
+    items/<id>/object_<i>.usdc   (--export usdc) per object, texture in items/<id>/textures/
     items/<id>/result.json       the backend's result (poses, intrinsics, stats, timings)
-    report.json                  per item: status, error code, timings, face counts, IoU
+    report.json                  per item: status, error code, timings, face counts, IoU,
+                                 assets (catalog, tags, size, preview time), exports
 
-Exit status: 0 every item succeeded (possibly with failed parts), 1 some item failed,
-2 bad arguments or manifest.
+and with ``--asset-library DIR``: ``DIR/<id>.blend`` per item (or ``DIR/<--asset-blend>``)
+and ``DIR/blender_assets.cats.txt``.
+
+Exit status: 0 every item succeeded (possibly with failed parts), 1 some item or output
+failed, 2 bad arguments or manifest (or an export format this Blender cannot write).
 """
 
 from __future__ import annotations
@@ -36,12 +45,15 @@ from typing import Any
 import bpy
 
 from . import blender_images, finish, job_inputs, measure, paths, session, timer
+from .batch_outputs import Outputs
 from .core.backend_process import BackendState
 from .core.batch_items import (
     Item,
     UsageError,
     base_options,
     build_parser,
+    check_outputs,
+    export_formats,
     fingerprint,
     items_from_args,
     script_argv,
@@ -49,11 +61,12 @@ from .core.batch_items import (
 from .core.batch_report import REPORT_NAME, Report, progress_line, summary_table
 from .core.job_manager import run_to_completion
 from .core.jobs import ImportSettings
-from .core.messages import InputError
+from .core.messages import InputError, describe
 from .core.options import JobOptions
 from .core.raster import mask_iou
 from .core.results import read_json, write_json
 from .core.scene_result import scene_parts
+from .exports import missing_formats
 from .importing.scene import import_scene
 
 __all__ = ["main"]
@@ -97,6 +110,7 @@ class Batch:
         self.out = out
         self.blend = out / args.blend
         self.report = Report(out / REPORT_NAME)
+        self.outputs = Outputs(args, out)
         self.dirty = False
 
     # Blender file
@@ -132,7 +146,8 @@ class Batch:
 
     def drop_scene(self, ident: str) -> None:
         """Remove a failed item's Blender scene (the file's last scene is emptied and
-        renamed back to "Scene" instead: a file needs one)."""
+        renamed back to "Scene" instead: a file needs one), and its library file."""
+        self.outputs.drop(ident)
         scene = bpy.data.scenes.get(ident)
         if scene is None:
             return
@@ -176,7 +191,11 @@ class Batch:
             rec["error"] = {"code": code, "message": msg}
             self.drop_scene(item.id)
             return rec
-        settings = ImportSettings(scene=item.id, decimate=not self.args.no_decimate)
+        settings = ImportSettings(
+            scene=item.id,
+            decimate=not self.args.no_decimate,
+            asset=self.outputs.settings(item),
+        )
         try:
             request = job_inputs.scene_request_from_files(
                 item.image, item.masks, options, settings, label=item.id
@@ -216,6 +235,8 @@ class Batch:
         else:
             rec["status"] = "done" if n_ok == len(rec["objects"]) else "partial"
             self._copy_outputs(rec, item, outcome)
+            self.outputs.deliver(item, scene, rec, outcome.assets if settings.asset else None)
+            rec["timings"]["asset_s"] = round(outcome.seconds.get("asset", 0.0), 3)
         return rec
 
     def _record_objects(
@@ -294,15 +315,35 @@ def _iou(obj: bpy.types.Object, camera: bpy.types.Object, mask_path: Path) -> fl
     return round(mask_iou(sil, mask), 4)
 
 
+def _cannot_write_outputs(args: argparse.Namespace) -> str | None:
+    """Why this Blender cannot write the outputs asked for (an asset library folder that
+    cannot be made, an export format it was built without), found before any work; None
+    when it can."""
+    if args.asset_library:
+        try:
+            Path(args.asset_library).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return describe("asset_library_unwritable", str(exc))
+    missing = missing_formats(export_formats(args.export))
+    if missing:
+        return f"--export {','.join(missing)}: {describe('export_unavailable')}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the batch over ``argv`` (the script's arguments, see ``core/batch_items.py``);
     returns the exit status."""
     t_start = time.perf_counter()
     args = build_parser().parse_args(script_argv(argv))
     try:
+        check_outputs(args)
         items, defaults = items_from_args(args)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    reason = _cannot_write_outputs(args)
+    if reason:
+        print(f"error: {reason}", file=sys.stderr)
         return 2
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -320,11 +361,23 @@ def main(argv: list[str] | None = None) -> int:
             prev = batch.report.finished_before(item.id, fp, args.retry_failed)
             note = ""
             if prev is not None:
-                if prev["status"] in ("done", "partial") and bpy.data.scenes.get(item.id) is None:
+                finished = prev["status"] in ("done", "partial")
+                reimported = False
+                if finished and bpy.data.scenes.get(item.id) is None:
                     if batch.reimport_local(item, prev):
-                        note = "; re-imported from its saved GLBs"
+                        note, reimported = "; re-imported from its saved GLBs", True
                     else:
                         prev = None  # the saved files are gone: do it again
+                if (
+                    prev is not None
+                    and finished
+                    and (reimported or batch.outputs.stale(item, prev))
+                ):
+                    batch.outputs.deliver(item, bpy.data.scenes[item.id], prev)
+                    note += "; its assets and exports updated"
+                    batch.report.items[item.id] = prev
+                    batch.report.save()
+                    batch.save_blend()
                 if prev is not None:
                     skipped.add(item.id)
                     records.append(prev)
@@ -343,6 +396,12 @@ def main(argv: list[str] | None = None) -> int:
             print(progress_line(n, len(items), rec, False), flush=True)
         if batch.dirty or not batch.blend.is_file():
             batch.save_blend()
+        done = [r for r in records if r["status"] in ("done", "partial")]
+        scenes = [bpy.data.scenes.get(r.get("blender_scene") or r["id"]) for r in done]
+        error = batch.outputs.finish([sc for sc in scenes if sc is not None])
+        if error:
+            run["library_error"] = error
+            print(f"error: {error}", file=sys.stderr)
     finally:
         wall = time.perf_counter() - t_start
         run["wall_s"] = round(wall, 3)
@@ -353,4 +412,5 @@ def main(argv: list[str] | None = None) -> int:
             setattr(prefs, key, value)
         session.reset()  # stops the managed backend this run started
     print(summary_table(records, skipped, wall, run.get("backend_start_s")), flush=True)
-    return 1 if any(r["status"] == "failed" for r in records) else 0
+    failed = any(r["status"] == "failed" or r.get("output_errors") for r in records)
+    return 1 if failed or run.get("library_error") else 0

@@ -4,7 +4,9 @@
 UI), a blocking operator (background mode, ``blocking=True``), the batch, and the public
 ``sam3d.import_result`` / ``sam3d.import_scene`` operators. It dispatches by the job's
 :class:`~.core.jobs.JobKind`: one object (:func:`.importing.object.import_object`), or
-the objects of one photo under one camera (:func:`.importing.scene.import_scene`). A job
+the objects of one photo under one camera (:func:`.importing.scene.import_scene`). When
+the job asks for it (``ImportSettings.asset``), the new objects are then marked as assets,
+with a catalog, tags, metadata and a rendered preview (:mod:`.importing.asset`). A job
 that failed or was cancelled is reported instead. Object jobs leave a line in the file's
 History either way.
 
@@ -24,10 +26,12 @@ from typing import Any
 import bpy
 
 from . import session
+from .core.asset_metadata import AssetSettings
 from .core.client import BackendClientError
 from .core.jobs import Delivery, Job, JobKind, Phase
 from .core.messages import ErrorInfo, describe
 from .core.provenance import PROP_PREFIX, placement_note, provenance
+from .importing.asset import MarkedAsset, mark_assets
 from .importing.object import import_object
 from .importing.scene import ImportedScene, import_scene
 
@@ -42,8 +46,9 @@ class Outcome:
     artist is told. ``objects``: what reached the scene (one object, or a scene's parts in
     part order); ``error``: why nothing (or not everything) did. Scene jobs also give
     ``scene`` (the camera, collection and failed parts) and ``part_glbs`` (part index ->
-    local GLB). ``seconds``: ``{"job": Generate -> result here, "import": Blender import,
-    "total": both}``, wall-clock.
+    local GLB). ``assets``: what marking the objects as assets did (empty when not asked).
+    ``seconds``: ``{"job": Generate -> result here, "import": Blender import, "asset":
+    marking as assets (previews included), "total": all}``, wall-clock.
     """
 
     job: Job
@@ -53,6 +58,7 @@ class Outcome:
     error: ErrorInfo | None = None
     scene: ImportedScene | None = None
     part_glbs: dict[int, Path] = field(default_factory=dict)
+    assets: list[MarkedAsset] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -96,6 +102,30 @@ def _seconds_since_generate(job: Job) -> float:
     return time.monotonic() - job.request.settings.started
 
 
+def _mark_assets(
+    outcome: Outcome, settings: AssetSettings | None, view_from: bpy.types.Object | None
+) -> None:
+    """Mark ``outcome``'s objects as assets when ``settings`` ask for it; the artist is
+    told where they went, and what could not be done. ``view_from``: the photo's camera
+    (previews show the objects from its side), None: the front."""
+    if settings is None or not outcome.objects:
+        return
+    t0 = time.monotonic()
+    where = view_from.matrix_world.translation.copy() if view_from is not None else None
+    outcome.assets = mark_assets(outcome.objects, settings, view_from=where)
+    outcome.seconds["asset"] = time.monotonic() - t0
+    n = len(outcome.assets)
+    what = "an asset" if n == 1 else f"{n} assets"
+    catalog = f" in the catalog '{settings.catalog}'" if settings.catalog else ""
+    outcome.text += f" Marked as {what}{catalog}."
+    # one sentence per distinct problem (a catalog that cannot be added fails every object)
+    warnings = dict.fromkeys(w.message for marked in outcome.assets for w in marked.warnings)
+    if warnings:
+        if outcome.level == "INFO":
+            outcome.level = "WARNING"
+        outcome.text += " " + " ".join(warnings)
+
+
 # -- one object ------------------------------------------------------------------------------
 
 
@@ -129,11 +159,13 @@ def _finish_object(context: bpy.types.Context, job: Job) -> Outcome:
         err = ErrorInfo("import_failed", str(exc))
         return Outcome(job, "ERROR", err.sentence(), error=err)
     seconds = {"job": t_job, "import": time.monotonic() - t0}
-    seconds["total"] = _seconds_since_generate(job)
-    _history(context.scene, job, "done", obj=obj, seconds=seconds["total"])
     note = placement_note(str(obj.get(PROP_PREFIX + "placement", "")))
     text = f"'{obj.name}' added to the scene{note}."
-    return Outcome(job, "INFO", text, objects=[obj], seconds=seconds)
+    outcome = Outcome(job, "INFO", text, objects=[obj], seconds=seconds)
+    _mark_assets(outcome, st.asset, context.scene.camera if st.placement == "CAMERA" else None)
+    seconds["total"] = _seconds_since_generate(job)
+    _history(context.scene, job, "done", obj=obj, seconds=seconds["total"])
+    return outcome
 
 
 def _history(
@@ -214,7 +246,6 @@ def _finish_scene(context: bpy.types.Context, job: Job) -> Outcome:
         err = ErrorInfo("import_failed", str(exc))
         return Outcome(job, "ERROR", err.sentence(), error=err, seconds=seconds)
     seconds["import"] = time.monotonic() - t1
-    seconds["total"] = _seconds_since_generate(job)
     objects = list(imported.objects.values())
     outcome = Outcome(
         job, "INFO", "", objects=objects, scene=imported, part_glbs=part_glbs, seconds=seconds
@@ -225,6 +256,7 @@ def _finish_scene(context: bpy.types.Context, job: Job) -> Outcome:
             str(first.get("code") or "internal_error"), str(first.get("message") or "")
         )
         outcome.level, outcome.text = "ERROR", outcome.error.sentence()
+        seconds["total"] = _seconds_since_generate(job)
         return outcome
     n, total = len(objects), len(objects) + len(imported.failed)
     outcome.text = (
@@ -236,6 +268,8 @@ def _finish_scene(context: bpy.types.Context, job: Job) -> Outcome:
             for i, e in sorted(imported.failed.items())
         )
         outcome.level, outcome.text = "WARNING", f"{outcome.text} Failed: {fails}"
+    _mark_assets(outcome, st.asset, imported.camera)
+    seconds["total"] = _seconds_since_generate(job)
     return outcome
 
 

@@ -149,6 +149,22 @@ class Sam3DSettings(bpy.types.PropertyGroup):
         description="Add a non-destructive Decimate modifier to simplify further",
         default=True,
     )
+    mark_asset: BoolProperty(
+        name="Mark as asset",
+        description=(
+            "Make each new object an asset of this file: with a rendered preview, a catalog, "
+            "tags (engine, photo), its source and size in the description"
+        ),
+        default=False,
+    )
+    asset_catalog: StringProperty(
+        name="Catalog",
+        description=(
+            "Asset catalog path, e.g. Props/Chairs (created when missing). Empty: the "
+            "add-on preferences' catalog"
+        ),
+        default="",
+    )
     history: CollectionProperty(type=Sam3DHistoryItem)
     history_index: IntProperty(default=0)
 

@@ -14,6 +14,8 @@ ARGS (one of the input forms, plus --out)::
     --engine auto|preview|sam3d  --target-faces N  --texture-size N  --no-bake
     --seed N  --quality fast|balanced|high  --timeout S  --retry-failed
     --backend-python PY | --backend-url URL  --cache-dir DIR  --blend NAME
+    --asset-library DIR [--catalog PATH] [--asset-blend NAME]   objects as a Blender asset library
+    --no-assets  --no-previews  --author NAME  --export usdc,fbx
 
 This script only boots the batch: it gets ``bpy``, enables the SAM 3D add-on as Blender
 enables extensions (an already enabled SAM 3D extension is used as it is; otherwise this

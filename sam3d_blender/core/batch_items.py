@@ -6,11 +6,19 @@ Arguments (one of the input forms, plus ``--out``)::
     --image PHOTO --masks DIR              one scene: DIR holds 0.png, 1.png, ...
     --manifest FILE.json | FILE.csv        many photos (see below)
 
+Outputs besides ``--out`` (see ``batch.py``)::
+
+    --asset-library DIR [--catalog PATH] [--asset-blend NAME]   an asset library
+    --no-assets  --no-previews  --author NAME                   how objects become assets
+    --export usdc,fbx                                           per-object files
+
 Manifest: JSON ``{"defaults": {...options...}, "items": [{"id", "image", "mask" |
-"masks"}, ...]}`` (or just the list), or CSV with columns ``id,image,mask,masks`` (plus
-optional job options: ``engine,seed,quality,target_faces,texture_size,bake``). ``masks``
-is a folder of ``0.png, 1.png, ...`` (``core/masks.py``) or a list of files
-(';'-separated in CSV). Relative paths are relative to the manifest.
+"masks", "catalog"}, ...]}`` (or just the list), or CSV with columns
+``id,image,mask,masks`` (plus optional job options:
+``engine,seed,quality,target_faces,texture_size,bake``, and ``catalog``). ``masks`` is a
+folder of ``0.png, 1.png, ...`` (``core/masks.py``) or a list of files (';'-separated in
+CSV). Relative paths are relative to the manifest. An item's ``catalog`` overrides
+``--catalog``.
 
 An item's fingerprint changes exactly when its input bytes or options do; the batch skips
 an item whose fingerprint it has finished before (``core/batch_report.py``).
@@ -27,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .asset_catalogs import clean_catalog_path
+from .asset_metadata import DEFAULT_CATALOG
 from .masks import mask_files_in
 from .messages import InputError
 from .options import ENGINES, QUALITIES, JobOptions
@@ -35,12 +45,19 @@ __all__ = [
     "Item",
     "UsageError",
     "base_options",
+    "EXPORT_FORMATS",
     "build_parser",
+    "check_outputs",
+    "export_formats",
     "fingerprint",
     "items_from_args",
     "load_manifest",
     "script_argv",
 ]
+
+
+#: Formats ``--export`` takes (Blender's own exporters write them, ``exports.py``).
+EXPORT_FORMATS: tuple[str, ...] = ("usdc", "fbx")
 
 
 class UsageError(Exception):
@@ -50,13 +67,15 @@ class UsageError(Exception):
 @dataclass
 class Item:
     """One photo and its masks. ``masks``: mask files in object order (resolved from a
-    folder when the item names one); ``options``: per-item overrides of the job options."""
+    folder when the item names one); ``options``: per-item overrides of the job options;
+    ``catalog``: the asset catalog of its objects (None: the run's ``--catalog``)."""
 
     id: str
     image: Path
     masks: list[Path] = field(default_factory=list)
     mask_dir: Path | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    catalog: str | None = None
     input_error: tuple[str, str] | None = None  # (code, message) found before any job
 
 
@@ -94,6 +113,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="redo items that failed before")
     p.add_argument("--blend", default="batch.blend", help="name of the .blend in --out")
     p.add_argument("--no-decimate", action="store_true", help="no Decimate modifier on objects")
+    a = p.add_argument_group("assets (objects are marked as assets unless --no-assets)")
+    a.add_argument(
+        "--asset-library",
+        metavar="DIR",
+        help="also write each item as a .blend of assets into this asset library folder, "
+        "with its catalog file (blender_assets.cats.txt)",
+    )
+    a.add_argument(
+        "--catalog",
+        default=None,
+        help=f"asset catalog path, e.g. 'Props/Chairs' (default {DEFAULT_CATALOG!r}; a "
+        "manifest item's 'catalog' wins)",
+    )
+    a.add_argument(
+        "--asset-blend",
+        metavar="NAME",
+        help="one .blend for all items in --asset-library (default: one per item, <id>.blend)",
+    )
+    a.add_argument("--author", help="asset author (default: the add-on preferences')")
+    a.add_argument("--no-assets", action="store_true", help="do not mark objects as assets")
+    a.add_argument("--no-previews", action="store_true", help="assets without a rendered preview")
+    p.add_argument(
+        "--export",
+        default="",
+        metavar="FORMATS",
+        help=f"also write each object as {' and '.join(EXPORT_FORMATS)} (comma-separated), "
+        "with its texture, into items/<id>/",
+    )
     be = p.add_argument_group("backend (default: the add-on's preferences)")
     be.add_argument("--backend-python", help="start the managed backend with this Python")
     be.add_argument("--backend-url", help="use a running backend at this URL")
@@ -104,6 +151,40 @@ def build_parser() -> argparse.ArgumentParser:
         "OUT/cache with the bpy module)",
     )
     return p
+
+
+def export_formats(value: str) -> list[str]:
+    """The formats of ``--export`` ("usdc,fbx"), in order, without repeats."""
+    out: list[str] = []
+    for f in (v.strip().lower().lstrip(".") for v in value.split(",")):
+        if not f:
+            continue
+        if f not in EXPORT_FORMATS:
+            raise UsageError(f"--export: unknown format {f!r}; use {', '.join(EXPORT_FORMATS)}")
+        if f not in out:
+            out.append(f)
+    return out
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse combinations of output arguments that cannot work, before any work."""
+    if args.asset_library:
+        if args.no_assets:
+            raise UsageError("--asset-library needs assets; drop --no-assets")
+        lib = Path(args.asset_library).resolve()
+        out = Path(args.out).resolve()
+        if out == lib or lib in out.parents:
+            raise UsageError(
+                "--out must not be inside --asset-library: Blender would list every asset "
+                "twice (the batch's own .blend holds them too)"
+            )
+    elif args.asset_blend:
+        raise UsageError("--asset-blend names a file in --asset-library; give that too")
+    if args.asset_blend and not args.asset_blend.endswith(".blend"):
+        raise UsageError("--asset-blend must name a .blend file, e.g. library.blend")
+    if args.catalog is not None and not clean_catalog_path(args.catalog) and args.catalog:
+        raise UsageError(f"--catalog {args.catalog!r} names no catalog")
+    export_formats(args.export)
 
 
 def base_options(args: argparse.Namespace) -> JobOptions:
@@ -160,6 +241,8 @@ def _item_from_row(row: dict[str, Any], base: Path, n: int, seen: set[str]) -> I
         raise UsageError(f"manifest item id {ident!r} is used twice; give each item an 'id'")
     seen.add(ident)
     item = Item(ident, image_path, options=_options(row, f"manifest item {ident!r}"))
+    if str(row.get("catalog") or "").strip():
+        item.catalog = str(row["catalog"])
     mask, masks = row.get("mask"), row.get("masks")
     if mask and masks:
         raise UsageError(f"manifest item {ident!r}: give 'mask' or 'masks', not both")

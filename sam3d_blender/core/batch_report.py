@@ -96,9 +96,14 @@ def progress_line(n: int, total: int, rec: dict[str, Any], skipped: bool, note: 
     ious = [o["iou"] for o in objs if o.get("iou") is not None]
     iou = f"  IoU min {min(ious):.3f}" if ious else ""
     cached = " (cached)" if rec.get("cached") else ""
+    n_assets = sum(1 for o in objs if o.get("asset"))
+    assets = f"  {n_assets} assets" if n_assets else ""
+    problems = len(rec.get("output_errors") or [])
+    problems_text = f"  {problems} OUTPUT ERRORS" if problems else ""
     return (
         f"{head} {rec['status']:<8} {ok}/{len(objs)} objects  {t.get('total_s', 0):6.2f} s  "
-        f"({t.get('per_object_s', 0):.2f} s/object)  {faces} faces{iou}{cached}"
+        f"({t.get('per_object_s', 0):.2f} s/object)  {faces} faces{iou}{assets}{cached}"
+        f"{problems_text}"
     )
 
 

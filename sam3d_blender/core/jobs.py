@@ -18,6 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from .asset_metadata import AssetSettings
 from .client import ResultDownload
 from .messages import ErrorInfo
 from .options import JobOptions
@@ -70,7 +71,8 @@ class ImportSettings:
     All jobs: ``scene`` (Blender scene name, "" = the current one), ``source`` (the photo's
     path or Blender image name, for provenance), ``decimate`` (add a Decimate modifier),
     ``started`` (``time.monotonic()`` at Generate; seconds to the object are measured from
-    it), ``reimport`` (a History re-import: its entry is updated, not added).
+    it), ``reimport`` (a History re-import: its entry is updated, not added), ``asset``
+    (mark the objects as assets, :class:`~.asset_metadata.AssetSettings`; None: don't).
     Object jobs: ``placement`` ("CURSOR" | "CAMERA"), ``camera`` (the camera object's name
     for "CAMERA"; "" = the scene camera, or a new one).
     Scene jobs: ``photo_path`` or ``photo_image`` (the camera's background: a file, or a
@@ -84,6 +86,7 @@ class ImportSettings:
     decimate: bool = True
     started: float = field(default_factory=time.monotonic)
     reimport: bool = False
+    asset: AssetSettings | None = None
     placement: str = "CURSOR"
     camera: str = ""
     photo_path: str = ""

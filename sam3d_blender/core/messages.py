@@ -60,6 +60,24 @@ MESSAGES: dict[str, str] = {
     ),
     "import_failed": "Blender could not import the generated model.",
     "installer_failed": "Installing the backend failed; see the installer output in Preferences.",
+    "asset_catalog_failed": (
+        "The asset library's catalog file (blender_assets.cats.txt) could not be read or "
+        "written; the objects are assets without that catalog. Make the file writable, or "
+        "choose another library or catalog."
+    ),
+    "preview_failed": (
+        "Blender could not render the asset's preview; the object is an asset without one."
+    ),
+    "asset_library_unwritable": (
+        "The asset library folder cannot be written. Make it writable, or choose another "
+        "folder for --asset-library."
+    ),
+    "export_unavailable": (
+        "This Blender cannot write that format: it was built without its exporter (Debian's "
+        "Blender has no USD). Ask for another format (e.g. --export fbx), or use an official "
+        "Blender build."
+    ),
+    "export_failed": "Blender's exporter could not write this object; the message says why.",
     # backend codes (backend/errors.py)
     "bad_image": "The image file cannot be read. Save it as PNG or JPEG and try again.",
     "empty_file": "The image or mask file is empty.",

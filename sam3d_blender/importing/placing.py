@@ -66,6 +66,14 @@ def standing_point(
     return (p.x, p.y, p.z), lifted_from
 
 
+def world_bounds(obj: bpy.types.Object) -> tuple[Vector, Vector]:
+    """The lowest and highest corners (world, metres) of ``obj``'s box as it is placed."""
+    pts = [obj.matrix_world @ Vector(c) for c in obj.bound_box]
+    lo = Vector(tuple(min(p[i] for p in pts) for i in range(3)))
+    hi = Vector(tuple(max(p[i] for p in pts) for i in range(3)))
+    return lo, hi
+
+
 def place_on_point(obj: bpy.types.Object, point: Any) -> None:
     """Move ``obj`` so its bounding box's bottom centre rests on ``point`` (world, metres)."""
     mw = np.array(obj.matrix_world, dtype=np.float64)

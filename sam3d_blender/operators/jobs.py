@@ -25,7 +25,7 @@ from .. import job_inputs, session, timer
 from ..core.jobs import ImportSettings, JobKind, JobRequest
 from ..core.masks import mask_files_in
 from ..core.messages import InputError
-from .mixins import SKIP, JobOptionOverrides, Pending, WaitOrTimer
+from .mixins import SKIP, AssetOverrides, JobOptionOverrides, Pending, WaitOrTimer
 
 
 def _blender_image(name: str, code: str) -> bpy.types.Image:
@@ -41,9 +41,10 @@ def _scene_settings(context: bpy.types.Context, source: str) -> ImportSettings:
     )
 
 
-class GenerateOperator(WaitOrTimer, JobOptionOverrides):
+class GenerateOperator(WaitOrTimer, JobOptionOverrides, AssetOverrides):
     """What ``generate`` and ``generate_scene`` share: the photo (``image_path`` or
-    ``image_name``, else the panel's), the job options, ``timeout`` when waiting."""
+    ``image_name``, else the panel's), the job options, "Mark as asset", ``timeout`` when
+    waiting."""
 
     image_path: StringProperty(name="Image file", subtype="FILE_PATH", options=SKIP)
     image_name: StringProperty(name="Blender image", options=SKIP)
@@ -120,6 +121,7 @@ class SAM3D_OT_generate(GenerateOperator, bpy.types.Operator):
             self.report({"ERROR"}, f"Unknown placement {self.placement!r}; use CURSOR or CAMERA.")
             return {"CANCELLED"}
         settings = _scene_settings(context, source)
+        settings.asset = self.asset_settings(context)
         settings.placement = placement
         settings.camera = context.scene.camera.name if context.scene.camera else ""
         request = JobRequest(
@@ -203,6 +205,7 @@ class SAM3D_OT_generate_scene(GenerateOperator, bpy.types.Operator):
         given = self.properties.is_property_set("camera_height")
         height = self.camera_height if given else ss.camera_height
         settings = _scene_settings(context, source)
+        settings.asset = self.asset_settings(context)
         settings.photo_image = blender_image.name if blender_image is not None else ""
         settings.photo_path = "" if blender_image is not None else source
         settings.names = names

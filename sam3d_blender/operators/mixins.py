@@ -9,7 +9,7 @@ the caller passes ``blocking=True``; otherwise it returns at once and :mod:`..ti
 finishes the work.
 
 :class:`JobOptionOverrides` are the operator properties that override the panel's job
-options when a script sets them.
+options when a script sets them; :class:`AssetOverrides` do the same for "Mark as asset".
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ import bpy
 from bpy.props import BoolProperty, IntProperty, StringProperty
 
 from .. import finish, session, timer
+from ..core.asset_metadata import AssetSettings
 from ..core.job_manager import run_to_completion
 from ..core.jobs import Job, JobRequest
 from ..core.messages import InputError
 from ..core.options import JobOptions
+from ..importing.asset import settings_from_preferences
 
 SKIP = {"SKIP_SAVE"}
 
@@ -142,3 +144,28 @@ class JobOptionOverrides:
             if self.properties.is_property_set(f.name)
         }
         return context.scene.sam3d.job_options().updated(given)
+
+
+class AssetOverrides:
+    """Operator properties that override the panel's "Mark as asset" and its catalog when
+    a script sets them (``bpy.ops.sam3d.generate(mark_asset=True, asset_catalog="Props")``);
+    author and previews come from the add-on preferences."""
+
+    mark_asset: BoolProperty(
+        name="Mark as asset",
+        description="Make the new objects assets (preview, catalog, tags, metadata)",
+        options=SKIP,
+    )
+    asset_catalog: StringProperty(
+        name="Asset catalog",
+        description="Catalog path, e.g. Props/Chairs (empty: the panel's, else the preferences')",
+        options=SKIP,
+    )
+
+    def asset_settings(self, context: bpy.types.Context) -> AssetSettings | None:
+        """How the new objects become assets; None when they don't."""
+        s = context.scene.sam3d
+        given = self.properties.is_property_set
+        if not (self.mark_asset if given("mark_asset") else s.mark_asset):
+            return None
+        return settings_from_preferences(self.asset_catalog or s.asset_catalog)

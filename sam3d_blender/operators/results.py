@@ -21,16 +21,17 @@ from ..core.jobs import ImportSettings, Job, JobKind, JobRequest, Phase
 from ..core.messages import InputError, describe
 from ..core.options import JobOptions
 from ..core.results import ResultFiles
-from .mixins import SKIP, Pending, WaitOrTimer
+from .mixins import SKIP, AssetOverrides, Pending, WaitOrTimer
 
 #: Seconds a blocking re-import waits for the download of a result.
 DOWNLOAD_TIMEOUT_S = 300.0
 
 
-class ImportOperator(WaitOrTimer):
+class ImportOperator(WaitOrTimer, AssetOverrides):
     """What ``import_result`` and ``import_scene`` share: ``local_job`` (a finished job of
     this session) or ``job_id`` (a finished backend job: its local files, else downloaded
-    again first). Subclasses say how to find their job and how to restore it."""
+    again first), and "Mark as asset" (a job of this session keeps its own unless this
+    call sets it). Subclasses say how to find their job and how to restore it."""
 
     local_job: IntProperty(name="Job (this session)", options=SKIP)
     job_id: StringProperty(name="Backend job id", options=SKIP)
@@ -46,6 +47,8 @@ class ImportOperator(WaitOrTimer):
             job = session.get().manager.get(self.local_job)
             if job is None or not self.importable(job):
                 raise InputError("no_result", f"job {self.local_job} has no result")
+            if self.properties.is_property_set("mark_asset"):
+                job.request.settings.asset = self.asset_settings(context)
             return self.deliver(context, job)
         if not self.job_id:
             self.report({"ERROR"}, "Nothing to import: give local_job or job_id.")
@@ -121,6 +124,7 @@ class SAM3D_OT_import_result(ImportOperator, bpy.types.Operator):
                 source=item.label if item else "",
                 decimate=bool(s.add_decimate),
                 reimport=True,
+                asset=self.asset_settings(context),
                 placement=(self.placement or s.placement).upper(),
                 camera=context.scene.camera.name if context.scene.camera else "",
             ),
@@ -154,7 +158,12 @@ class SAM3D_OT_import_scene(ImportOperator, bpy.types.Operator):
             label=self.label or f"scene {self.job_id[:8]}",
             kind=JobKind.SCENE,
             sha256="-",
-            settings=ImportSettings(scene=context.scene.name, source=photo, photo_path=photo),
+            settings=ImportSettings(
+                scene=context.scene.name,
+                source=photo,
+                photo_path=photo,
+                asset=self.asset_settings(context),
+            ),
         )
 
     def restored(self, job: Job) -> None:

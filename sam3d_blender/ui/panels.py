@@ -193,6 +193,10 @@ def draw_options(layout: bpy.types.UILayout, context: bpy.types.Context) -> None
     sub.prop(s, "texture_size", text="")
     col.prop(s, "placement")
     col.prop(s, "add_decimate")
+    col.prop(s, "mark_asset")
+    sub = col.row()
+    sub.enabled = s.mark_asset
+    sub.prop(s, "asset_catalog", icon="ASSET_MANAGER")
 
 
 def draw_selected(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:

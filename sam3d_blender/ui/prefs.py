@@ -8,6 +8,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from .. import paths, session
+from ..core.asset_metadata import DEFAULT_CATALOG
 from ..core.installer import InstallState
 from ..core.settings import PreferenceValues
 from .panels import draw_backend_status
@@ -69,6 +70,22 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
         max=24 * 60,
     )
     show_install_log: BoolProperty(name="Show installer output", default=False)
+    asset_catalog: StringProperty(
+        name="Asset catalog",
+        description=(
+            "Catalog of objects marked as assets, e.g. Props/Generated (created in the asset "
+            "library's catalog file when missing); the panel may choose another"
+        ),
+        default=DEFAULT_CATALOG,
+    )
+    asset_author: StringProperty(
+        name="Asset author", description="The author written into each asset's metadata"
+    )
+    asset_preview: BoolProperty(
+        name="Render asset previews",
+        description="Render a small preview of each object marked as an asset (Cycles, CPU)",
+        default=True,
+    )
 
     def values(self) -> PreferenceValues:
         return PreferenceValues(
@@ -112,6 +129,11 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
             box.prop(self, "remote_url")
             box.prop(self, "remote_token")
         layout.prop(self, "cache_dir")
+        box = layout.box()
+        box.label(text="Assets", icon="ASSET_MANAGER")
+        box.prop(self, "asset_catalog")
+        box.prop(self, "asset_author")
+        box.prop(self, "asset_preview")
         draw_backend_status(layout.box(), context)
 
     def _draw_installer(self, layout: bpy.types.UILayout, rt: object) -> None:

@@ -72,6 +72,17 @@ def enable_addon() -> str:
     return ADDON_MODULE
 
 
+def fresh_file(cache: Path) -> None:
+    """The add-on enabled, an empty file, the managed local backend with its cache in
+    ``cache`` (what every end-to-end test starts from)."""
+    import bpy
+
+    enable_addon()
+    bpy.ops.wm.read_homefile(use_empty=True)
+    preferences().cache_dir = str(cache)
+    preferences().backend_mode = "LOCAL"
+
+
 def disable_addon() -> None:
     import addon_utils
 

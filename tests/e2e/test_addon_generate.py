@@ -24,18 +24,14 @@ from tests.addon.helpers import (
     REPO,
     RecordingLayout,
     addon,
-    enable_addon,
+    fresh_file,
     make_photo,
-    preferences,
 )
 
 
 @pytest.fixture
 def blender(tmp_path):
-    enable_addon()
-    bpy.ops.wm.read_homefile(use_empty=True)
-    preferences().cache_dir = str(tmp_path / "cache")
-    preferences().backend_mode = "LOCAL"
+    fresh_file(tmp_path / "cache")
     photo, mask_path, mask = make_photo(tmp_path / "in")
     yield {"photo": photo, "mask_path": mask_path, "mask": mask, "tmp": tmp_path}
     addon("session").get().shutdown()

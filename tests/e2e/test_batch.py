@@ -25,13 +25,15 @@ SCRIPT = REPO / "scripts" / "sam3d_batch.py"
 FAST = ["--engine", "preview", "--target-faces", "2000", "--texture-size", "256"]
 
 
-def run_batch(args: list[str], cwd: Path, timeout: float = 600) -> tuple[int, str, float]:
-    """Run the batch script as a user would; returns (exit status, stdout, seconds)."""
+def batch_process(
+    args: list[str], cwd: Path, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run the batch script as a user would (``python scripts/sam3d_batch.py ARGS`` in
+    ``cwd``, its own Blender user folder); a traceback on stderr fails the test."""
     env = dict(os.environ)
     env["BLENDER_USER_RESOURCES"] = str(cwd / "blender-user")
     for var in ("SAM3D_BACKEND_URL", "SAM3D_BACKEND_TOKEN", "SAM3D_BACKEND_PYTHON"):
         env.pop(var, None)  # the script must find the backend Python itself
-    t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), *args],
         cwd=cwd,
@@ -40,9 +42,15 @@ def run_batch(args: list[str], cwd: Path, timeout: float = 600) -> tuple[int, st
         text=True,
         timeout=timeout,
     )
-    seconds = time.perf_counter() - t0
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    return proc.returncode, proc.stdout, seconds
+    return proc
+
+
+def run_batch(args: list[str], cwd: Path, timeout: float = 600) -> tuple[int, str, float]:
+    """:func:`batch_process`; returns (exit status, stdout, seconds)."""
+    t0 = time.perf_counter()
+    proc = batch_process(args, cwd, timeout)
+    return proc.returncode, proc.stdout, time.perf_counter() - t0
 
 
 def _job_dirs(out: Path) -> set[str]:

@@ -12,6 +12,11 @@
 * ``undo`` - ``sam3d.generate`` and ``sam3d.generate_scene`` called as a script in the UI
   does (they return at once; timers import), then Undo and Redo of each import
   (``blender --background`` has no undo, so these run in a window).
+* ``asset`` - in a file saved (``--save-as``) into a folder with a catalog file, the
+  panel's "Mark as asset" on, Generate (the timer imports and renders the preview): the
+  3D Viewport is switched to an Asset Browser showing the Current File's assets, which
+  lists the object with its preview, also under its catalog picked in the tree; Undo takes
+  it away again.
 
 Buttons are found the way a person points at them: the mouse hovers over the sidebar and
 Ctrl+C copies what is under it (an operator button copies ``bpy.ops.<id>()``), which the
@@ -51,6 +56,7 @@ def _args():
         p.add_argument("--photo", required=True)
         p.add_argument("--mask", required=True)
         p.add_argument("--masks")
+        p.add_argument("--save-as", help="asset: save the file here before generating")
 
     return parse_args(extra)
 
@@ -383,7 +389,90 @@ def scenario_undo(s: Session) -> Steps:
     f["processes"] = s.backend_processes()
 
 
-SCENARIOS = {"session": scenario_session, "undo": scenario_undo}
+# -- scenario: "Mark as asset" and the Asset Browser ---------------------------------------
+
+
+def _browser_assets(s: Session, area: bpy.types.Area) -> list[dict]:
+    """What the Asset Browser in ``area`` lists (every asset selected, then read from
+    ``context.selected_assets`` as an add-on in that editor would)."""
+    region = next(r for r in area.regions if r.type == "WINDOW")
+    with bpy.context.temp_override(window=s.win, area=area, region=region):
+        bpy.ops.file.select_all(action="SELECT")
+        found = list(bpy.context.selected_assets or [])
+        return [
+            {
+                "name": a.name,
+                "id_type": a.id_type,
+                "local": a.local_id is not None,
+                "catalog_id": a.metadata.catalog_id,
+                "tags": [t.name for t in a.metadata.tags],
+                "preview": list(a.local_id.preview.image_size)
+                if a.local_id is not None and a.local_id.preview
+                else None,
+            }
+            for a in found
+        ]
+
+
+def scenario_asset(s: Session) -> Steps:
+    f = s.facts
+    settings = bpy.context.scene.sam3d
+    settings.image_source, settings.image_path = "FILE", s.args.photo
+    settings.mask_source, settings.mask_path = "FILE", s.args.mask
+    settings.engine = "preview"
+    for key, value in FAST.items():
+        setattr(settings, key, value)
+    settings.mark_asset = True
+    settings.asset_catalog = "Generated/From the panel"
+    if s.args.save_as:
+        Path(s.args.save_as).parent.mkdir(parents=True, exist_ok=True)
+        with bpy.context.temp_override(window=s.win, screen=s.win.screen):
+            bpy.ops.wm.save_as_mainfile(filepath=s.args.save_as)
+    yield 0.5
+    r = bpy.ops.sam3d.generate()
+    f["generate_result"] = sorted(r)
+    ok = yield from _wait(lambda: "photo" in bpy.data.objects and not s.active_jobs(), 120)
+    assert ok, "Generate with 'Mark as asset' imported nothing"
+    obj = bpy.data.objects["photo"]
+    f["notice"] = s.session.notice.text if s.session.notice else None
+    f["object_asset"] = obj.asset_data is not None
+    f["object_preview"] = list(obj.preview.image_size) if obj.preview else None
+    f["catalog_id"] = obj.asset_data.catalog_id
+    cats = Path(bpy.data.filepath).parent / "blender_assets.cats.txt"
+    f["catalog_file"] = cats.read_text() if bpy.data.filepath and cats.is_file() else None
+    s.shot("generated")
+    area = s.view3d
+    area.ui_type = "ASSETS"
+    yield 0.5
+    space = area.spaces.active
+    space.params.asset_library_reference = "LOCAL"  # "Current File"
+    listed: list[dict] = []
+
+    def look() -> bool:
+        listed[:] = _browser_assets(s, area)
+        return bool(listed)
+
+    yield from _wait(look, 10, every=0.5)
+    f["browser_assets"] = list(listed)
+    f["browser_library"] = space.params.asset_library_reference
+    yield 0.5
+    s.shot("asset-browser")
+    # the object's catalog picked in the browser's tree: the object is listed under it
+    space.params.catalog_id = obj.asset_data.catalog_id
+    yield from _wait(look, 10, every=0.5)
+    f["catalog_assets"] = [a["name"] for a in listed]
+    yield 0.5
+    s.shot("asset-browser-catalog")
+    ctx = {"window": s.win, "screen": s.win.screen}
+    with bpy.context.temp_override(**ctx):
+        bpy.ops.ed.undo()
+    yield 0.5
+    f["after_undo_assets"] = sorted(o.name for o in bpy.data.objects if o.asset_data)
+    f["after_undo_browser"] = [a["name"] for a in _browser_assets(s, area)]
+    s.shot("asset-browser-undone")
+
+
+SCENARIOS = {"session": scenario_session, "undo": scenario_undo, "asset": scenario_asset}
 
 
 def main() -> None:

@@ -279,7 +279,6 @@ def install_hooks(voxels: int, ckpt: Path) -> None:
 
 def compare_with_upstream(captured: dict[str, Any], rec: Any) -> dict[str, float]:
     """Max errors of our placed geometry against upstream's composition (module doc)."""
-    import torch
     from pytorch3d.transforms import quaternion_invert, quaternion_multiply, quaternion_to_matrix
     from sam3d_objects.data.dataset.tdfy.transforms_3d import compose_transform
 
@@ -319,7 +318,6 @@ def compare_with_upstream(captured: dict[str, Any], rec: Any) -> dict[str, float
         out["gaussian_scale_err_rel"] = float(
             np.nanmax(np.abs(np.asarray(g.scales, float) - scale_theirs)) / size
         )
-    del torch
     return out
 
 

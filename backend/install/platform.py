@@ -163,7 +163,8 @@ def find_python(profile: str) -> str | None:
         return sys.executable
     for name in ("python3", "python"):
         cand = shutil.which(name)
-        if cand and python_version(cand) and python_version(cand) >= CPU_MIN_PYTHON:
+        version = python_version(cand) if cand else None
+        if version and version >= CPU_MIN_PYTHON:
             return cand
     return None
 

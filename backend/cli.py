@@ -279,6 +279,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.parent_pid is not None and not _pid_alive(args.parent_pid):
         print(f"error: parent process {args.parent_pid} is not running", file=sys.stderr)
         return 2
+    gpus = None
+    if args.gpus:
+        from backend.gpu.assignment import resolve_gpus
+
+        try:
+            gpus = resolve_gpus(args.gpus)
+        except BackendError as exc:
+            print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+            return 2
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     if sys.platform != "win32":
@@ -304,6 +313,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "api_version": API_VERSION,
             "pid": os.getpid(),
             "data_dir": str(ddir),
+            "gpus": gpus,
         }
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
@@ -317,6 +327,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         data_dir=ddir,
         token=token,
         workers=args.workers,
+        gpus=gpus,
         cancel_grace_s=args.cancel_grace,
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         max_pixels=int(args.max_megapixels * 1e6),
@@ -452,7 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", help="job store folder (default: SAM3D_DATA_DIR or the user data dir)"
     )
     s.add_argument("--parent-pid", type=int, help="exit when this process exits (Blender's pid)")
-    s.add_argument("--workers", type=int, default=1, help="worker processes (one per GPU)")
+    s.add_argument("--workers", type=int, default=1, help="worker processes (unpinned; see --gpus)")
+    s.add_argument(
+        "--gpus",
+        help="one worker pinned to each GPU: 'all', or nvidia-smi indices like 0,1 "
+        "(overrides --workers; a further job waits for a free GPU)",
+    )
     s.add_argument(
         "--cancel-grace",
         type=float,

@@ -37,6 +37,9 @@ ERROR_STATUS: dict[str, int] = {
     "out_of_memory": 507,
     "weights_missing": 409,
     "no_gpu": 409,
+    # how the server was started (``serve --gpus``); never an answer to a request
+    "bad_gpus": 400,
+    "gpu_not_found": 409,
     "stage_failed": 500,
     "degenerate_mesh": 422,
     "internal_error": 500,

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.jobs.status import FINAL_STATES, ErrorInfo, JobStatus, PartStatus
+from backend.gpu.assignment import worker_env
+from backend.jobs.status import FINAL_STATES, ErrorInfo, JobStatus, PartStatus, WorkerPlace
 from backend.jobs.store import JobStore
 
 log = logging.getLogger("sam3d.pool")
@@ -127,7 +128,11 @@ class _WorkerSpoiled(Exception):
 
 
 class WorkerPool:
-    """Queue + ``size`` slots. ``submit`` queues a job id whose status.json says queued."""
+    """Queue + ``size`` slots. ``submit`` queues a job id whose status.json says queued.
+
+    With ``gpus`` (nvidia-smi indices), there is one slot per GPU and slot ``i``'s worker
+    sees only ``gpus[i]`` (``backend.gpu.assignment``): N GPUs run N jobs at once, and a
+    further job waits in the queue for the first GPU that frees up."""
 
     def __init__(
         self,
@@ -136,9 +141,11 @@ class WorkerPool:
         cancel_grace_s: float = 3.0,
         start_timeout_s: float = 120.0,
         flush_interval_s: float = 1.0,
+        gpus: list[int] | None = None,
     ) -> None:
         self.store = store
-        self.size = max(1, int(size))
+        self.gpus = list(gpus) if gpus else None
+        self.size = len(self.gpus) if self.gpus else max(1, int(size))
         self.cancel_grace_s = cancel_grace_s
         self.start_timeout_s = start_timeout_s
         self.flush_interval_s = flush_interval_s
@@ -185,6 +192,25 @@ class WorkerPool:
         with self._lock:
             return [w.proc.pid for w in self._workers.values() if w is not None and w.alive()]
 
+    def slot_gpu(self, slot: int) -> int | None:
+        """The GPU (nvidia-smi index) slot ``slot``'s worker is pinned to, or None."""
+        return self.gpus[slot] if self.gpus else None
+
+    def slots(self) -> list[dict[str, Any]]:
+        """Each slot: its GPU, its worker's pid (None: not running) and its job (or None)."""
+        with self._lock:
+            busy = {id(r.worker): job for job, r in self._running.items() if r.worker}
+            return [
+                {
+                    "slot": i,
+                    "gpu": self.slot_gpu(i),
+                    "pid": w.proc.pid if w is not None and w.alive() else None,
+                    "job": busy.get(id(w)) if w is not None else None,
+                }
+                for i in range(self.size)
+                for w in [self._workers.get(i)]
+            ]
+
     def _flush_loop(self) -> None:
         while not self._stopping.wait(self.flush_interval_s):
             try:
@@ -225,6 +251,7 @@ class WorkerPool:
                 return self.store.update(
                     job_id,
                     state="cancelled",
+                    finished=time.time(),
                     error=ErrorInfo(
                         code="cancelled", message="The job was cancelled before it started."
                     ),
@@ -240,7 +267,7 @@ class WorkerPool:
     # -- slots ----------------------------------------------------------------------------
     def _spawn(self, slot: int) -> WorkerProcess | None:
         try:
-            w = WorkerProcess(self.store.worker_log(slot))
+            w = WorkerProcess(self.store.worker_log(slot), env=worker_env(self.slot_gpu(slot)))
         except OSError:
             return None
         with self._lock:
@@ -306,6 +333,7 @@ class WorkerPool:
             status.state, status.stage, status.progress = "running", "starting", 0.0
             status.attempts += 1
             status.error = None
+            status.finished = None
             self._running[job_id] = _Running()
             return self.store.write_status(status)
 
@@ -329,7 +357,14 @@ class WorkerPool:
     def _run(self, slot: int, worker: WorkerProcess, job_id: str) -> WorkerProcess | None:
         """Hand ``job_id`` to ``worker`` and turn its events into status updates up to the
         job's final event. Returns the worker to reuse (None: it died and none replaced it)."""
-        self.store.dir(job_id).log(f"running on worker {slot} (pid {worker.proc.pid})")
+        gpu = self.slot_gpu(slot)
+        where = f"worker {slot}" + (f" on GPU {gpu}" if gpu is not None else "")
+        self.store.dir(job_id).log(f"running on {where} (pid {worker.proc.pid})")
+        self.store.update(
+            job_id,
+            started=time.time(),
+            worker=WorkerPlace(slot=slot, pid=worker.proc.pid, gpu=gpu),
+        )
         with self._lock:
             run = self._running[job_id]
             run.worker = worker
@@ -430,6 +465,7 @@ class WorkerPool:
                 progress=1.0,
                 error=error,
                 warnings=list(dict.fromkeys(st.warnings + warnings)),
+                finished=time.time(),
             )
 
     def _end(self, job_id: str, state: str, error: ErrorInfo) -> None:
@@ -441,7 +477,7 @@ class WorkerPool:
             else PartStatus(index=p.index, state=state, error=error)
             for p in st.parts
         ]
-        self.store.update(job_id, state=state, error=error, parts=parts)
+        self.store.update(job_id, state=state, error=error, parts=parts, finished=time.time())
 
     def _worker_died(self, slot: int, worker: WorkerProcess, job_id: str) -> WorkerProcess | None:
         rc = worker.proc.wait()

@@ -346,7 +346,9 @@ HOST_PEAK = HostMemory()
 
 
 class SmiSampler:
-    """Peak of nvidia-smi's memory.used (MiB) on GPU 0 over the sampler's life, less its start."""
+    """Peak of nvidia-smi's memory.used (MiB) on this process's GPU (the first of
+    ``CUDA_VISIBLE_DEVICES``, in PCI bus order; else GPU 0) over the sampler's life, less its
+    start."""
 
     def __init__(self, period_s: float = 0.1) -> None:
         self.period = period_s
@@ -365,7 +367,7 @@ class SmiSampler:
                     "--query-gpu=memory.used",
                     "--format=csv,noheader,nounits",
                     "-i",
-                    "0",
+                    os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or "0",
                 ],
                 capture_output=True,
                 text=True,
@@ -465,6 +467,11 @@ def main(argv: list[str] | None = None) -> int:
         help="folder under --upstream holding pipeline.yaml and the sub-configs",
     )
     ap.add_argument("--out", type=Path, default=None, help="also write the JSON figures here")
+    ap.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run plans side by side, one per GPU (each plan's figures are its own GPU's)",
+    )
     ap.add_argument("--job", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--tag", default="", help=argparse.SUPPRESS)
     ap.add_argument("--budget", type=float, default=0, help=argparse.SUPPRESS)
@@ -499,44 +506,61 @@ def main(argv: list[str] | None = None) -> int:
     setup["pytorch3d_build_s"] = round(build_pytorch3d(args.upstream.resolve(), args.work), 1)
     ckpt = args.work / f"ckpt-{args.configs}"
     t0 = time.perf_counter()
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "sam3d_random_weights.py"),
-            "--configs",
-            str(args.upstream / args.configs),
-            "--dinov2",
-            str(args.upstream / "dinov2"),
-            "--moge-config",
-            str(args.upstream / "MoGe" / "configs" / "train" / "v1.json"),
-            "--dest",
-            str(ckpt),
-        ],
-        env=env,
-        check=True,
-    )
+    done_marker = ckpt / ".random-weights-complete"  # a folder from an earlier call is reused
+    if not done_marker.is_file():
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "sam3d_random_weights.py"),
+                "--configs",
+                str(args.upstream / args.configs),
+                "--dinov2",
+                str(args.upstream / "dinov2"),
+                "--moge-config",
+                str(args.upstream / "MoGe" / "configs" / "train" / "v1.json"),
+                "--dest",
+                str(ckpt),
+            ],
+            env=env,
+            check=True,
+        )
+        done_marker.touch()
     setup["random_weights_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(setup), flush=True)
     results: dict[str, Any] = {"setup": setup, "configs": args.configs}
     print(f"configs: {args.upstream / args.configs}")
-    for tag in [t for t in args.plans.split(",") if t]:
-        budget, voxels, scene, repeat = PLANS[tag]
-        out_json = args.work / f"job_{args.configs}_{tag}.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--job", "--tag", tag]
-        cmd += ["--work", str(args.work), "--ckpt", str(ckpt), "--json", str(out_json)]
-        cmd += ["--budget", str(budget), "--voxels", str(voxels), "--repeat", str(repeat)]
-        cmd += ["--scene"] if scene else []
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        took = time.perf_counter() - t0
-        log = (proc.stdout + proc.stderr)[-6000:]
-        (args.work / f"job_{args.configs}_{tag}.log").write_text(proc.stdout + proc.stderr)
-        if proc.returncode != 0 or not out_json.is_file():
-            print(f"== {tag}: FAILED rc={proc.returncode} after {took:.0f} s\n{log}", flush=True)
-            results[tag] = {"failed": True, "rc": proc.returncode, "log_tail": log[-3000:]}
-            continue
-        results[tag] = json.loads(out_json.read_text())
-        print_plan(tag, results[tag], took)
+    tags = [t for t in args.plans.split(",") if t]
+    gpus = torch.cuda.device_count() if args.parallel else 1
+    for first in range(0, len(tags), gpus):  # one plan per GPU at a time
+        batch = tags[first : first + gpus]
+        running = []
+        for gpu, tag in enumerate(batch):
+            budget, voxels, scene, repeat = PLANS[tag]
+            out_json = args.work / f"job_{args.configs}_{tag}.json"
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--job", "--tag", tag]
+            cmd += ["--work", str(args.work), "--ckpt", str(ckpt), "--json", str(out_json)]
+            cmd += ["--budget", str(budget), "--voxels", str(voxels), "--repeat", str(repeat)]
+            cmd += ["--scene"] if scene else []
+            plan_env = env
+            if gpus > 1:
+                plan_env = dict(env, CUDA_DEVICE_ORDER="PCI_BUS_ID", CUDA_VISIBLE_DEVICES=str(gpu))
+            proc = subprocess.Popen(
+                cmd, env=plan_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            running.append((tag, out_json, proc, time.perf_counter()))
+        for tag, out_json, proc, t0 in running:
+            output, _ = proc.communicate()
+            took = time.perf_counter() - t0
+            log = output[-6000:]
+            (args.work / f"job_{args.configs}_{tag}.log").write_text(output)
+            if proc.returncode != 0 or not out_json.is_file():
+                print(
+                    f"== {tag}: FAILED rc={proc.returncode} after {took:.0f} s\n{log}", flush=True
+                )
+                results[tag] = {"failed": True, "rc": proc.returncode, "log_tail": log[-3000:]}
+                continue
+            results[tag] = json.loads(out_json.read_text())
+            print_plan(tag, results[tag], took)
     calls = args.work / "standin_calls.jsonl"
     results["standin_calls"] = calls.read_text().splitlines() if calls.is_file() else []
     print(f"stand-ins: {setup['standins']}; calls they saw: {results['standin_calls'] or 'none'}")

@@ -25,6 +25,7 @@ def info(state: StateDep) -> dict[str, Any]:
         "engines": {k: {"available": v.available, "reason": v.reason} for k, v in report.items()},
         "gpu": state.machine.gpus(),
         "workers": state.pool.size,
+        "slots": state.pool.slots(),
         "worker_pids": state.pool.worker_pids(),
         "worker_restarts": state.pool.restarts,
         "queued": state.pool.queued_count(),

@@ -36,6 +36,7 @@ class ServerSettings:
     data_dir: Path
     token: str | None
     workers: int = 1
+    gpus: list[int] | None = None  # one worker pinned to each (nvidia-smi indices); None: unpinned
     cancel_grace_s: float = 3.0
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     max_pixels: int = MAX_WORK_PIXELS
@@ -63,7 +64,10 @@ class ServerState:
         except OSError as exc:
             raise storage_error(exc, self.store.root) or exc from None
         self.pool = WorkerPool(
-            self.store, size=settings.workers, cancel_grace_s=settings.cancel_grace_s
+            self.store,
+            size=settings.workers,
+            cancel_grace_s=settings.cancel_grace_s,
+            gpus=settings.gpus,
         )
         self.machine = MachineProbe()
         self.intake_slots = anyio.CapacityLimiter(INTAKE_SLOTS)

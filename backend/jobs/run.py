@@ -9,6 +9,7 @@ camera frame (``backend.reconstruction``); finishing writes it as GLB in that fr
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -22,6 +23,7 @@ from PIL import Image
 from backend import __version__
 from backend.engines.registry import create_engine
 from backend.errors import BackendError
+from backend.gpu.assignment import current_worker_gpu
 from backend.jobs.job_dir import JobDir
 from backend.jobs.request import JobRequest
 from backend.options import JobOptions
@@ -138,6 +140,7 @@ def run_job(job: JobDir, ctx: JobContext, on_part: OnPart | None = None) -> dict
     else:
         result.update(_run_scene(job, req, engine, image, ctx, on_part))
     result["timings"] = {"total_s": time.perf_counter() - t0}
+    result["worker"] = {"pid": os.getpid(), "gpu": current_worker_gpu()}
     result["peak_memory"] = {"rss_mb": peak_rss_mb()}
     job.write_result(result)
     return result

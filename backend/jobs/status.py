@@ -35,6 +35,15 @@ class PartStatus(BaseModel):
     error: ErrorInfo | None = None
 
 
+class WorkerPlace(BaseModel):
+    """Where a job ran: the pool's slot, its worker's pid, and the GPU (nvidia-smi index) the
+    worker was pinned to (None: not pinned, see ``serve --gpus``)."""
+
+    slot: int
+    pid: int
+    gpu: int | None = None
+
+
 class JobStatus(BaseModel):
     """What ``GET /jobs/{id}`` answers; also the content of ``status.json``."""
 
@@ -49,6 +58,9 @@ class JobStatus(BaseModel):
     created: float = Field(default_factory=time.time)
     updated: float = Field(default_factory=time.time)
     attempts: int = 0
+    started: float | None = Field(None, description="Unix time its latest attempt began")
+    finished: float | None = Field(None, description="Unix time it reached a final state")
+    worker: WorkerPlace | None = None
     owner: str | None = Field(None, description="id of the backend server that runs this job")
     warnings: list[str] = Field(default_factory=list)
     parts: list[PartStatus] = Field(default_factory=list)

@@ -119,6 +119,14 @@ MESSAGES: dict[str, str] = {
         "SAM 3D needs an NVIDIA GPU with CUDA, and none was found. Use the preview engine, or "
         "a remote backend on a GPU machine."
     ),
+    "bad_gpus": (
+        "The backend was started with a GPU list it cannot read. Give 'all' or GPU numbers "
+        "as nvidia-smi shows them, like 0,1."
+    ),
+    "gpu_not_found": (
+        "The backend was asked for a GPU this machine does not have. Check nvidia-smi and "
+        "start it with the GPUs it lists."
+    ),
     "stage_failed": "A generation step failed. The job log has the details.",
     "degenerate_mesh": (
         "The reconstruction produced no usable surface. Try a cleaner mask or another seed."

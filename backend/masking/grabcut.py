@@ -1,12 +1,13 @@
 """GrabCut (OpenCV) seeded by the box and the points: a mask without model weights.
 
 Two passes. The coarse pass runs on a copy whose longest side is ``COARSE_SIDE`` pixels:
-outside the box is background, inside probably object; without a box, the region around
-the positive clicks (padded by ``PAD_FRACTION`` of the image) is probably object and the
-rest probably background. Every click is a small disk of sure object (positive) or sure
-background (negative). The refinement runs at the working size on a crop around the
-coarse mask: only a thin band along its edge is left open, so it costs little and the
-edge follows the full-resolution picture. Only the parts connected to a positive click
+outside the box is background, inside probably object. Without a box, the pixels of about
+the clicked colour connected to each positive click (a flood fill), widened a little, are
+probably object, and an implicit box around them (grown by their own size, at least
+``MIN_IMPLICIT_GROW`` of the image) bounds the rest. Every click is a small disk of sure
+object (positive) or sure background (negative). The refinement runs at the working size
+on a crop around the coarse mask: only a thin band along its edge is left open, so it
+costs little and the edge follows the full-resolution picture. Only the parts connected to a positive click
 (or, without one, the largest part in the box) are kept.
 
 ``score`` in [0, 1]: how well the refined mask agrees with the coarse one (IoU) - a
@@ -34,6 +35,9 @@ COARSE_ITERATIONS = 5
 CLICK_AREA_FRACTION = 0.04
 #: Colour difference (per channel, 0..255) within which the flood fill from a click goes.
 FLOOD_TOLERANCE = 24
+#: Clicks alone: the implicit box reaches at least this fraction of the longest side
+#: beyond the likely region.
+MIN_IMPLICIT_GROW = 0.25
 #: Half the side of the window a click's flood fill stays in (fraction of the longest side).
 FLOOD_WINDOW = 0.3
 REFINE_ITERATIONS = 2
@@ -100,11 +104,13 @@ def _seed(bgr: np.ndarray, prompt: MaskPrompt) -> np.ndarray:
         # Clicks alone: an implicit box, the likely region grown by its own size each way.
         likely = _similar_around_clicks(bgr, prompt)
         ys, xs = np.nonzero(likely)
-        pw, ph = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+        grow = MIN_IMPLICIT_GROW * max(h, w)
+        pw = max(grow, xs.max() - xs.min() + 1)
+        ph = max(grow, ys.max() - ys.min() + 1)
         m = np.full((h, w), cv2.GC_BGD, np.uint8)
         m[
-            max(0, ys.min() - ph) : min(h, ys.max() + 1 + ph),
-            max(0, xs.min() - pw) : min(w, xs.max() + 1 + pw),
+            max(0, round(ys.min() - ph)) : min(h, round(ys.max() + 1 + ph)),
+            max(0, round(xs.min() - pw)) : min(w, round(xs.max() + 1 + pw)),
         ] = cv2.GC_PR_BGD
         m[likely] = cv2.GC_PR_FGD
     if not np.isin(m, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():  # a box over the whole image

@@ -6,6 +6,8 @@ what ``auto`` means: ``sam2`` when the package and its weights are present, else
 |---------------------|----------------------------------------------------------------|
 | SAM3D_SAM2_MODEL    | tiny, small, base_plus (default) or large                      |
 | SAM3D_SAM2_CHECKPOINT | the checkpoint file (default: checkpoints/sam2/<model's file>) |
+| SAM3D_SAM2_DEVICE   | cuda or cpu (default: cuda when torch sees a GPU)              |
+| SAM3D_SAM2_RANDOM_WEIGHTS | "1": build SAM 2 without loading the checkpoint (the GPU path check only) |
 """
 
 from __future__ import annotations
@@ -122,5 +124,8 @@ def create_segmenter(name: str, **sam2_kwargs: Any) -> Any:
 
         model = sam2_kwargs.pop("model", None) or sam2_model()
         ckpt = sam2_kwargs.pop("checkpoint", sam2_checkpoint(model))
-        return Sam2Segmenter(model, ckpt, **sam2_kwargs)
+        if os.environ.get("SAM3D_SAM2_RANDOM_WEIGHTS") == "1":
+            ckpt = None  # bench/sam2_gpu.py: proves the path and the timing, not quality
+        device = sam2_kwargs.pop("device", None) or os.environ.get("SAM3D_SAM2_DEVICE") or None
+        return Sam2Segmenter(model, ckpt, device=device, **sam2_kwargs)
     raise unknown_engine(name)

@@ -31,6 +31,7 @@ class OverlayState:
     _texture: Any = None
     _texture_of: int = 0
     drawn: int = 0
+    drawn_mask: int = 0  # draws that showed a mask
 
     def set_rgba(self, rgba: np.ndarray | None) -> None:
         self.rgba = rgba
@@ -68,6 +69,7 @@ def draw(state: OverlayState) -> None:
             shader.bind()
             shader.uniform_sampler("image", state._texture)
             batch.draw(shader)
+            state.drawn_mask += 1
         flat = gpu.shader.from_builtin("UNIFORM_COLOR")
         boxes = []
         if state.box is not None:

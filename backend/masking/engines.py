@@ -72,7 +72,8 @@ def availability(name: str) -> Availability:
             return Availability(
                 False,
                 f"the {', '.join(missing)} package(s) are not installed in the backend's "
-                "environment (the GPU install profile brings them).",
+                "environment (SAM 2 needs torch and the sam2 package with hydra-core and "
+                "iopath).",
             )
         try:
             ckpt = sam2_checkpoint()

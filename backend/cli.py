@@ -520,7 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(func=cmd_doctor)
 
-    for module, attr in (("backend.install.cli", "register"), ("backend.weights", "register")):
+    for module, attr in (
+        ("backend.install.cli", "register"),
+        ("backend.weights", "register"),
+        ("backend.masking.cli", "register"),
+    ):
         try:
             mod = __import__(module, fromlist=[attr])
         except ImportError:

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from backend import __version__
-from backend.api import info, jobs, public
+from backend.api import info, jobs, masks, public
 from backend.api.error_handlers import add_error_handlers
 from backend.api.middleware import ErrorBoundary, RequestGuard
 from backend.api.state import ServerSettings, ServerState
@@ -50,4 +50,5 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.include_router(public.router)
     app.include_router(info.router)
     app.include_router(jobs.router, max_body_size=settings.max_request_bytes)
+    app.include_router(masks.router, max_body_size=settings.max_upload_bytes + 2**20)
     return app

@@ -7,6 +7,7 @@ Where things are (a folder per layer, see docs/ADDON.md for the module map):
 * ``importing/`` - bpy: a finished result's GLBs -> placed objects (frames applied here),
   marked as assets with a rendered preview when asked.
 * ``operators/`` - ``bpy.ops.sam3d.*``, by what they act on.
+* ``masking/``   - click-to-mask in the Image Editor (clicks, overlay, accepting the mask).
 * ``ui/``        - panels and preferences.
 * ``session.py`` (backend, jobs, installer), ``timer.py`` (the one timer), ``finish.py``
   (the one road from a finished job to the scene), ``props.py``, ``job_inputs.py``,
@@ -26,8 +27,9 @@ _registered: list[type] = []
 
 def _classes() -> list[type]:
     from . import operators, props, ui
+    from .masking import panel
 
-    return [*props.classes, *operators.classes, *ui.classes]
+    return [*props.classes, *operators.classes, *ui.classes, *panel.classes]
 
 
 def register() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +45,44 @@ class BackendClientError(Exception):
         self.message = message
         self.status = status
         self.details = details or {}
+
+
+@dataclass
+class MaskAnswer:
+    """A ``POST /masks`` answer: the mask PNG (255 = object), its size (w, h), the photo's
+    upright size (w, h), the method's score, the method, and the photo's id for the next
+    click."""
+
+    png: bytes
+    size: tuple[int, int]
+    image_size: tuple[int, int]
+    score: float
+    engine: str
+    image_id: str
+    cached: bool
+
+    @classmethod
+    def from_response(cls, resp: requests.Response) -> MaskAnswer:
+        h = resp.headers
+        try:
+
+            def wh(v: str) -> tuple[int, int]:
+                w, _, hh = v.partition("x")
+                return int(w), int(hh)
+
+            return cls(
+                png=resp.content,
+                size=wh(h["X-Mask-Size"]),
+                image_size=wh(h["X-Image-Size"]),
+                score=float(h["X-Mask-Score"]),
+                engine=h["X-Mask-Engine"],
+                image_id=h["X-Image-Id"],
+                cached=h.get("X-Mask-Cached") == "1",
+            )
+        except (KeyError, ValueError) as exc:
+            raise BackendClientError(
+                "bad_response", f"POST /masks answered without its headers ({exc})"
+            ) from exc
 
 
 class BackendClient:
@@ -165,6 +204,35 @@ class BackendClient:
             files.append(("masks", (f"mask_{i}.png", m, "image/png")))
         data = {"options": json.dumps(options or {}, sort_keys=True)}
         return self._json("POST", "/jobs", files=files, data=data, timeout=TRANSFER_TIMEOUT)
+
+    def create_mask(
+        self,
+        prompts: dict[str, Any],
+        *,
+        image: bytes | None = None,
+        image_id: str | None = None,
+        engine: str = "auto",
+    ) -> MaskAnswer:
+        """``POST /masks``: a mask of the photo (``image`` bytes, or the ``image_id`` an
+        earlier answer gave: no upload) for ``prompts`` (``{"points": [{"x","y","positive"}],
+        "box": [x0,y0,x1,y1]}``, pixels of the upright photo, origin top-left, y down).
+        With both, the id is tried first and the bytes are sent only when the backend no
+        longer holds the photo (``not_found``)."""
+        data = {"prompts": json.dumps(prompts), "engine": engine}
+        if image_id is not None:
+            try:
+                resp = self._request(
+                    "POST", "/masks", data={**data, "image_id": image_id}, timeout=TRANSFER_TIMEOUT
+                )
+                return MaskAnswer.from_response(resp)
+            except BackendClientError as exc:
+                if exc.code != "not_found" or image is None:
+                    raise
+        if image is None:
+            raise BackendClientError("no_image", "no image given for the mask")
+        files = {"image": ("photo.png", image, "application/octet-stream")}
+        resp = self._request("POST", "/masks", data=data, files=files, timeout=TRANSFER_TIMEOUT)
+        return MaskAnswer.from_response(resp)
 
     def job(self, job_id: str) -> dict[str, Any]:
         """``GET /jobs/{id}``: the ``JobStatus``."""

@@ -4,11 +4,18 @@
 * ``results`` - import a finished result or scene (again), open its folder;
 * ``backend`` - start, stop, install the backend;
 * ``inputs``  - the panel's image, mask and mask list;
+* ``masking`` - click-to-mask in the Image Editor;
 * ``mixins``  - waiting here or letting the timer finish (decided once), job options.
 """
 
 from __future__ import annotations
 
-from . import backend, inputs, jobs, results
+from . import backend, inputs, jobs, masking, results
 
-classes = (*jobs.classes, *results.classes, *backend.classes, *inputs.classes)
+classes = (
+    *jobs.classes,
+    *results.classes,
+    *backend.classes,
+    *inputs.classes,
+    *masking.classes,
+)

@@ -1,0 +1,61 @@
+"""The photo of a mask request, decoded the way ``/jobs`` decodes it.
+
+``Photo.rgb`` is the upright picture (EXIF orientation applied) at the working size: the
+full size, or smaller when the photo has more than ``max_pixels`` pixels. ``scale`` maps
+full-size pixel coordinates (the prompts' frame) to working pixels: ``x_work = x * scale``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+# The intake's own decoding steps (format allow-list, decompression-bomb guard, EXIF,
+# two-step downscale), so a photo is read here exactly as /jobs reads it.
+from backend.jobs.images import (
+    MAX_WORK_PIXELS,
+    _decode,
+    _open,
+    _reduce,
+    _resize,
+    _rgb_alpha_uint8,
+    _upright_size,
+)
+
+
+def image_id(data: bytes) -> str:
+    """A photo's id: the first 32 hex digits of the SHA-256 of its bytes."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+@dataclass
+class Photo:
+    id: str
+    rgb: np.ndarray  # (h, w, 3) uint8, upright, working size
+    full_size: tuple[int, int]  # (width, height) upright, before any downscale
+
+    @property
+    def work_size(self) -> tuple[int, int]:
+        return (self.rgb.shape[1], self.rgb.shape[0])
+
+    @property
+    def scale(self) -> float:
+        """Working pixels per full-size pixel (<= 1)."""
+        return self.work_size[0] / self.full_size[0]
+
+
+def load_photo(data: bytes, max_pixels: int = MAX_WORK_PIXELS) -> Photo:
+    """Decode ``data`` (PNG, JPEG, WebP, TIFF, BMP) into a :class:`Photo`; raises the
+    intake's ``bad_image`` / ``empty_file`` / ``image_too_large`` errors."""
+    im = _open(data, "image")
+    width, height = _upright_size(im)
+    im = _decode(im, "image", max_pixels)
+    if (im.width > im.height) != (width > height) and width != height:
+        width, height = height, width  # an EXIF orientation stored after a PNG's pixels
+    decoded = im.size
+    im = _reduce(im, max_pixels)
+    im = _resize(im, decoded, max_pixels)
+    rgb, _alpha = _rgb_alpha_uint8(im)
+    return Photo(image_id(data), np.ascontiguousarray(rgb), (width, height))

@@ -20,6 +20,7 @@ ERROR_STATUS: dict[str, int] = {
     "image_too_large": 413,
     "upload_too_large": 413,
     "bad_options": 422,
+    "bad_prompt": 422,  # POST /masks: no prompts, a point outside the photo, an empty box
     "unknown_engine": 422,
     "engine_unavailable": 409,
     "bad_job_id": 400,

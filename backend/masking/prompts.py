@@ -17,10 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from backend.errors import ERROR_STATUS, BackendError, shorten
-
-# The prompt error code; belongs in backend/errors.py's table (added there by the lead).
-ERROR_STATUS.setdefault("bad_prompt", 422)
+from backend.errors import BackendError, shorten
 
 #: Most points one request may carry (SAM 2 is trained with a handful; more is a client bug).
 MAX_POINTS = 64

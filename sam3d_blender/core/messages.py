@@ -119,6 +119,10 @@ MESSAGES: dict[str, str] = {
         "SAM 3D needs an NVIDIA GPU with CUDA, and none was found. Use the preview engine, or "
         "a remote backend on a GPU machine."
     ),
+    "bad_prompt": (
+        "The clicks or box can't make a mask: put at least one click or a box on the photo, "
+        "inside its edges."
+    ),
     "bad_gpus": (
         "The backend was started with a GPU list it cannot read. Give 'all' or GPU numbers "
         "as nvidia-smi shows them, like 0,1."

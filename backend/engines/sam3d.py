@@ -88,11 +88,35 @@ STAGES: dict[str, list[str]] = {
 INSTALL_HINT = "run: python -m backend install --profile cuda"
 #: Working memory (MiB) beyond a stage's weights, measured on the real modules with
 #: bench/bench_sam3d_gpu.py (H200, shipped configs): every stage but decode stayed under
-#: 0.9 GiB (MoGe 0.45, DINOv2 embedders 0.15-0.9, generators 0.25-0.5); decode (FlexiCubes
-#: extraction on the 256^3 grid, Gaussian decoding) took 5.1 GiB at 16k voxels and 5.5 GiB
-#: at 22k, so 7 GiB covers the pipeline's cap of 42k voxels.
+#: 0.9 GiB (MoGe 0.45, DINOv2 embedders 0.15-0.9, generators 0.25-0.5). Decode (FlexiCubes
+#: extraction on the 256^3 grid, Gaussian decoding) grows with the sparse structure: 5.1 GiB
+#: at 16k voxels, 5.5 GiB at 22k, 8.4 GiB at the pipeline's cap of 42k
+#: (``decode_headroom_mb``).
 DEFAULT_STAGE_HEADROOM_MB = 1024.0
-STAGE_HEADROOM_MB: dict[str, float] = {"decode": 7168.0}
+#: The most voxels upstream's pipeline passes on (``max_coords`` in its inference utilities).
+MAX_VOXELS = 42000
+#: Decode's working memory = ``DECODE_BASE_MB + DECODE_PER_VOXEL_MB * voxels``: the line
+#: through the 16k and 42k measurements (it over-estimates 22k by 0.4 GiB), plus 0.5 GiB.
+DECODE_BASE_MB = 3167.0 + 512.0
+DECODE_PER_VOXEL_MB = 0.1293
+
+
+def decode_headroom_mb(voxels: int) -> float:
+    """Working memory (MiB) the decode stage needs beyond its weights for ``voxels``."""
+    return DECODE_BASE_MB + DECODE_PER_VOXEL_MB * max(0, int(voxels))
+
+
+#: Per-stage working memory; decode's is re-sized from each job's voxel count as the stage
+#: starts (``_decode_headroom``); this value, the cap's, applies when the count is unknown.
+STAGE_HEADROOM_MB: dict[str, float] = {"decode": decode_headroom_mb(MAX_VOXELS)}
+
+
+def _decode_headroom(args: tuple[Any, ...]) -> float | None:
+    """Decode's working memory from the decoder's input: upstream's sparse tensor, whose
+    ``coords`` hold one row per voxel (None when the input is something else)."""
+    coords = getattr(args[0], "coords", None) if args else None
+    shape = getattr(coords, "shape", None)
+    return decode_headroom_mb(int(shape[0])) if shape else None
 
 
 def _missing_modules(names: tuple[str, ...] = REQUIRED_MODULES) -> list[str]:
@@ -340,7 +364,11 @@ class Sam3DEngine:
         if grid is not None:
             mgr.register("mesh_grid", grid)
         stages = {k: [n for n in v if n in mgr.names] for k, v in STAGES.items()}
-        self._hooks = attach_stage_hooks(mgr, {k: v for k, v in stages.items() if v})
+        self._hooks = attach_stage_hooks(
+            mgr,
+            {k: v for k, v in stages.items() if v},
+            headroom_from_args={"decode": _decode_headroom},
+        )
         mgr.on_enter = self._enter_stage
         self._wrap_pipeline(pipeline, mgr)
         self._pipeline, self._mgr = pipeline, mgr

@@ -584,14 +584,22 @@ class ResidencyManager:
         }
 
 
-def attach_stage_hooks(manager: ResidencyManager, stages: dict[str, list[str]]) -> list[Any]:
+def attach_stage_hooks(
+    manager: ResidencyManager,
+    stages: dict[str, list[str]],
+    headroom_from_args: dict[str, Callable[[tuple[Any, ...]], float | None]] | None = None,
+) -> list[Any]:
     """Switch stages from forward pre-hooks: calling any module of ``stages[name]`` first
     makes ``name`` the running stage (``manager.enter``). Returns the hook handles.
 
     Upstream calls its sub-models as plain ``module(...)``; hooking them loads each stage's
     weights exactly when the stage starts, without changing upstream's control flow.
+    ``headroom_from_args[name]``, when given, sizes the stage's working memory (MiB) from the
+    call's positional arguments before the stage is entered (None: keep the table's value),
+    e.g. the decoders' working memory from the number of voxels they are given.
     """
     handles = []
+    sizers = headroom_from_args or {}
     for stage_name, names in stages.items():
         for n in names:
             module = manager.module(n)
@@ -599,8 +607,13 @@ def attach_stage_hooks(manager: ResidencyManager, stages: dict[str, list[str]]) 
                 continue  # a non-module entry (e.g. dense grids) moves with its stage
 
             def hook(
-                _module: Any, _args: Any, _stage: str = stage_name, _names: list[str] = names
+                _module: Any, args: Any, _stage: str = stage_name, _names: list[str] = names
             ) -> None:
+                sizer = sizers.get(_stage)
+                if sizer is not None and manager.current_stage() != _stage:
+                    mb = sizer(tuple(args))
+                    if mb is not None:
+                        manager.stage_headroom_mb[_stage] = float(mb)
                 manager.enter(_stage, _names)
 
             handles.append(module.register_forward_pre_hook(hook))

@@ -196,3 +196,25 @@ def test_doctor_explains_why(tmp_path):
     assert "sam3d_objects is not installed" in text
     assert "nvidia-smi not on PATH" in text
     assert f"weights missing at {(tmp_path / 'ckpt').resolve() / 'pipeline.yaml'}" in text
+
+
+def test_decode_working_memory_covers_what_the_gpu_run_measured():
+    """bench/bench_sam3d_gpu.py on an H200 (docs/SAM3D_ENGINE.md): decode's working memory
+    beyond the resident weights was 5235 MiB at 16k voxels, 5632 at 22k, 8596 at the 42k cap.
+    The estimate covers each, by less than 1 GiB, and is sized from the decoder's input."""
+    from types import SimpleNamespace
+
+    from backend.engines.sam3d import (
+        MAX_VOXELS,
+        STAGE_HEADROOM_MB,
+        _decode_headroom,
+        decode_headroom_mb,
+    )
+
+    for voxels, measured in ((16000, 5235), (22000, 5632), (42000, 8596)):
+        assert measured < decode_headroom_mb(voxels) < measured + 1024
+    assert STAGE_HEADROOM_MB["decode"] == decode_headroom_mb(MAX_VOXELS)
+    sparse = SimpleNamespace(coords=np.zeros((16000, 4), np.int32))
+    assert _decode_headroom((sparse,)) == decode_headroom_mb(16000)
+    assert _decode_headroom((np.zeros((2, 3)),)) is None
+    assert _decode_headroom(()) is None

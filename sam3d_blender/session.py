@@ -1,4 +1,5 @@
-"""The add-on's session: one backend, one job manager, the installer run, the last notice.
+"""The add-on's session: one backend, one job manager, the installer run, the machine
+checks (which install profile, what the doctor says), the last notice.
 
 One :class:`Session` per Blender session (:func:`get`), shut down when the add-on is
 disabled or Blender quits (:func:`reset`). It holds state only: the timer that advances it
@@ -8,17 +9,19 @@ is :mod:`.timer`, and bringing finished jobs into the scene is :mod:`.finish`.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import paths
 from .core.backend_process import Backend, LaunchConfig, ManagedBackend, RemoteBackend
-from .core.installer import InstallerRun, InstallState
+from .core.installer import InstallerRun, InstallState, ProfileChoice, choose_profile, run_doctor
 from .core.job_manager import JobManager
 from .core.jobs import Delivery, Job, JobRequest, Phase
 from .core.results import ResultFiles
-from .core.settings import BackendSettings, PreferenceValues, resolve
+from .core.settings import BackendSettings, PreferenceValues, default_venv_dir, resolve
+from .core.threads import BackgroundCall
 
 
 @dataclass
@@ -43,6 +46,10 @@ class Session:
         )
         self.installer: InstallerRun | None = None
         self.notice: Notice | None = None
+        #: The installer's choice per requested profile, and the doctor's report (each a
+        #: subprocess in a daemon thread; see :meth:`profile_choice`, :meth:`doctor`).
+        self._choices: dict[str, BackgroundCall] = {}
+        self._doctor: tuple[str, BackgroundCall] | None = None
 
     def _wanted(self) -> tuple[tuple, Callable[[], ManagedBackend | RemoteBackend]]:
         """The key of the backend the preferences/environment ask for, and its factory."""
@@ -86,6 +93,58 @@ class Session:
         """True when the preferences ask for another backend than the one in use (the
         change applies once no job uses it, on the next start or generation)."""
         return self.backend is not None and self._wanted()[0] != self._backend_key
+
+    def profile_choice(self, requested: str) -> BackgroundCall:
+        """Which profile ``requested`` means on this machine, asked of the bundled installer
+        (``--choose``) with Blender's Python in a daemon thread, once per requested value
+        (:meth:`forget_checks` asks again). Its result is a :class:`ProfileChoice`."""
+        call = self._choices.get(requested)
+        if call is None:
+            root, venv = paths.extension_root(), default_venv_dir(paths.user_dir())
+            call = BackgroundCall(
+                "profile-choice",
+                lambda: choose_profile(installer_python(), root, venv, requested),
+            )
+            self._choices[requested] = call
+        return call
+
+    def choice_if_known(self, requested: str) -> ProfileChoice | None:
+        """The finished :meth:`profile_choice` for ``requested``, else None (never waits)."""
+        call = self._choices.get(requested)
+        if call is None or not call.done:
+            return None
+        try:
+            return call.result()
+        except Exception:
+            return None
+
+    def doctor(self) -> BackgroundCall | None:
+        """``python -m backend doctor --json`` of the installed managed backend, in a daemon
+        thread, once per backend Python (None when no local backend is installed). Its
+        result is the doctor's dict."""
+        s = settings()
+        if s.mode != "LOCAL" or s.python is None or not s.python.is_file():
+            return None
+        key = str(s.python)
+        if self._doctor is None or self._doctor[0] != key:
+            cfg = launch_config(s)
+            env = ManagedBackend(cfg).environment()
+            env.pop("SAM3D_BACKEND_TOKEN", None)
+            self._doctor = (
+                key,
+                BackgroundCall("doctor", lambda: run_doctor(cfg.python, cfg.backend_root, env)),
+            )
+        return self._doctor[1]
+
+    def checks_pending(self) -> bool:
+        """True while a machine check (profile choice, doctor) still runs."""
+        calls = [*self._choices.values(), *([self._doctor[1]] if self._doctor else [])]
+        return any(not c.done for c in calls)
+
+    def forget_checks(self) -> None:
+        """Ask again next time (after an install, or on the artist's "Check again")."""
+        self._choices.clear()
+        self._doctor = None
 
     def notify(self, level: str, text: str) -> None:
         self.notice = Notice(level, text, time.time())
@@ -138,6 +197,12 @@ def reset() -> None:
     if _session is not None:
         _session.shutdown()
     _session = None
+
+
+def installer_python() -> str:
+    """The interpreter that runs the bundled installer: Blender's own (``sys.executable``
+    is its Python, bundled or the system's, e.g. Debian's 3.13)."""
+    return sys.executable
 
 
 def preference_values() -> PreferenceValues:

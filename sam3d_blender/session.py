@@ -15,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import paths
-from .core.backend_process import Backend, LaunchConfig, ManagedBackend, RemoteBackend
+from .core.backend_process import (
+    Backend,
+    BackendState,
+    LaunchConfig,
+    ManagedBackend,
+    RemoteBackend,
+)
 from .core.installer import InstallerRun, InstallState, ProfileChoice, choose_profile, run_doctor
 from .core.job_manager import JobManager
 from .core.jobs import Delivery, Job, JobRequest, Phase
@@ -83,10 +89,16 @@ class Session:
         return self.backend
 
     def shown_backend(self) -> Backend:
-        """For drawing: the backend in use, never stopped or switched here."""
+        """For drawing: the backend in use, never stopped or switched here, except one that
+        is not installed (it has no process): once the installer made the venv, the new
+        backend is shown at once."""
         if self.backend is None:
             key, make = self._wanted()
             self.backend, self._backend_key = make(), key
+        elif self.backend.state == BackendState.NOT_INSTALLED and not self._in_use():
+            key, make = self._wanted()
+            if key != self._backend_key:
+                self.backend, self._backend_key = make(), key
         return self.backend
 
     def restart_pending(self) -> bool:

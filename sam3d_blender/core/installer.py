@@ -55,6 +55,15 @@ def plain(message: str) -> str:
     return _TERMINAL_ADVICE.sub("", message).strip().rstrip(";,:").strip()
 
 
+#: Which of the installer's refused checks a refusal names first.
+_GPU_FIRST = {
+    name: i
+    for i, name in enumerate(
+        ("nvidia driver", "platform", "compute capability", "gpu memory", "cuda stack", "driver")
+    )
+}
+
+
 @dataclass
 class Refusal:
     """The installer refused a profile: which one, why (``(name, message)`` pairs), and
@@ -77,9 +86,12 @@ class Refusal:
             return None
 
     def sentence(self) -> str:
-        """One line: "This computer can't take the cuda121 profile: no NVIDIA GPU found"."""
-        why = plain(self.reasons[0][1]) if self.reasons else "its checks failed"
-        return f"This computer can't take the {self.profile} profile: {why}"
+        """One line: "This computer can't take the cuda121 profile: no NVIDIA GPU found";
+        the GPU's own reasons first (on a computer without one, the rest follows)."""
+        if not self.reasons:
+            return f"This computer can't take the {self.profile} profile."
+        first = min(self.reasons, key=lambda r: _GPU_FIRST.get(r[0], len(_GPU_FIRST)))
+        return f"This computer can't take the {self.profile} profile: {plain(first[1])}"
 
 
 class InstallState(str, Enum):
@@ -108,7 +120,8 @@ class InstallProgress:
         self.lines.append(line)
         m = _STEP.match(line)
         if m:
-            self.step, self.total, self.name = int(m.group(1)), int(m.group(2)), m.group(3).strip()
+            self.step, self.total = int(m.group(1)), int(m.group(2))
+            self.name = " ".join(m.group(3).split())
         elif line.lstrip().startswith("FAIL"):
             self.failures.append(line.strip())
         elif line.startswith(REFUSED_PREFIX):

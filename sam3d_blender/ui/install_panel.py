@@ -21,18 +21,35 @@ from ..core.installer import (
     doctor_findings,
 )
 
-#: Characters per line of wrapped text in the sidebar.
+#: Characters per line of wrapped text when the region's width is unknown.
 WRAP = 52
 _ICONS = {True: "CHECKMARK", False: "ERROR", None: "DOT"}
 
 
-def wrapped(layout: bpy.types.UILayout, text: str, *, icon: str = "NONE", alert: bool = False):
-    """``text`` as labels of at most :data:`WRAP` characters; ``icon`` on the first."""
+def wrap_width(context: bpy.types.Context) -> int:
+    """Characters that fit on one label line of the region being drawn (about 6.5 px per
+    character at a UI scale of 1, less the icon and margins)."""
+    region = getattr(context, "region", None)
+    if region is None or region.width <= 1:
+        return WRAP
+    scale = context.preferences.system.ui_scale if context.preferences else 1.0
+    return max(20, int((region.width / max(scale, 0.5) - 48) / 6.5))
+
+
+def wrapped(
+    layout: bpy.types.UILayout,
+    text: str,
+    *,
+    icon: str = "NONE",
+    alert: bool = False,
+    width: int = WRAP,
+) -> None:
+    """``text`` as labels of at most ``width`` characters; ``icon`` on the first."""
     col = layout.column(align=True)
     col.alert = alert
     words, line, first = text.split(), "", True
     for word in words:
-        if line and len(line) + len(word) + 1 > WRAP:
+        if line and len(line) + len(word) + 1 > width:
             col.label(text=line, icon=icon if first else "BLANK1" if icon != "NONE" else "NONE")
             line, first = word, False
         else:
@@ -80,6 +97,7 @@ def draw_install(layout: bpy.types.UILayout, context: bpy.types.Context, prefs=N
         draw_progress(layout)
         return
     rt = session.get()
+    width = wrap_width(context)
     prefs = prefs if prefs is not None else paths.addon_preferences(context)
     requested = prefs.install_profile if prefs is not None else "auto"
     col = layout.column(align=True)
@@ -94,15 +112,17 @@ def draw_install(layout: bpy.types.UILayout, context: bpy.types.Context, prefs=N
         try:
             choice = call.result()
         except Exception as exc:  # the check itself failed: say so, installing still works
-            wrapped(col, f"Could not check this computer: {exc}", icon="ERROR", alert=True)
+            wrapped(
+                col, f"Could not check this computer: {exc}", icon="ERROR", alert=True, width=width
+            )
     if choice is not None:
-        wrapped(col, choice.line, icon="INFO")
+        wrapped(col, choice.line, icon="INFO", width=width)
     run = rt.installer
     refusal = run.refusal if run is not None and run.profile == requested else None
     refusal = refusal or (choice.refusal if choice is not None else None)
     if refusal is not None:
         box = layout.box()
-        wrapped(box, refusal.sentence(), icon="ERROR", alert=True)
+        wrapped(box, refusal.sentence(), icon="ERROR", alert=True, width=width)
         if refusal.fallback:
             row = box.row()
             row.scale_y = 1.4
@@ -115,7 +135,8 @@ def draw_install(layout: bpy.types.UILayout, context: bpy.types.Context, prefs=N
             )
             op.profile = refusal.fallback
             op.make_default = True
-            wrapped(box, f"It gives {PROFILE_WORDS.get(refusal.fallback, refusal.fallback)}.")
+            words = PROFILE_WORDS.get(refusal.fallback, refusal.fallback)
+            wrapped(box, f"It gives {words}.", width=width)
     row = layout.row()
     row.scale_y = 1.0 if refusal is not None else 1.4
     row.operator("sam3d.backend_install", icon="IMPORT")
@@ -124,7 +145,7 @@ def draw_install(layout: bpy.types.UILayout, context: bpy.types.Context, prefs=N
     if run.state == InstallState.SUCCEEDED:
         layout.label(text=f"Backend installed in {run.elapsed_s():.0f} s.", icon="CHECKMARK")
         return
-    wrapped(layout, run.summary(), icon="ERROR", alert=not run.cancelled)
+    wrapped(layout, run.summary(), icon="ERROR", alert=not run.cancelled, width=width)
     if prefs is not None and not run.cancelled:
         layout.prop(prefs, "show_install_log", toggle=True)
         if prefs.show_install_log:
@@ -173,6 +194,7 @@ def draw_machine_report(layout: bpy.types.UILayout, context: bpy.types.Context) 
     if pending:
         box.label(text="Checking this computer...", icon="SORTTIME")
         _watch_checks()
+    width = wrap_width(context)
     for f in findings:
-        wrapped(box, f.text, icon=_ICONS[f.ok], alert=f.ok is False)
+        wrapped(box, f.text, icon=_ICONS[f.ok], alert=f.ok is False, width=width)
     box.operator("sam3d.machine_check", text="Check again", icon="FILE_REFRESH")

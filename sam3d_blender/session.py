@@ -75,13 +75,13 @@ class Session:
 
     def current_backend(self) -> Backend:
         """The backend the preferences/environment ask for. A changed choice stops the old
-        managed backend and makes a new one, but only while no job uses the old one (until
-        then it stays, and :meth:`restart_pending` is True). Never call this from draw
+        managed backend and makes a new one, but only while no job uses the old one and the
+        installer is not running (until then it stays, and :meth:`restart_pending` is True). Never call this from draw
         code: use :meth:`shown_backend`."""
         key, make = self._wanted()
         if self.backend is None:
             self.backend, self._backend_key = make(), key
-        elif key != self._backend_key and not self._in_use():
+        elif key != self._backend_key and not self._in_use() and not self.installing():
             self.backend.stop()
             self.backend, self._backend_key = make(), key
             for job in self.manager.active():  # waiting jobs start the new backend
@@ -89,17 +89,25 @@ class Session:
         return self.backend
 
     def shown_backend(self) -> Backend:
-        """For drawing: the backend in use, never stopped or switched here, except one that
-        is not installed (it has no process): once the installer made the venv, the new
-        backend is shown at once."""
+        """For drawing: the backend in use, never stopped or switched here, except a local
+        one that is not installed (it has no process): once the installer made the venv,
+        the new local backend is shown at once."""
         if self.backend is None:
             key, make = self._wanted()
             self.backend, self._backend_key = make(), key
-        elif self.backend.state == BackendState.NOT_INSTALLED and not self._in_use():
+        elif (
+            self.backend.state == BackendState.NOT_INSTALLED
+            and not self._in_use()
+            and not self.installing()
+        ):
             key, make = self._wanted()
-            if key != self._backend_key:
+            if key != self._backend_key and key[0] == "local" == (self._backend_key or ("",))[0]:
                 self.backend, self._backend_key = make(), key
         return self.backend
+
+    def installing(self) -> bool:
+        """True while the installer runs (its half-made venv is not a backend yet)."""
+        return self.installer is not None and self.installer.state == InstallState.RUNNING
 
     def restart_pending(self) -> bool:
         """True when the preferences ask for another backend than the one in use (the

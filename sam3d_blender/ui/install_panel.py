@@ -86,7 +86,7 @@ def draw_progress(layout: bpy.types.UILayout) -> None:
     col = layout.column(align=True)
     col.progress(factor=run.progress.fraction, type="BAR", text=run.summary()[:120])
     row = col.row(align=True)
-    row.label(text=f"Installing the {run.profile} profile: {run.elapsed_s():.0f} s", icon="TIME")
+    row.label(text=f"{run.profile}, {run.elapsed_s():.0f} s", icon="TIME")
     row.operator("sam3d.backend_install_cancel", text="Cancel", icon="X")
 
 

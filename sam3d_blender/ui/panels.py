@@ -44,6 +44,8 @@ def draw_backend_status(
         backend.poll()  # cheap (no I/O): notices a backend that died while idle
     state = backend.state
     text, icon = _STATE_TEXT[state]
+    if install and installing():
+        text, icon = "Backend: installing...", "IMPORT"
     col = layout.column(align=True)
     row = col.row(align=True)
     row.alert = state == BackendState.ERROR
@@ -51,7 +53,7 @@ def draw_backend_status(
     row.label(text=f"{text} ({kind})", icon=icon)
     if state == BackendState.READY:
         col.label(text=backend.describe())
-    if rt.restart_pending():
+    if rt.restart_pending() and not installing():
         col.label(
             text="Backend settings changed: they apply when the backend restarts", icon="INFO"
         )

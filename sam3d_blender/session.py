@@ -1,4 +1,5 @@
-"""The add-on's session: one backend, one job manager, the installer run, the last notice.
+"""The add-on's session: one backend, one job manager, the installer run, the machine
+checks (which install profile, what the doctor says), the last notice.
 
 One :class:`Session` per Blender session (:func:`get`), shut down when the add-on is
 disabled or Blender quits (:func:`reset`). It holds state only: the timer that advances it
@@ -8,17 +9,25 @@ is :mod:`.timer`, and bringing finished jobs into the scene is :mod:`.finish`.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import paths
-from .core.backend_process import Backend, LaunchConfig, ManagedBackend, RemoteBackend
-from .core.installer import InstallerRun, InstallState
+from .core.backend_process import (
+    Backend,
+    BackendState,
+    LaunchConfig,
+    ManagedBackend,
+    RemoteBackend,
+)
+from .core.installer import InstallerRun, InstallState, ProfileChoice, choose_profile, run_doctor
 from .core.job_manager import JobManager
 from .core.jobs import Delivery, Job, JobRequest, Phase
 from .core.results import ResultFiles
-from .core.settings import BackendSettings, PreferenceValues, resolve
+from .core.settings import BackendSettings, PreferenceValues, default_venv_dir, resolve
+from .core.threads import BackgroundCall
 
 
 @dataclass
@@ -43,6 +52,10 @@ class Session:
         )
         self.installer: InstallerRun | None = None
         self.notice: Notice | None = None
+        #: The installer's choice per requested profile, and the doctor's report (each a
+        #: subprocess in a daemon thread; see :meth:`profile_choice`, :meth:`doctor`).
+        self._choices: dict[str, BackgroundCall] = {}
+        self._doctor: tuple[str, BackgroundCall] | None = None
 
     def _wanted(self) -> tuple[tuple, Callable[[], ManagedBackend | RemoteBackend]]:
         """The key of the backend the preferences/environment ask for, and its factory."""
@@ -62,13 +75,13 @@ class Session:
 
     def current_backend(self) -> Backend:
         """The backend the preferences/environment ask for. A changed choice stops the old
-        managed backend and makes a new one, but only while no job uses the old one (until
-        then it stays, and :meth:`restart_pending` is True). Never call this from draw
+        managed backend and makes a new one, but only while no job uses the old one and the
+        installer is not running (until then it stays, and :meth:`restart_pending` is True). Never call this from draw
         code: use :meth:`shown_backend`."""
         key, make = self._wanted()
         if self.backend is None:
             self.backend, self._backend_key = make(), key
-        elif key != self._backend_key and not self._in_use():
+        elif key != self._backend_key and not self._in_use() and not self.installing():
             self.backend.stop()
             self.backend, self._backend_key = make(), key
             for job in self.manager.active():  # waiting jobs start the new backend
@@ -76,16 +89,82 @@ class Session:
         return self.backend
 
     def shown_backend(self) -> Backend:
-        """For drawing: the backend in use, never stopped or switched here."""
+        """For drawing: the backend in use, never stopped or switched here, except a local
+        one that is not installed (it has no process): once the installer made the venv,
+        the new local backend is shown at once."""
         if self.backend is None:
             key, make = self._wanted()
             self.backend, self._backend_key = make(), key
+        elif (
+            self.backend.state == BackendState.NOT_INSTALLED
+            and not self._in_use()
+            and not self.installing()
+        ):
+            key, make = self._wanted()
+            if key != self._backend_key and key[0] == "local" == (self._backend_key or ("",))[0]:
+                self.backend, self._backend_key = make(), key
         return self.backend
+
+    def installing(self) -> bool:
+        """True while the installer runs (its half-made venv is not a backend yet)."""
+        return self.installer is not None and self.installer.state == InstallState.RUNNING
 
     def restart_pending(self) -> bool:
         """True when the preferences ask for another backend than the one in use (the
         change applies once no job uses it, on the next start or generation)."""
         return self.backend is not None and self._wanted()[0] != self._backend_key
+
+    def profile_choice(self, requested: str) -> BackgroundCall:
+        """Which profile ``requested`` means on this machine, asked of the bundled installer
+        (``--choose``) with Blender's Python in a daemon thread, once per requested value
+        (:meth:`forget_checks` asks again). Its result is a :class:`ProfileChoice`."""
+        call = self._choices.get(requested)
+        if call is None:
+            root, venv = paths.extension_root(), default_venv_dir(paths.user_dir())
+            call = BackgroundCall(
+                "profile-choice",
+                lambda: choose_profile(installer_python(), root, venv, requested),
+            )
+            self._choices[requested] = call
+        return call
+
+    def choice_if_known(self, requested: str) -> ProfileChoice | None:
+        """The finished :meth:`profile_choice` for ``requested``, else None (never waits)."""
+        call = self._choices.get(requested)
+        if call is None or not call.done:
+            return None
+        try:
+            return call.result()
+        except Exception:
+            return None
+
+    def doctor(self) -> BackgroundCall | None:
+        """``python -m backend doctor --json`` of the installed managed backend, in a daemon
+        thread, once per backend Python (None when no local backend is installed). Its
+        result is the doctor's dict."""
+        s = settings()
+        if s.mode != "LOCAL" or s.python is None or not s.python.is_file():
+            return None
+        key = str(s.python)
+        if self._doctor is None or self._doctor[0] != key:
+            cfg = launch_config(s)
+            env = ManagedBackend(cfg).environment()
+            env.pop("SAM3D_BACKEND_TOKEN", None)
+            self._doctor = (
+                key,
+                BackgroundCall("doctor", lambda: run_doctor(cfg.python, cfg.backend_root, env)),
+            )
+        return self._doctor[1]
+
+    def checks_pending(self) -> bool:
+        """True while a machine check (profile choice, doctor) still runs."""
+        calls = [*self._choices.values(), *([self._doctor[1]] if self._doctor else [])]
+        return any(not c.done for c in calls)
+
+    def forget_checks(self) -> None:
+        """Ask again next time (after an install, or on the artist's "Check again")."""
+        self._choices.clear()
+        self._doctor = None
 
     def notify(self, level: str, text: str) -> None:
         self.notice = Notice(level, text, time.time())
@@ -138,6 +217,12 @@ def reset() -> None:
     if _session is not None:
         _session.shutdown()
     _session = None
+
+
+def installer_python() -> str:
+    """The interpreter that runs the bundled installer: Blender's own (``sys.executable``
+    is its Python, bundled or the system's, e.g. Debian's 3.13)."""
+    return sys.executable
 
 
 def preference_values() -> PreferenceValues:

@@ -33,6 +33,11 @@ CHROOT="$CACHE/$SUITE"
 # Blender uses the system Python's packages instead.
 PACKAGES="blender python3-numpy python3-requests xvfb xauth imagemagick xdotool"
 STAMP_WANT="$SUITE: $PACKAGES"
+# Added to a provisioned chroot in place (checked by presence, not by the stamp, so
+# checkouts with an older list keep using the same chroot): python3-venv brings ensurepip,
+# which Blender's Python needs to make the backend's venv (the add-on's Install backend).
+ADDED_PACKAGES="python3-venv"
+added_present() { compgen -G "$CHROOT/usr/lib/python3*/ensurepip/__init__.py" >/dev/null; }
 XVFB_SCREEN="1600x1000x24"
 
 unavailable() {
@@ -87,10 +92,11 @@ ensure_debootstrap() {
 # -- provisioning (under the exclusive lock) -------------------------------------------------
 provisioned() {
   [ -f "$CHROOT/.sam3d-provisioned" ] && [ "$(cat "$CHROOT/.sam3d-provisioned")" = "$STAMP_WANT" ] &&
-    [ -x "$CHROOT/usr/bin/blender" ]
+    [ -x "$CHROOT/usr/bin/blender" ] && added_present
 }
 
-# apt-get install PACKAGES inside the chroot DIR (in a throwaway mount namespace).
+# apt-get install PACKAGES (default: $PACKAGES $ADDED_PACKAGES) inside the chroot DIR (in a
+# throwaway mount namespace).
 apt_install() {
   cp /etc/resolv.conf "$1/etc/resolv.conf" 2>/dev/null || true
   if ! unshare --mount --propagation private -- sh -c '
@@ -99,7 +105,7 @@ apt_install() {
         mount --rbind /dev "$1/dev"
         chroot "$1" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
           sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $2 && apt-get clean"
-      ' sh "$1" "$PACKAGES" >>"$CACHE/provision.log" 2>&1; then
+      ' sh "$1" "${2:-$PACKAGES $ADDED_PACKAGES}" >>"$CACHE/provision.log" 2>&1; then
     tail -n 20 "$CACHE/provision.log" >&2
     say "installing Blender in the chroot failed; the log is $CACHE/provision.log"
     exit 1
@@ -109,6 +115,14 @@ apt_install() {
 provision() {
   local t0=$SECONDS
   : >"$CACHE/provision.log"
+  # Only packages added since: install them in place (nothing is removed or replaced, so
+  # Blenders running from the chroot are not disturbed).
+  if [ -x "$CHROOT/usr/bin/blender" ] && [ "$(cat "$CHROOT/.sam3d-provisioned" 2>/dev/null)" = "$STAMP_WANT" ]; then
+    say "adding $ADDED_PACKAGES to $CHROOT"
+    apt_install "$CHROOT" "$ADDED_PACKAGES"
+    say "added in $((SECONDS - t0)) s"
+    return 0
+  fi
   # The same Debian release with another package list: add the packages in place (the
   # exclusive lock guarantees that no Blender runs from it now).
   if [ -x "$CHROOT/usr/bin/apt-get" ] && grep -q "^$SUITE:" "$CHROOT/.sam3d-provisioned" 2>/dev/null; then

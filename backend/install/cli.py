@@ -2,13 +2,15 @@
 
 ``P``: ``auto`` (the machine decides: a CUDA profile when an NVIDIA GPU can run SAM 3D, else
 ``cpu``), ``cuda`` (the CUDA stack that fits the GPU: ``cuda121`` or ``cuda128``), or one of
-those by name. ``--assume-gpu "NAME,CC,MEMORY_MIB[,DRIVER]"`` plans for a card that is not in
+those by name. ``--choose`` prints the choice, its reason and the checks as JSON (what the
+Blender add-on shows before installing). ``--assume-gpu "NAME,CC,MEMORY_MIB[,DRIVER]"`` plans for a card that is not in
 this machine (with ``--dry-run``: what would be installed on an RTX 5090, say).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from backend.config import checkpoints_dir
@@ -16,6 +18,7 @@ from backend.config import checkpoints_dir
 
 def cmd_install(args: argparse.Namespace) -> int:
     from backend.gpu.probe import probe_gpus
+    from backend.install.choice import cpu_fallback, machine_choice, refused_line
     from backend.install.plan import build_plan
     from backend.install.platform import assumed_probe, check_platform, choose_profile
     from backend.install.runner import Runner, default_out
@@ -29,6 +32,9 @@ def cmd_install(args: argparse.Namespace) -> int:
         return 2
     choice = choose_profile(probe, args.profile)
     profile = choice.profile
+    if args.choose:
+        out(json.dumps(machine_choice(args.profile, choice, venv, probe=probe, tool=args.tool)))
+        return 0
     if profile != args.profile:
         out(f"profile {args.profile} -> {profile}: {choice.reason}")
     weights = (
@@ -49,7 +55,9 @@ def cmd_install(args: argparse.Namespace) -> int:
         for c in rep.refused:
             out(f"  - {c.name}: {c.message}")
         if not args.dry_run:
-            if args.profile != "cpu":
+            fallback = cpu_fallback(venv, tool=args.tool) if args.profile != "cpu" else None
+            out(refused_line(args.profile, rep, fallback))
+            if fallback:
                 out(
                     "The preview engine still works here: python -m backend install --profile cpu --venv DIR"
                 )
@@ -99,6 +107,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--assume-gpu",
         metavar="NAME,CC,MEMORY_MIB[,DRIVER]",
         help='plan for this GPU instead of the detected ones, e.g. "NVIDIA GeForce RTX 5090,12.0,32607"',
+    )
+    p.add_argument(
+        "--choose",
+        action="store_true",
+        help="print the profile this machine gets, why, and the checks that would refuse it, "
+        "as one JSON line; install nothing (the Blender add-on shows it before installing)",
     )
     p.add_argument(
         "--dry-run",

@@ -62,24 +62,31 @@ def choose_profile(probe: GpuProbe, requested: str = "auto") -> ProfileChoice:
     CUDA stack that fits the GPUs (``cuda128`` for compute capability >= 10.0, else
     ``cuda121``); a named profile is returned as it is."""
     if requested not in ("auto", "cuda"):
-        return ProfileChoice(requested, f"{requested} was asked for")
+        if requested in CUDA_STACKS:
+            stack = CUDA_STACKS[requested]
+            what = f"SAM 3D on the GPU (torch {stack.torch}, {stack.cuda_tag})"
+            return ProfileChoice(requested, f"chosen by hand: {what}")
+        return ProfileChoice(requested, "chosen by hand; the preview engine will be installed")
     if not probe.ok:
         why = probe.error or "no NVIDIA GPU found"
         if requested == "cuda":
             return ProfileChoice("cuda121", f"{why}; upstream's stack assumed")
-        return ProfileChoice("cpu", f"{why}: the preview engine runs on the CPU")
+        return ProfileChoice("cpu", f"{why}; the preview engine will be installed")
     best = max(probe.gpus, key=lambda g: (g.compute_capability or (0, 0), g.memory_total_mb))
     cc = best.compute_capability
     if requested == "auto":
         if cc is not None and cc < MIN_COMPUTE_CAPABILITY:
             need = f"{MIN_COMPUTE_CAPABILITY[0]}.{MIN_COMPUTE_CAPABILITY[1]}"
             return ProfileChoice(
-                "cpu", f"{best.name} has compute capability {cc[0]}.{cc[1]}; SAM 3D needs {need}+"
+                "cpu",
+                f"{best.name} has compute capability {cc[0]}.{cc[1]}; SAM 3D needs {need}+, so "
+                "the preview engine will be installed",
             )
         if best.memory_total_mb < MIN_VRAM_MB:
             return ProfileChoice(
                 "cpu",
-                f"{best.name} has {best.memory_total_mb} MiB; SAM 3D needs {MIN_VRAM_MB} MiB",
+                f"{best.name} has {best.memory_total_mb} MiB; SAM 3D needs {MIN_VRAM_MB} MiB, so "
+                "the preview engine will be installed",
             )
     newest = max((g.compute_capability for g in probe.gpus if g.compute_capability), default=None)
     if newest is not None and newest > CUDA121_MAX_CC:
@@ -167,6 +174,36 @@ def find_python(profile: str) -> str | None:
         if version and version >= CPU_MIN_PYTHON:
             return cand
     return None
+
+
+def can_make_venv(python: str) -> bool:
+    """True when ``python -m venv`` can create a venv with pip in it: the interpreter has
+    ``venv`` and ``ensurepip`` (distributions such as Debian and Ubuntu ship ``ensurepip``
+    in a separate package, python3-venv)."""
+    probe = "import importlib.util as u, sys; sys.exit(0 if u.find_spec('venv') and u.find_spec('ensurepip') else 1)"
+    if python == sys.executable:
+        import importlib.util
+
+        return bool(importlib.util.find_spec("venv") and importlib.util.find_spec("ensurepip"))
+    try:
+        return (
+            subprocess.run([python, "-c", probe], capture_output=True, timeout=20).returncode == 0
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _venv_check(python: str, shown: str) -> Check:
+    ok = can_make_venv(python)
+    return Check(
+        "venv",
+        ok,
+        f"Python {shown} can create the virtual environment"
+        if ok
+        else f"Python {shown} at {python} cannot create a virtual environment with pip (its "
+        "ensurepip module is missing): install your distribution's venv package (Debian, "
+        f"Ubuntu: python{shown}-venv or python3-venv), or install uv (https://docs.astral.sh/uv/)",
+    )
 
 
 def python_version(python: str) -> tuple[int, int] | None:
@@ -336,6 +373,8 @@ def check_platform(
                 "(https://docs.astral.sh/uv/), which fetches it",
             )
         )
+        if rep.base_python is not None:
+            checks.append(_venv_check(rep.base_python, shown))
 
     # disk
     need = VENV_GB[profile]

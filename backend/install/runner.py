@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from backend.install.plan import Plan, Requirement, Step
+from backend.install.plan import CPU_MIN_PYTHON, PYTHON_VERSION, Plan, Requirement, Step
 
 TAIL_LINES = 25
 HEARTBEAT_S = 30.0
@@ -105,7 +105,17 @@ class Runner:
             )
         except (OSError, subprocess.TimeoutExpired):
             return False
-        return out.stdout.strip() == "3.11"
+        version = out.stdout.strip()
+        if version == PYTHON_VERSION:
+            return True
+        # the cpu profile's venv may be any Python from CPU_MIN_PYTHON up (e.g. Blender's 3.13)
+        parts = version.split(".")
+        return (
+            self.plan.profile == "cpu"
+            and len(parts) == 2
+            and all(p.isdigit() for p in parts)
+            and (int(parts[0]), int(parts[1])) >= CPU_MIN_PYTHON
+        )
 
     def query(self, reqs: list[Requirement]) -> list[bool]:
         try:

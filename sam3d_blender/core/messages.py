@@ -19,8 +19,8 @@ from typing import Any
 MESSAGES: dict[str, str] = {
     # add-on side
     "backend_not_installed": (
-        "The SAM 3D backend is not installed. Open Preferences > Add-ons > SAM 3D and press "
-        "'Install backend', or set the backend's Python there."
+        "The SAM 3D backend is not installed. Press 'Install backend' in the SAM 3D panel "
+        "(or in Preferences > Add-ons > SAM 3D, where the backend's Python can also be set)."
     ),
     "backend_stopped": (
         "The SAM 3D backend is stopped. Press 'Start backend' in the SAM 3D panel, or turn on "
@@ -59,7 +59,7 @@ MESSAGES: dict[str, str] = {
         "to it, or choose another one in the add-on preferences."
     ),
     "import_failed": "Blender could not import the generated model.",
-    "installer_failed": "Installing the backend failed; see the installer output in Preferences.",
+    "installer_failed": "Installing the backend failed; the SAM 3D panel shows the installer's output.",
     "asset_catalog_failed": (
         "The asset library's catalog file (blender_assets.cats.txt) could not be read or "
         "written; the objects are assets without that catalog. Make the file writable, or "

@@ -1,5 +1,5 @@
 """Operators on the backend: ``sam3d.backend_start``, ``sam3d.backend_stop``,
-``sam3d.backend_install``.
+``sam3d.backend_install`` (+ ``backend_install_cancel``), ``sam3d.machine_check``.
 
 Starting and installing take a while: they wait, or let the timer follow them, as
 :class:`.mixins.WaitOrTimer` decides.
@@ -7,7 +7,6 @@ Starting and installing take a while: they wait, or let the timer follow them, a
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import bpy
@@ -83,7 +82,16 @@ class SAM3D_OT_backend_install(WaitOrTimer, bpy.types.Operator):
     bl_label = "Install backend"
     bl_options = {"REGISTER"}
 
-    profile: StringProperty(name="Profile", description="cuda or cpu", options=SKIP)
+    profile: StringProperty(
+        name="Profile",
+        description="auto, cuda, cuda121, cuda128 or cpu (empty: the preferences' profile)",
+        options=SKIP,
+    )
+    make_default: BoolProperty(
+        name="Make it the preference",
+        description="Also make this profile the preferences' install profile",
+        options=SKIP,
+    )
     venv: StringProperty(name="Venv folder", subtype="DIR_PATH", options=SKIP)
     blocking: BoolProperty(name="Wait", options=SKIP)
     dry_run: BoolProperty(
@@ -96,7 +104,9 @@ class SAM3D_OT_backend_install(WaitOrTimer, bpy.types.Operator):
             self.report({"WARNING"}, "The installer is already running.")
             return {"CANCELLED"}
         prefs = paths.addon_preferences(context)
-        profile = self.profile or (prefs.install_profile if prefs else "cuda")
+        profile = self.profile or (prefs.install_profile if prefs else "auto")
+        if self.make_default and prefs is not None and profile != prefs.install_profile:
+            prefs.install_profile = profile
         venv = Path(self.venv) if self.venv else default_venv_dir(paths.user_dir())
         if isinstance(s.backend, ManagedBackend) and not self.dry_run:
             s.stop_backend()  # the venv is about to change under it
@@ -107,7 +117,7 @@ class SAM3D_OT_backend_install(WaitOrTimer, bpy.types.Operator):
         if self.dry_run:
             extra.append("--dry-run")
         run = InstallerRun(
-            sys.executable,
+            session.installer_python(),
             staged or paths.extension_root(),
             venv,
             profile,
@@ -124,10 +134,54 @@ class SAM3D_OT_backend_install(WaitOrTimer, bpy.types.Operator):
     def end(self, context: bpy.types.Context, pending: Pending) -> set[str]:
         run = session.get().installer
         if run is None or run.state != InstallState.SUCCEEDED:
-            self.report({"ERROR"}, describe("installer_failed", run.summary() if run else ""))
+            if run is not None and (run.refusal is not None or run.cancelled):
+                self.report({"ERROR"}, run.summary())
+            else:
+                self.report({"ERROR"}, describe("installer_failed", run.summary() if run else ""))
             return {"CANCELLED"}
         self.report({"INFO"}, "Backend installed.")
         return {"FINISHED"}
 
 
-classes = (SAM3D_OT_backend_start, SAM3D_OT_backend_stop, SAM3D_OT_backend_install)
+class SAM3D_OT_backend_install_cancel(bpy.types.Operator):
+    """Stop the running backend installer (and the downloads and builds it started)"""
+
+    bl_idname = "sam3d.backend_install_cancel"
+    bl_label = "Cancel install"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        run = session.get().installer
+        return run is not None and run.state == InstallState.RUNNING
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        run = session.get().installer
+        if run is not None:
+            run.cancel()
+        timer.redraw()
+        self.report({"INFO"}, "Install cancelled.")
+        return {"FINISHED"}
+
+
+class SAM3D_OT_machine_check(bpy.types.Operator):
+    """Check this computer again: which install profile fits it, and what the backend's
+    doctor says"""
+
+    bl_idname = "sam3d.machine_check"
+    bl_label = "Check again"
+    bl_options = {"REGISTER"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        session.get().forget_checks()
+        timer.redraw()
+        return {"FINISHED"}
+
+
+classes = (
+    SAM3D_OT_backend_start,
+    SAM3D_OT_backend_stop,
+    SAM3D_OT_backend_install,
+    SAM3D_OT_backend_install_cancel,
+    SAM3D_OT_machine_check,
+)

@@ -14,8 +14,8 @@ import bpy
 
 from .. import blender_images, session
 from ..core.backend_process import BackendState
-from ..core.installer import InstallState
 from ..importing.gltf import DECIMATE_NAME
+from .install_panel import draw_install, draw_machine_report, draw_progress, installing
 from .scene_panel import draw_scene_panel
 
 CATEGORY = "SAM 3D"
@@ -30,15 +30,22 @@ _STATE_TEXT = {
 
 
 def draw_backend_status(
-    layout: bpy.types.UILayout, context: bpy.types.Context, details: bool = True
+    layout: bpy.types.UILayout,
+    context: bpy.types.Context,
+    details: bool = True,
+    install: bool = True,
 ) -> None:
-    """State line (+ engine/GPU when ready, reason + log tail on error) and buttons."""
+    """State line (+ engine/GPU when ready, reason + log tail on error) and buttons; with
+    ``install``, the Install backend box when it is not installed (and the installer's
+    progress while it runs)."""
     rt = session.get()
     backend = rt.shown_backend()  # drawing never stops or switches the backend
     if backend.state == BackendState.READY:
         backend.poll()  # cheap (no I/O): notices a backend that died while idle
     state = backend.state
     text, icon = _STATE_TEXT[state]
+    if install and installing():
+        text, icon = "Backend: installing...", "IMPORT"
     col = layout.column(align=True)
     row = col.row(align=True)
     row.alert = state == BackendState.ERROR
@@ -46,23 +53,26 @@ def draw_backend_status(
     row.label(text=f"{text} ({kind})", icon=icon)
     if state == BackendState.READY:
         col.label(text=backend.describe())
-    if rt.restart_pending():
+    if rt.restart_pending() and not installing():
         col.label(
             text="Backend settings changed: they apply when the backend restarts", icon="INFO"
         )
-    if state in (BackendState.ERROR, BackendState.NOT_INSTALLED) and backend.error is not None:
+    if state == BackendState.ERROR and backend.error is not None:
         _wrapped(col, backend.error.sentence(), alert=True)
         if backend.error.message and details:
             _wrapped(col, backend.error.message)
         if details:
             for line in backend.error.log_tail[-8:]:
                 col.label(text=line[:140])
+    if install and installing():
+        draw_progress(layout)
+        return
     row = layout.row(align=True)
     if state == BackendState.NOT_INSTALLED:
-        row.operator("sam3d.backend_install", icon="IMPORT")
-        installer = rt.installer
-        if installer is not None and installer.state != InstallState.IDLE:
-            layout.label(text=installer.summary()[:140])
+        if install and getattr(backend, "kind", "") != "remote":
+            draw_install(layout, context)
+        else:
+            row.operator("sam3d.backend_install", icon="IMPORT")
     elif state in (BackendState.STOPPED, BackendState.ERROR):
         row.operator("sam3d.backend_start", icon="PLAY")
     else:
@@ -270,6 +280,7 @@ def _panels_for(space: str, prefix: str) -> list[type]:
         def draw(self, context: bpy.types.Context) -> None:
             layout = self.layout
             draw_backend_status(layout, context, details=False)
+            draw_machine_report(layout, context)
             layout.separator()
             draw_inputs(layout, context)
             layout.separator()

@@ -9,9 +9,26 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from .. import paths, session
 from ..core.asset_metadata import DEFAULT_CATALOG
-from ..core.installer import InstallState
 from ..core.settings import PreferenceValues
+from .install_panel import draw_install
 from .panels import draw_backend_status
+
+#: The installer's profiles (``python -m backend install --profile``); "auto" lets it choose.
+INSTALL_PROFILES = [
+    (
+        "auto",
+        "Automatic",
+        "Chosen from this computer: a GPU profile for an NVIDIA GPU that can run SAM 3D, else CPU",
+    ),
+    ("cuda", "NVIDIA GPU (CUDA)", "Full SAM 3D; the CUDA stack that fits this GPU"),
+    (
+        "cuda121",
+        "NVIDIA GPU, CUDA 12.1",
+        "Full SAM 3D with upstream's stack (torch 2.5.1), GPUs up to RTX 40xx / H100",
+    ),
+    ("cuda128", "NVIDIA GPU, CUDA 12.8", "Full SAM 3D with torch 2.7 (needed by RTX 50xx, B200)"),
+    ("cpu", "CPU only (preview)", "The preview engine only; no GPU needed"),
+]
 
 
 class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
@@ -35,11 +52,14 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
     )
     install_profile: EnumProperty(
         name="Profile",
-        items=[
-            ("cuda", "NVIDIA GPU (CUDA)", "Full SAM 3D: needs an NVIDIA GPU"),
-            ("cpu", "CPU only", "Preview engine only; no GPU needed"),
-        ],
-        default="cuda",
+        description="What 'Install backend' installs",
+        items=INSTALL_PROFILES,
+        default="auto",
+    )
+    show_machine_report: BoolProperty(
+        name="What this computer can run",
+        description="Show the checks of this computer (the backend's doctor)",
+        default=False,
     )
     remote_url: StringProperty(
         name="URL", description="Remote backend, e.g. http://gpu-box:8765", default=""
@@ -101,7 +121,6 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
-        rt = session.get()
         settings = session.settings()
         layout.prop(self, "backend_mode", expand=True)
         if os.environ.get("SAM3D_BACKEND_URL"):
@@ -115,13 +134,7 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
                 box.label(text="No backend installed yet.", icon="ERROR")
             else:
                 box.label(text=f"Using: {settings.python} ({settings.source})")
-            row = box.row(align=True)
-            row.prop(self, "install_profile", text="")
-            installing = rt.installer is not None and rt.installer.state == InstallState.RUNNING
-            sub = row.row(align=True)
-            sub.enabled = not installing
-            sub.operator("sam3d.backend_install", icon="IMPORT")
-            self._draw_installer(box, rt)
+            draw_install(box, context, self)
             box.prop(self, "checkpoints_dir")
             box.prop(self, "auto_start")
             box.prop(self, "idle_unload_min")
@@ -134,24 +147,7 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
         box.prop(self, "asset_catalog")
         box.prop(self, "asset_author")
         box.prop(self, "asset_preview")
-        draw_backend_status(layout.box(), context)
-
-    def _draw_installer(self, layout: bpy.types.UILayout, rt: object) -> None:
-        run = getattr(rt, "installer", None)
-        if run is None:
-            return
-        col = layout.column(align=True)
-        state = run.state.value
-        if state == "running":
-            col.progress(factor=run.progress.fraction, type="BAR", text=run.summary())
-        else:
-            row = col.row()
-            row.alert = state == "failed"
-            row.label(text=run.summary(), icon="CHECKMARK" if state == "succeeded" else "ERROR")
-        col.prop(self, "show_install_log", toggle=True)
-        if self.show_install_log or state == "failed":
-            for line in run.progress.lines[-12:]:
-                col.label(text=line[:160])
+        draw_backend_status(layout.box(), context, install=False)
 
 
 classes = (SAM3D_AddonPreferences,)

@@ -494,3 +494,58 @@ def test_cpu_profile_runs_on_a_newer_python_when_there_is_no_311(tmp_path, monke
     assert not py.ok and "Python 3.11 not found" in py.message
     plan = build_plan(tmp_path / "v", "cpu", base_python=rep.base_python or sys.executable)
     assert plan.steps[0].commands[0][:3] == [sys.executable, "-m", "venv"]
+
+
+def test_choose_prints_the_choice_and_what_would_refuse_it(tmp_path):
+    """``--choose``: what the Blender add-on shows before installing (one JSON line)."""
+    import json
+
+    venv = tmp_path / "venv"
+    auto = json.loads(run_backend("install", "--venv", str(venv), "--choose").stdout)
+    assert auto["requested"] == "auto" and auto["profile"] == "cpu"
+    assert auto["reason"].startswith("no NVIDIA GPU found")
+    assert auto["reason"].endswith("; the preview engine will be installed")
+    assert auto["refused"] == [] and auto["fallback"] is None
+    assert {c["name"] for c in auto["checks"]} >= {"python", "venv", "disk"}
+    cuda = json.loads(
+        run_backend("install", "--venv", str(venv), "--profile", "cuda", "--choose").stdout
+    )
+    assert cuda["profile"] == "cuda121" and cuda["fallback"] == "cpu"
+    assert "nvidia driver" in {c["name"] for c in cuda["refused"]}
+    assert not venv.exists()
+    # a refused install names the profile that works here, as JSON for the add-on
+    proc = run_backend("install", "--venv", str(venv), "--profile", "cuda", "--tool", "pip")
+    assert proc.returncode == 3
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("REFUSED "))
+    body = json.loads(line[len("REFUSED ") :])
+    assert body["profile"] == "cuda121" and body["fallback"] == "cpu"
+    assert body["refused"][0]["name"] and not venv.exists()
+
+
+def test_a_python_without_ensurepip_is_refused_with_the_package_to_install(tmp_path):
+    """Debian's and Ubuntu's Pythons ship ensurepip separately (python3-venv): without it
+    ``python -m venv`` cannot put pip in the venv; the check says what to install."""
+    from backend.install import platform as platform_mod
+
+    fake = tmp_path / "python3.13"
+    fake.write_text('#!/bin/sh\ncase "$*" in *ensurepip*) exit 1;; *) echo 3.13;; esac\n')
+    fake.chmod(0o755)
+    assert platform_mod.can_make_venv(sys.executable)
+    assert not platform_mod.can_make_venv(str(fake))
+    check = platform_mod._venv_check(str(fake), "3.13")
+    assert not check.ok and "python3.13-venv or python3-venv" in check.message
+
+
+def test_a_cpu_venv_on_a_newer_python_counts_as_made(tmp_path):
+    """A cpu venv made from Blender's Python 3.13 is not made again on a re-run; a CUDA
+    venv must be 3.11."""
+    venv = tmp_path / "v"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    py = venv / "bin" / "python"
+    py.write_text("#!/bin/sh\necho 3.13\n")
+    py.chmod(0o755)
+    cpu = Runner(build_plan(venv, "cpu", base_python="/usr/bin/python3.13"))
+    assert cpu.satisfied(cpu.plan.steps[0])
+    cuda = Runner(build_plan(venv, "cuda121", base_python="/usr/bin/python3.11"))
+    assert not cuda.satisfied(cuda.plan.steps[0])

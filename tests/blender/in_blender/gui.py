@@ -504,4 +504,5 @@ def main() -> None:
     bpy.app.timers.register(step, first_interval=1.0)
 
 
-main()
+if __name__ == "__main__":  # first_run.py imports the helpers above
+    main()

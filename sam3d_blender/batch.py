@@ -8,7 +8,7 @@ Every item takes the add-on's own road: one scene job per photo through the sess
 manager and managed backend (started once, reused for every item), brought into its own
 Blender scene by ``finish.deliver`` - the objects posed under ONE camera matching the
 photo, with the photo as the camera's background. Each object is then measured: its
-silhouette reprojected through that camera against its mask (IoU, :mod:`.measure`).
+silhouette reprojected through that camera against its mask (IoU, :mod:`.batch_iou`).
 
 The objects are assets (catalogued, tagged, previewed) unless ``--no-assets``; an asset
 library, per-object USD/FBX files and re-runs of those are :mod:`.batch_outputs`.
@@ -44,7 +44,8 @@ from typing import Any
 
 import bpy
 
-from . import blender_images, finish, job_inputs, measure, paths, session, timer
+from . import finish, job_inputs, measure, paths, session, timer
+from .batch_iou import object_iou
 from .batch_outputs import Outputs
 from .core.backend_process import BackendState
 from .core.batch_items import (
@@ -63,7 +64,6 @@ from .core.job_manager import run_to_completion
 from .core.jobs import ImportSettings
 from .core.messages import InputError, describe
 from .core.options import JobOptions
-from .core.raster import mask_iou
 from .core.results import read_json, write_json
 from .core.scene_result import scene_parts
 from .exports import missing_formats
@@ -255,7 +255,7 @@ class Batch:
                 o["name"] = obj.name
                 o["faces"] = len(obj.data.polygons)
                 o["backend_faces"] = (part.get("stats") or {}).get("faces")
-                o["iou"] = _iou(obj, imp.camera, item.masks[i])
+                o["iou"] = object_iou(bpy.context, obj, imp.camera, item.masks[i])
                 o["depth_m"] = round(measure.camera_depth(obj, imp.camera), 4)
             rec["objects"].append(o)
         rec["camera"] = imp.camera.name
@@ -301,18 +301,6 @@ class Batch:
             )
         self.dirty = True
         return True
-
-
-def _iou(obj: bpy.types.Object, camera: bpy.types.Object, mask_path: Path) -> float | None:
-    """Reprojected silhouette vs the mask the object came from (None when the mask's size
-    differs from the photo's)."""
-    sil = measure.reprojected_silhouette(bpy.context, obj, camera)
-    with blender_images.loaded_image(mask_path) as img:
-        px = blender_images.pixels(img)
-    mask = blender_images.mask_from_pixels(px)[::-1]  # Blender stores the bottom row first
-    if mask.shape != sil.shape:
-        return None
-    return round(mask_iou(sil, mask), 4)
 
 
 def _cannot_write_outputs(args: argparse.Namespace) -> str | None:

@@ -3,9 +3,12 @@
 One object's finishing leaves a core idle for part of its run (sanitising, UV charting,
 PNG encoding run on one core), so the parts of a scene are finished ``PART_THREADS`` at a
 time in threads: most of the work is numpy, scipy or Pillow on large arrays (which release
-the GIL) or waits for the forked decimator. One bake runs at a time (``pipeline``). Each part's failure stays in its own slot; cancelling stops the parts
-not yet started and raises ``Cancelled``. Progress is reported monotonically through the
-caller's context as the mean of the parts' own progress.
+the GIL) or waits for the forked decimator. One bake runs at a time (``pipeline``). Each
+part's GLB is written through a temporary name (``backend.storage.atomic_path``), so a file
+that exists is complete. Each part's failure stays in its own slot; cancelling stops the
+parts not yet started and raises ``Cancelled``, and so does an exception raised by the
+caller's ``on_part``. Progress is reported monotonically through the caller's context as
+the mean of the parts' own progress.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from backend.finishing.pipeline import STAGES, finish_to_glb
 from backend.parallel import ordered_map
 from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Reconstruction
+from backend.storage import atomic_path
 
 if TYPE_CHECKING:
     from backend.options import FinishOptions
@@ -42,7 +46,8 @@ def finish_parts(
 
     Returns, per part and in order, the stats dict of ``finish_to_glb`` or the exception
     that part raised (an exception passed in ``recons`` is passed through). ``on_part(i,
-    result)`` is called from the calling thread as each part completes, in order.
+    result)`` is called from the calling thread as each part completes, in order; what it
+    raises stops the parts not yet started and propagates once the running ones end.
     ``ctx.progress`` receives the mean progress of the parts, never decreasing.
     """
     n = len(recons)
@@ -77,7 +82,8 @@ def finish_parts(
             result = rec
         else:
             try:
-                result = finish_to_glb(rec, options, out_paths[i], part_context(i))
+                with atomic_path(out_paths[i]) as tmp:
+                    result = finish_to_glb(rec, options, tmp, part_context(i))
             except Cancelled:
                 raise
             except Exception as exc:  # one part's failure never costs the others

@@ -213,7 +213,7 @@ def _mask_channel(im: Image.Image) -> Image.Image:
     return im.convert("L")
 
 
-def _mask_bool(channel: Image.Image) -> np.ndarray:
+def mask_bool(channel: Image.Image) -> np.ndarray:
     if channel.mode in _HIGH_DEPTH:
         return _high_depth_to_float(channel) > 0.5
     return np.asarray(channel) > 127
@@ -222,7 +222,7 @@ def _mask_bool(channel: Image.Image) -> np.ndarray:
 def decode_mask(data: bytes) -> np.ndarray:
     """Mask bytes -> bool (H, W): alpha when present and not fully opaque, else brightness
     above 50% - so alpha, L, RGB, 1-bit, palette and 16-bit masks all work."""
-    return _mask_bool(_mask_channel(_decode(_open(data, "mask"), "mask")))
+    return mask_bool(_mask_channel(_decode(_open(data, "mask"), "mask")))
 
 
 def _check_mask_size(
@@ -245,10 +245,9 @@ def _check_mask_size(
     return f"The {name} ({mw}x{mh}) was resized to the image size ({width}x{height})."
 
 
-def check_mask_coverage(mask: np.ndarray, index: int | None = None) -> float:
-    """Fraction of pixels in the mask; raises ``empty_mask`` / ``full_mask``."""
+def check_mask_coverage(frac: float, index: int | None = None) -> float:
+    """``frac``, the fraction of pixels in the mask; raises ``empty_mask`` / ``full_mask``."""
     name = "mask" if index is None else f"mask {index}"
-    frac = float(mask.mean()) if mask.size else 0.0
     if frac == 0.0:
         raise BackendError(
             "empty_mask", f"The {name} is empty: paint or select the object you want in 3D."
@@ -262,28 +261,57 @@ def check_mask_coverage(mask: np.ndarray, index: int | None = None) -> float:
     return frac
 
 
-def load_inputs(
-    image_bytes: bytes,
-    mask_bytes: bytes | list[bytes] | None = None,
-    max_pixels: int = MAX_WORK_PIXELS,
-) -> LoadedInput:
-    """Decode and validate the photo and its mask(s) (see module doc). Every size and shape
-    check reads only the files' headers, so a request that fails them costs no decoding."""
+@dataclass
+class OpenedInputs:
+    """A request's files with their headers read and every size and shape checked, no
+    pixel decoded yet: the photo, its masks (``scene``: a list was sent), the photo's size
+    (width, height) as it is viewed, and the notes so far (a mask of another size). Each
+    file is let go (None) once it has been decoded, so its full-size pixels are freed."""
+
+    photo: Image.Image | None
+    masks: list[Image.Image | None]
+    size: tuple[int, int]
+    scene: bool
+    notes: list[str] = field(default_factory=list)
+    #: Set by ``decode_photo``: the photo file may be stored as it was sent (an RGB PNG
+    #: with no EXIF, used at its own size), which reads back as the same pixels.
+    photo_as_sent: bool = False
+
+    def mask_index(self, i: int) -> int | None:
+        """Mask ``i``'s number in messages (None: the one mask of an object job)."""
+        return i if self.scene else None
+
+
+def open_inputs(image_bytes: bytes, mask_bytes: bytes | list[bytes] | None) -> OpenedInputs:
+    """Identify the photo and its mask(s) and check every size and shape from the files'
+    headers alone, so a request that fails them costs no decoding."""
     photo = _open(image_bytes, "image")
     width, height = _upright_size(photo)
     scene = isinstance(mask_bytes, list)
     mask_files = [] if mask_bytes is None else (mask_bytes if scene else [mask_bytes])
-    notes: list[str] = []
-    mask_images = []
+    opened = OpenedInputs(photo, [], (width, height), scene)
     for i, data in enumerate(mask_files):
         m = _open(data, "mask")
-        note = _check_mask_size(_upright_size(m), width, height, i if scene else None)
+        note = _check_mask_size(_upright_size(m), width, height, opened.mask_index(i))
         if note:
-            notes.append(note)
-        mask_images.append(m)
-    photo = _decode(photo, "image", max_pixels)
+            opened.notes.append(note)
+        opened.masks.append(m)
+    return opened
+
+
+def decode_photo(
+    opened: OpenedInputs, max_pixels: int = MAX_WORK_PIXELS
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The photo decoded, upright and at its working size (at most ``max_pixels``): RGB
+    uint8 (H, W, 3) and its alpha (H, W) uint8 or None. Corrects ``opened.size`` when the
+    EXIF orientation came after a PNG's pixels, and notes a downscale first."""
+    assert opened.photo is not None, "the photo is decoded once"
+    photo = _decode(opened.photo, "image", max_pixels)
+    opened.photo = None
+    as_sent = photo.format == "PNG" and photo.mode == "RGB" and "exif" not in photo.info
+    width, height = opened.size
     if (photo.width > photo.height) != (width > height) and width != height:
-        width, height = height, width  # an EXIF orientation stored after a PNG's pixels
+        opened.size = width, height = height, width  # an EXIF orientation after the pixels
     # Downscale in Pillow before any array exists, rebinding ``photo`` at each step so the
     # full-size pixels are freed as soon as the box reduction has them.
     decoded_size = photo.size
@@ -292,37 +320,87 @@ def load_inputs(
     rgb, alpha = _rgb_alpha_uint8(photo)
     del photo
     work_h, work_w = rgb.shape[:2]
+    opened.photo_as_sent = as_sent and (work_w, work_h) == (width, height)
     if (work_w, work_h) != (width, height):
-        notes.insert(
+        opened.notes.insert(
             0,
             f"The image ({width}x{height}, {width * height / 1e6:.1f} MP) was downscaled to "
             f"{work_w}x{work_h} to stay under {max_pixels / 1e6:.0f} MP.",
         )
+    return rgb, alpha
+
+
+def mask_at(
+    opened: OpenedInputs, i: int, work: tuple[int, int], max_pixels: int = MAX_WORK_PIXELS
+) -> tuple[Image.Image, bool]:
+    """Mask ``i`` decoded, upright, checked, as one channel (high = object) at the working
+    size ``work`` (width, height), resized nearest-neighbour when it differs; and whether
+    its file may be kept exactly as it was sent: a PNG of 8-bit grey or 1-bit pixels at
+    the photo's own size with no EXIF (so nothing turns it). Read as grey, resized
+    nearest-neighbour to the working size and thresholded at 50%
+    (``backend.jobs.run.read_mask``), such a file gives this very mask, pixel for pixel."""
+    im = opened.masks[i]
+    assert im is not None, "each mask is decoded once"
+    opened.masks[i] = None
+    im = _decode(im, "mask", max_pixels)
+    as_sent = im.format == "PNG" and im.mode in ("L", "1") and im.size == opened.size
+    as_sent = as_sent and "exif" not in im.info
+    channel = _mask_channel(im)
+    del im
+    width, height = opened.size
+    _check_mask_size(channel.size, width, height, opened.mask_index(i))  # as decoded
+    if channel.size != work:
+        channel = channel.resize(work, Image.NEAREST)
+    return channel, as_sent
+
+
+def mask_fraction(channel: Image.Image) -> float:
+    """Fraction of a mask channel's pixels that are object (as ``mask_bool`` decides)."""
+    if channel.mode == "L":  # counted from the histogram: no array of the whole mask
+        counts = channel.histogram()
+        return sum(counts[128:]) / (channel.width * channel.height)
+    m = mask_bool(channel)
+    return float(m.mean()) if m.size else 0.0
+
+
+def load_inputs(
+    image_bytes: bytes,
+    mask_bytes: bytes | list[bytes] | None = None,
+    max_pixels: int = MAX_WORK_PIXELS,
+) -> LoadedInput:
+    """Decode and validate the photo and its mask(s) into arrays (see module doc). Every
+    size and shape check reads only the files' headers, so a request that fails them costs
+    no decoding."""
+    opened = open_inputs(image_bytes, mask_bytes)
+    rgb, alpha = decode_photo(opened, max_pixels)
+    work = (rgb.shape[1], rgb.shape[0])
     if mask_bytes is None:
-        if alpha is None or alpha.min() == 255:
-            raise BackendError(
-                "bad_mask",
-                "No mask was given and the image has no transparency; send a mask image, or an "
-                "image whose alpha channel marks the object.",
-            )
-        masks = [alpha > 127]
+        masks = [alpha_mask(alpha)]
     else:
-        masks = []
-        for i, m in enumerate(mask_images):
-            channel = _mask_channel(_decode(m, "mask", max_pixels))
-            _check_mask_size(channel.size, width, height, i if scene else None)  # as decoded
-            if channel.size != (work_w, work_h):
-                channel = channel.resize((work_w, work_h), Image.NEAREST)
-            masks.append(_mask_bool(channel))
-    if not scene:
-        check_mask_coverage(masks[0])
-    return LoadedInput(image=rgb, masks=masks, warnings=notes, original_size=(width, height))
+        n = len(opened.masks)
+        masks = [mask_bool(mask_at(opened, i, work, max_pixels)[0]) for i in range(n)]
+    if not opened.scene:
+        check_mask_coverage(float(masks[0].mean()))
+    return LoadedInput(image=rgb, masks=masks, warnings=opened.notes, original_size=opened.size)
 
 
-def encode_png(array: np.ndarray) -> bytes:
-    """uint8 (H, W[, C]) or bool (H, W) array -> PNG bytes."""
-    if array.dtype == bool:
-        array = array.astype(np.uint8) * 255
+def alpha_mask(alpha: np.ndarray | None) -> np.ndarray:
+    """The mask of a photo sent without one: its alpha above 50%; ``bad_mask`` when the
+    photo has no transparency."""
+    if alpha is None or alpha.min() == 255:
+        raise BackendError(
+            "bad_mask",
+            "No mask was given and the image has no transparency; send a mask image, or an "
+            "image whose alpha channel marks the object.",
+        )
+    return alpha > 127
+
+
+def encode_png(array: np.ndarray | Image.Image, compress_level: int = 6) -> bytes:
+    """uint8 (H, W[, C]) array, bool (H, W) array (a 1-bit PNG) or Pillow image -> PNG
+    bytes. ``compress_level`` 1 writes about 3x faster than the default 6, for a larger file
+    (a job's own copy of its inputs)."""
+    im = array if isinstance(array, Image.Image) else Image.fromarray(array)
     buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG")
+    im.save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()

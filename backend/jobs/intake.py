@@ -21,16 +21,25 @@ from backend.errors import BackendError
 from backend.jobs.images import (
     MAX_UPLOAD_BYTES,
     MAX_WORK_PIXELS,
+    alpha_mask,
     bad_input,
+    check_mask_coverage,
+    decode_photo,
     encode_png,
-    load_inputs,
+    mask_at,
+    mask_bool,
+    mask_fraction,
+    open_inputs,
 )
 from backend.jobs.job_dir import JobInputs
 from backend.jobs.request import InputFacts, JobKind, JobRequest, job_id_for
 from backend.options import JobOptions
+from backend.parallel import ordered_map
 
 #: Masks of one scene job at most.
 MAX_SCENE_MASKS = 32
+#: Masks decoded at a time by one submission (at most the CPUs this process may use).
+INTAKE_THREADS = 2
 #: What counts as a mask file in a folder of masks: named by its object's index (``0.png,
 #: 1.jpg, ...``) with one of these suffixes - the add-on's rule too (a test holds the two
 #: together). A type the backend cannot decode (EXR) is refused with ``bad_mask``.
@@ -67,28 +76,65 @@ class Submission:
         return job_id_for(self.image, masks, self.options.engine, options, self.options.seed)
 
     def prepare(self) -> JobInputs:
-        """Decode, check and re-encode the inputs (raises ``BackendError`` for bad input)."""
+        """Decode, check and store the inputs (raises ``BackendError`` for bad input).
+
+        The photo is decoded once; then the masks are decoded and checked
+        ``INTAKE_THREADS`` at a time (Pillow releases the GIL while it decodes) while the
+        working-size photo is written as PNG beside them. Each mask is kept as the bytes
+        the job stores and its coverage - never as a whole-frame array - and an upload
+        that is already an 8-bit grey or 1-bit PNG at the photo's size is stored as it
+        was sent (``images.mask_at``); the worker reads either the same way
+        (``backend.jobs.run.read_mask``). The photo itself is stored as sent when it is
+        an RGB PNG used at its own size with no EXIF."""
         try:
-            loaded = load_inputs(self.image, self.masks, self.max_pixels)
+            opened = open_inputs(self.image, self.masks)
+            rgb, alpha = decode_photo(opened, self.max_pixels)
+            work = (int(rgb.shape[1]), int(rgb.shape[0]))
+
+            def photo_png() -> bytes:
+                return self.image if opened.photo_as_sent else encode_png(rgb, 1)
+
+            def mask_png(i: int) -> tuple[bytes, float]:
+                """Mask ``i`` as the job stores it, and its coverage; the task after the
+                last mask writes the photo's PNG."""
+                if i == len(opened.masks):
+                    return photo_png(), 0.0
+                channel, as_sent = mask_at(opened, i, work, self.max_pixels)
+                frac = mask_fraction(channel)
+                if not opened.scene:
+                    check_mask_coverage(frac)
+                if as_sent:
+                    sent = self.masks[i] if isinstance(self.masks, list) else self.masks
+                    assert isinstance(sent, bytes)
+                    return sent, frac
+                return encode_png(mask_bool(channel), 1), frac
+
+            if self.masks is None:
+                mask = alpha_mask(alpha)
+                frac = check_mask_coverage(float(mask.mean()))
+                stored = [(encode_png(mask, 1), frac), (photo_png(), 0.0)]
+            else:
+                n = len(opened.masks)
+                stored = ordered_map(mask_png, n + 1, INTAKE_THREADS, name="intake")
             request = JobRequest(
                 id=self.job_id,
                 kind=self.kind,
                 engine=self.options.engine,
                 seed=self.options.seed,
                 options=self.options,
-                parts=len(loaded.masks),
+                parts=len(stored) - 1,
                 input=InputFacts(
                     image_sha256=hashlib.sha256(self.image).hexdigest(),
-                    original_size=list(loaded.original_size),
-                    size=[int(loaded.image.shape[1]), int(loaded.image.shape[0])],
-                    mask_coverage=[float(m.mean()) for m in loaded.masks],
+                    original_size=list(opened.size),
+                    size=list(work),
+                    mask_coverage=[frac for _, frac in stored[:-1]],
                 ),
             )
             return JobInputs(
                 request=request,
-                image_png=encode_png(loaded.image),
-                mask_pngs=[encode_png(m) for m in loaded.masks],
-                warnings=loaded.warnings,
+                image_png=stored[-1][0],
+                mask_pngs=[png for png, _ in stored[:-1]],
+                warnings=opened.notes,
             )
         finally:
             release_freed_memory()

@@ -13,9 +13,9 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from PIL import Image
@@ -27,7 +27,7 @@ from backend.gpu.assignment import current_worker_gpu
 from backend.jobs.job_dir import JobDir
 from backend.jobs.request import JobRequest
 from backend.options import JobOptions
-from backend.progress import Cancelled, JobContext
+from backend.progress import JobContext
 from backend.reconstruction import Reconstruction
 from backend.storage import atomic_path, refused_by_disk, storage_error
 
@@ -74,6 +74,41 @@ def peak_rss_mb() -> float | None:
 def _read_png(path: Path, mode: str) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert(mode))
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A job's mask file -> bool (H, W) = ``shape`` of the job's image, True = object.
+
+    Intake stores a mask either at the image's size or, when the upload already was an
+    8-bit grey / 1-bit PNG, as it was sent (``backend.jobs.images``); such a mask is resized
+    here nearest-neighbour, exactly as intake would have done before storing it."""
+    with Image.open(path) as im:
+        grey = im.convert("L")
+        if grey.size != (shape[1], shape[0]):
+            grey = grey.resize((shape[1], shape[0]), Image.NEAREST)
+        return np.asarray(grey) > 127
+
+
+class SceneMasks(Sequence[np.ndarray]):
+    """The masks of a scene job, each read from its file when the engine asks for it, so
+    only the objects in flight hold theirs in memory."""
+
+    def __init__(self, job: JobDir, count: int, shape: tuple[int, int]) -> None:
+        self.job, self.count, self.shape = job, count, shape
+
+    def __len__(self) -> int:
+        return self.count
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[np.ndarray]: ...
+    def __getitem__(self, i: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.count))]
+        if not -self.count <= i < self.count:
+            raise IndexError(i)
+        return read_mask(self.job.mask_file(i % self.count), self.shape)
 
 
 def _stage_weights(engine: Any) -> dict[str, float]:
@@ -132,7 +167,7 @@ def run_job(job: JobDir, ctx: JobContext, on_part: OnPart | None = None) -> dict
         "input": req.input.model_dump(mode="json"),
     }
     if req.kind == "object":
-        mask = _read_png(job.mask_file(), "L") > 127
+        mask = read_mask(job.mask_file(), image.shape[:2])
         recon = engine.reconstruct(image, mask, req.seed, options, ctx)
         stats = _finish(recon, options, job.result_glb, ctx)
         result["state"] = "done"
@@ -154,43 +189,41 @@ def _run_scene(
     ctx: JobContext,
     on_part: OnPart | None,
 ) -> dict[str, Any]:
+    """The objects of one photo: the engine over every mask (each mask read when its
+    object starts), then the parts finished a few at a time (``finish_parts``), then the
+    scene GLB. One part's failure is its own (the scene is ``partial``); a full or
+    read-only disk is every part's, and ends the job."""
     from backend.finishing import export_scene_glb
+    from backend.finishing.parts import finish_parts
 
-    masks = [_read_png(job.mask_file(i), "L") > 127 for i in range(req.parts)]
+    masks = SceneMasks(job, req.parts, image.shape[:2])
     recons = engine.reconstruct_many(image, masks, req.seed, req.options, ctx)
     ctx.stage("finish")
+    camera = next((r.intrinsics for r in recons if not isinstance(r, Exception)), None)
     parts: list[dict[str, Any]] = []
     finished: list[tuple[str, Path]] = []
-    camera = None
-    for i, rec in enumerate(recons):
+
+    def part_ended(i: int, outcome: dict[str, Any] | Exception) -> None:
+        if isinstance(outcome, Exception):
+            if refused_by_disk(outcome):
+                raise outcome  # a full or read-only disk costs every part alike
+            err = _error_dict(outcome)
+            parts.append({"index": i, "state": "failed", "error": err})
+            if on_part:
+                on_part(i, "failed", err)
+            return
+        rec = recons[i]
+        assert not isinstance(rec, Exception)
         name = f"object_{i}"
-        if isinstance(rec, Exception):
-            err = _error_dict(rec)
-            parts.append({"index": i, "state": "failed", "error": err})
-            if on_part:
-                on_part(i, "failed", err)
-            continue
-        camera = camera or rec.intrinsics
-        out = job.part_glb(i)
-        try:
-            part_ctx = ctx.part(i, len(recons), dict(FINISH_STAGES))
-            stats = _finish(rec, req.options, out, part_ctx)
-        except Cancelled:
-            raise
-        except Exception as exc:  # one part's failure never costs the scene...
-            if refused_by_disk(exc):
-                raise  # ...but a full or read-only disk costs every part alike
-            err = _error_dict(exc)
-            parts.append({"index": i, "state": "failed", "error": err})
-            if on_part:
-                on_part(i, "failed", err)
-            continue
         part = {"index": i, "state": "done", "name": name, "result": job.part_glb_name(i)}
-        part.update(_object_result(rec, stats))
+        part.update(_object_result(rec, outcome))
         parts.append(part)
-        finished.append((name, out))
+        finished.append((name, job.part_glb(i)))
         if on_part:
             on_part(i, "done", None)
+
+    outs = [job.part_glb(i) for i in range(len(recons))]
+    finish_parts(recons, req.options, outs, ctx, on_part=part_ended)
     if not finished:
         first = next(p["error"] for p in parts if p.get("error"))
         raise BackendError(

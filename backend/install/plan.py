@@ -27,8 +27,10 @@ this order:
                      utils3d renamed ``depth_edge`` and breaks MoGe's import);
 9. ``hydra-patch``   upstream's required Hydra fix (hydra PR 2863): ``hydra/core/utils.py``
                      replaced by the file at the pinned commit, only on hydra-core 1.3.2;
-10. ``backend``      this project (``pip install <source>``): server, preview engine,
-                     finishing.
+10. ``sam2``        click-to-mask: SAM 2.1 (the ``sam2`` package, 1.1.0, built against the
+                     venv's torch without its optional CUDA extension) and iopath;
+11. ``backend``      this project (``pip install <source>``): server, preview engine,
+                     finishing, GrabCut click-to-mask (OpenCV).
 
 ``cuda128`` - the same steps on a current stack, for GPUs that torch 2.5.1/CUDA 12.1 cannot
 drive (compute capability 10.0 and newer: RTX 50xx is 12.0, B200 10.0): torch 2.7.1 from the
@@ -145,6 +147,9 @@ GSPLAT = f"gsplat @ git+https://github.com/nerfstudio-project/gsplat.git@{GSPLAT
 SAM3D_OBJECTS = (
     f"sam3d_objects @ git+https://github.com/facebookresearch/sam-3d-objects.git@{SAM3D_COMMIT}"
 )
+#: Click-to-mask on the GPU (backend/masking/sam2_engine.py); SAM 2 itself, Apache-2.0.
+SAM2 = "sam2==1.1.0"
+IOPATH = "iopath==0.1.10"
 MOGE = f"moge @ git+https://github.com/microsoft/MoGe.git@{MOGE_COMMIT}"
 UTILS3D = f"utils3d @ git+https://github.com/EasternJournalist/utils3d.git@{UTILS3D_COMMIT}"
 
@@ -164,7 +169,9 @@ RUNTIME_DEPS: tuple[str, ...] = (
     "pymeshfix==0.17.0",
     "igraph==0.11.8",
     "pyvista==0.44.2",
-    "opencv-python==4.9.0.80",
+    # upstream pins opencv-python; the headless build of the same version has the same cv2
+    # and satisfies the backend's own opencv-python-headless (two cv2 packages would clash)
+    "opencv-python-headless==4.9.0.80",
     "scikit-image==0.23.1",
     "seaborn==0.13.2",
     "plyfile==1.1",
@@ -183,6 +190,8 @@ IMPORT_CHECK_CPU: tuple[str, ...] = (
     "backend",
     "backend.server",
     "backend.engines.preview",
+    "backend.masking.grabcut",
+    "cv2",
     "numpy",
     "scipy",
     "PIL",
@@ -257,6 +266,7 @@ IMPORT_CHECK_CUDA: tuple[str, ...] = tuple(
             "utils3d",
             "moge.model.v1",
             "yaml",
+            "sam2.build_sam",
         )
         + ENGINE_MODULES
         + IMPORT_CHECK_CPU
@@ -520,6 +530,13 @@ def build_plan(
             [[str(py), "-c", hydra_patch]],
             satisfied_by=[Requirement(marker=".sam3d-install/hydra-patch")],
             note="hydra PR 2863, as upstream requires",
+        ),
+        Step(
+            "sam2",
+            [install(IOPATH), install("--no-deps", "--no-build-isolation", SAM2)],
+            env={"SAM2_BUILD_CUDA": "0"},
+            satisfied_by=[_pin(IOPATH), _pin(SAM2)],
+            note="click-to-mask; SAM 2's optional CUDA extension is skipped",
         ),
         backend_step,
     ]

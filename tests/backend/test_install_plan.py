@@ -42,6 +42,7 @@ CUDA_STEPS = [
     "sam3d-objects",
     "moge-utils3d",
     "hydra-patch",
+    "sam2",
     "backend",
 ]
 
@@ -140,8 +141,13 @@ def test_cuda_dry_run_prints_the_pinned_commands_in_order(tmp_path):
         "xatlas==0.0.9",
         "pymeshfix==0.17.0",
         "'numpy<2'",
+        "opencv-python-headless==4.9.0.80",  # one cv2: the backend's own is headless too
     ):
         assert pin in deps
+    assert "opencv-python==" not in deps
+    assert cmds["sam2"][0].endswith("pip install --disable-pip-version-check iopath==0.1.10")
+    assert cmds["sam2"][1].startswith("SAM2_BUILD_CUDA=0 ")
+    assert cmds["sam2"][1].endswith("--no-deps --no-build-isolation sam2==1.1.0")
     assert (
         f"--no-deps 'sam3d_objects @ git+https://github.com/facebookresearch/sam-3d-objects.git@{SAM3D_COMMIT}'"
         in cmds["sam3d-objects"][0]

@@ -146,6 +146,8 @@ def draw_inputs(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         row = col.row(align=True)
         row.prop(s, "mask_image", text="")
         row.operator("sam3d.new_mask", text="New", icon="ADD")
+        if s.mask_image is None:  # where the click-to-mask tool is
+            col.label(text="Or click the object: Image Editor > Sidebar > SAM 3D", icon="INFO")
     elif s.mask_source == "FILE":
         col.prop(s, "mask_path", text="")
     text, warn = _mask_status(s)

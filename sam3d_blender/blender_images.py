@@ -5,6 +5,11 @@ are the stored 8-bit values / 255 (sRGB-encoded for colour images); float images
 scene-linear values and are converted to sRGB before they are written as 8-bit PNG.
 PNGs are written by Blender itself, so painted, generated and packed images work just like
 files on disk.
+
+Frames: Blender shows and holds a photo's pixels as its file stores them, ignoring the
+EXIF orientation. A mask made in Blender for a photo is therefore in the photo's stored
+frame and its PNG says so (``core/frames.py``); a mask image loaded from a file made
+elsewhere is taken as upright, as the file is (:func:`mask_frame`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+
+from .core import frames
+from .core.provenance import PROP_PREFIX
 
 #: File types sent as they are (the backend decodes them); anything else goes through PNG.
 PASSTHROUGH_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -66,12 +74,27 @@ def _file_of(image: bpy.types.Image) -> Path | None:
     return path if path.is_file() else None
 
 
+def _packed_file_of(image: bpy.types.Image) -> bytes | None:
+    """The bytes of an unmodified packed PNG or JPEG (the original file, EXIF included)."""
+    packed = image.packed_file
+    if packed is None or image.is_dirty or image.source != "FILE":
+        return None
+    if image.file_format not in ("PNG", "JPEG") or len(image.packed_files) != 1:
+        return None
+    return bytes(packed.data)
+
+
 def image_png(image: bpy.types.Image) -> bytes:
     """The image as bytes for the backend: the file itself when it is an unmodified PNG or
-    JPEG on disk, else a PNG written from its pixels (8-bit sRGB, alpha kept)."""
+    JPEG, on disk or packed (so its EXIF orientation reaches the backend, which then sees
+    the photo upright), else a PNG written from its pixels (8-bit sRGB, alpha kept; the
+    pixels as Blender holds them, in their stored frame)."""
     path = _file_of(image)
     if path is not None and path.suffix.lower() in PASSTHROUGH_SUFFIXES:
         return path.read_bytes()
+    packed = _packed_file_of(image)
+    if packed is not None:
+        return packed
     px = pixels(image)
     if image.is_float:
         px = px.copy()
@@ -131,19 +154,43 @@ def alpha_mask(px: np.ndarray) -> np.ndarray | None:
     return alpha > 0.5
 
 
-def mask_png(mask: np.ndarray) -> bytes:
-    """A black/white opaque PNG (white = object) from a (H, W) bool mask, bottom row first."""
+def mask_png(mask: np.ndarray, frame: str = frames.UPRIGHT) -> bytes:
+    """A black/white opaque PNG (white = object) from a (H, W) bool mask, bottom row first;
+    a ``frames.STORED`` mask's PNG declares that frame (``core/frames.py``)."""
     h, w = mask.shape
     rgba = np.ones((h, w, 4), dtype=np.float32)
     rgba[..., :3] = mask.astype(np.float32)[..., None]
-    return encode_png(rgba, "sam3d_mask_tmp")
+    png = encode_png(rgba, "sam3d_mask_tmp")
+    return png if frame == frames.UPRIGHT else frames.declare_frame(png, frame)
+
+
+#: Custom property naming the frame a Blender mask image is in (``core/frames.py``).
+PROP_MASK_FRAME = PROP_PREFIX + "mask_frame"
+
+
+def mark_frame(image: bpy.types.Image, frame: str) -> None:
+    """Record on ``image`` (saved with the .blend, kept by Save As) which frame it is in."""
+    image[PROP_MASK_FRAME] = frame
+
+
+def mask_frame(image: bpy.types.Image) -> str:
+    """The frame of a Blender image used as a mask: the one recorded by :func:`mark_frame`
+    (New mask, Click to mask: the photo's stored frame, as Blender shows the photo); else
+    ``UPRIGHT`` for an image loaded from a file (made by another tool from the photo as it
+    is viewed) and ``STORED`` for one made in Blender (painted over the photo as shown)."""
+    frame = image.get(PROP_MASK_FRAME)
+    if frame in (frames.UPRIGHT, frames.STORED):
+        return frame
+    return frames.UPRIGHT if image.source == "FILE" and image.filepath else frames.STORED
 
 
 def new_mask_image(name: str, width: int, height: int) -> bpy.types.Image:
-    """A black, opaque image to paint the object white on in the Image Editor."""
+    """A black, opaque image to paint the object white on in the Image Editor, the size of
+    the photo as Blender shows it (its stored frame, recorded on the image)."""
     img = bpy.data.images.new(name, width, height, alpha=False)
     img.generated_color = (0.0, 0.0, 0.0, 1.0)
     img.colorspace_settings.name = "Non-Color"
+    mark_frame(img, frames.STORED)
     return img
 
 

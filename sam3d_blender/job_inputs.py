@@ -5,6 +5,11 @@ anything is sent. PNG and JPEG files go as they are; other formats, and Blender 
 (loaded, packed, painted), are written as PNG by Blender (:mod:`.blender_images`). A mask is the
 image's alpha when it has transparency, else its brightness (white = object), exactly as
 the backend reads masks.
+
+Frames (``core/frames.py``): mask files go as they are and are read upright; a Blender
+image used as a mask goes in its frame (:func:`.blender_images.mask_frame`): a mask painted
+or clicked in Blender is in the photo's stored frame and its PNG says so, and the backend
+turns it upright with the photo's own EXIF orientation.
 """
 
 from __future__ import annotations
@@ -56,14 +61,15 @@ def image_bytes(img: bpy.types.Image) -> bytes:
 
 
 def mask_bytes(img: bpy.types.Image) -> bytes:
-    """A Blender image used as a mask -> black/white PNG bytes (white = object)."""
+    """A Blender image used as a mask -> black/white PNG bytes (white = object), declaring
+    the photo's stored frame when the mask was made in Blender (see module doc)."""
     try:
         mask = blender_images.mask_from_pixels(blender_images.pixels(img))
     except (RuntimeError, ValueError) as exc:
         raise InputError("bad_mask", f"{img.name}: {exc}") from None
     if not mask.any():
         raise InputError("empty_mask", f"the mask image {img.name!r} is empty")
-    return blender_images.mask_png(mask)
+    return blender_images.mask_png(mask, blender_images.mask_frame(img))
 
 
 def require_alpha(img: bpy.types.Image) -> None:

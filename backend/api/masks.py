@@ -1,5 +1,7 @@
 """``POST /masks`` (docs/API.md): a photo and clicks (points, an optional box) -> a mask
-PNG, with its score and the method in response headers; ``GET /masks/engines``.
+PNG, with its score and the method in response headers; ``GET /masks/engines``. The mask
+is in the prompts' frame: upright (the photo's EXIF orientation applied), or the file's
+stored frame with ``"frame": "stored"`` (``backend.jobs.orientation``).
 
 The server only checks the request; the mask is made by the mask worker process
 (``backend.masking.worker``), one long-lived process for every method: the server never
@@ -64,7 +66,9 @@ async def create_mask(
     image: UploadFile | None = File(None, description="The photo (or give image_id)"),
     image_id: str | None = Form(None, description="X-Image-Id of an earlier answer"),
     prompts: str | None = Form(
-        None, description='{"points":[{"x","y","positive"}],"box":[x0,y0,x1,y1]}'
+        None,
+        description='{"points":[{"x","y","positive"}],"box":[x0,y0,x1,y1],'
+        '"frame":"upright"|"stored"}',
     ),
     engine: str = Form("auto", description="auto | grabcut | sam2"),
 ) -> Response:
@@ -95,6 +99,7 @@ async def create_mask(
             "X-Image-Id": ans["image_id"],
             "X-Mask-Size": f"{w}x{h}",
             "X-Image-Size": f"{fw}x{fh}",
+            "X-Mask-Frame": ans["frame"],
             "X-Mask-Cached": "1" if ans["cached"] else "0",
             "X-Mask-Ms": f"{ans['timings_ms']['total']:.1f}",
         },

@@ -8,7 +8,10 @@ Problems raise ``BackendError`` with a code from ``backend.errors`` and a senten
 can act on.
 
 Output arrays: image (H, W, 3) uint8 sRGB; mask (H, W) bool (True = object). Sizes are
-(width, height) in pixels, as the picture is viewed (after its EXIF rotation).
+(width, height) in pixels, as the picture is viewed (after its EXIF rotation): the upright
+frame (``backend.jobs.orientation``). A mask is upright too, unless its PNG declares that it
+is in the photo's stored frame (painted over the photo as Blender shows it); such a mask is
+turned upright with the photo's own EXIF orientation before anything else.
 """
 
 from __future__ import annotations
@@ -21,6 +24,14 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from backend.errors import BackendError, shorten
+from backend.jobs.orientation import (
+    STORED,
+    declared_frame,
+    orientation_of,
+    to_upright,
+    transpose_of,
+    upright_size,
+)
 
 #: The file formats a photo or a mask comes in. Nothing else reaches a decoder: Pillow would
 #: otherwise try every format it knows (EPS, for one, runs Ghostscript).
@@ -98,23 +109,27 @@ def _corrupt(what: str, exc: BaseException) -> BackendError:
     )
 
 
+def _header_orientation(im: Image.Image) -> int:
+    """The EXIF orientation read from the header only (a PNG's EXIF after its pixels is not
+    seen here - Pillow would decode the whole image to reach it; decoding reads it again)."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    return orientation_of(im)
+
+
 def _upright_size(im: Image.Image) -> tuple[int, int]:
     """(width, height) as the picture is viewed: EXIF orientations 5-8 swap the two. Read
-    from the header only (a PNG's EXIF after its pixels is not seen here - Pillow would
-    decode the whole image to reach it; ``load_inputs`` checks again after decoding)."""
-    orientation = 1
-    if im.format != "PNG" or "exif" in im.info:
-        try:
-            orientation = im.getexif().get(0x0112, 1)
-        except Exception:  # broken EXIF is ignored, as when decoding
-            orientation = 1
-    w, h = im.size
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    from the header only (see ``_header_orientation``; ``load_inputs`` checks again after
+    decoding)."""
+    return upright_size(im.size, _header_orientation(im))
 
 
-def _decode(im: Image.Image, what: str, max_pixels: int | None = None) -> Image.Image:
-    """Decode the pixels and turn the picture upright (EXIF). With ``max_pixels``, a JPEG
-    is decoded at the smallest 1/2, 1/4 or 1/8 scale that still has that many pixels."""
+def _decode_oriented(
+    im: Image.Image, what: str, max_pixels: int | None = None
+) -> tuple[Image.Image, int]:
+    """Decode the pixels and turn the picture upright (EXIF); returns it and the EXIF
+    orientation it had (1..8). With ``max_pixels``, a JPEG is decoded at the smallest
+    1/2, 1/4 or 1/8 scale that still has that many pixels."""
     if max_pixels is not None and im.format == "JPEG" and im.width * im.height > max_pixels:
         s = (max_pixels / (im.width * im.height)) ** 0.5
         im.draft(im.mode, (int(im.width * s) + 1, int(im.height * s) + 1))
@@ -122,11 +137,17 @@ def _decode(im: Image.Image, what: str, max_pixels: int | None = None) -> Image.
         im.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise _corrupt(what, exc) from None
+    orientation = orientation_of(im)
     try:
         ImageOps.exif_transpose(im, in_place=True)  # no copy when already upright
     except Exception:  # broken EXIF must not cost the upload
-        pass
-    return im
+        orientation = 1
+    return im, orientation
+
+
+def _decode(im: Image.Image, what: str, max_pixels: int | None = None) -> Image.Image:
+    """Decode the pixels and turn the picture upright (EXIF); see ``_decode_oriented``."""
+    return _decode_oriented(im, what, max_pixels)[0]
 
 
 _HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
@@ -266,13 +287,17 @@ class OpenedInputs:
     """A request's files with their headers read and every size and shape checked, no
     pixel decoded yet: the photo, its masks (``scene``: a list was sent), the photo's size
     (width, height) as it is viewed, and the notes so far (a mask of another size). Each
-    file is let go (None) once it has been decoded, so its full-size pixels are freed."""
+    file is let go (None) once it has been decoded, so its full-size pixels are freed.
+    ``orientation`` is the photo's EXIF orientation (1..8), by which masks declared in the
+    photo's stored frame (``mask_frames``) are turned upright."""
 
     photo: Image.Image | None
     masks: list[Image.Image | None]
     size: tuple[int, int]
     scene: bool
     notes: list[str] = field(default_factory=list)
+    orientation: int = 1
+    mask_frames: list[str] = field(default_factory=list)
     #: Set by ``decode_photo``: the photo file may be stored as it was sent (an RGB PNG
     #: with no EXIF, used at its own size), which reads back as the same pixels.
     photo_as_sent: bool = False
@@ -286,16 +311,23 @@ def open_inputs(image_bytes: bytes, mask_bytes: bytes | list[bytes] | None) -> O
     """Identify the photo and its mask(s) and check every size and shape from the files'
     headers alone, so a request that fails them costs no decoding."""
     photo = _open(image_bytes, "image")
-    width, height = _upright_size(photo)
+    orientation = _header_orientation(photo)
+    width, height = upright_size(photo.size, orientation)
     scene = isinstance(mask_bytes, list)
     mask_files = [] if mask_bytes is None else (mask_bytes if scene else [mask_bytes])
-    opened = OpenedInputs(photo, [], (width, height), scene)
+    opened = OpenedInputs(photo, [], (width, height), scene, orientation=orientation)
     for i, data in enumerate(mask_files):
         m = _open(data, "mask")
-        note = _check_mask_size(_upright_size(m), width, height, opened.mask_index(i))
+        index = opened.mask_index(i)
+        frame = declared_frame(m, "mask" if index is None else f"mask {index}")
+        size = _upright_size(m)
+        if frame == STORED:
+            size = upright_size(size, orientation)
+        note = _check_mask_size(size, width, height, index)
         if note:
             opened.notes.append(note)
         opened.masks.append(m)
+        opened.mask_frames.append(frame)
     return opened
 
 
@@ -306,7 +338,7 @@ def decode_photo(
     uint8 (H, W, 3) and its alpha (H, W) uint8 or None. Corrects ``opened.size`` when the
     EXIF orientation came after a PNG's pixels, and notes a downscale first."""
     assert opened.photo is not None, "the photo is decoded once"
-    photo = _decode(opened.photo, "image", max_pixels)
+    photo, opened.orientation = _decode_oriented(opened.photo, "image", max_pixels)
     opened.photo = None
     as_sent = photo.format == "PNG" and photo.mode == "RGB" and "exif" not in photo.info
     width, height = opened.size
@@ -338,15 +370,22 @@ def mask_at(
     its file may be kept exactly as it was sent: a PNG of 8-bit grey or 1-bit pixels at
     the photo's own size with no EXIF (so nothing turns it). Read as grey, resized
     nearest-neighbour to the working size and thresholded at 50%
-    (``backend.jobs.run.read_mask``), such a file gives this very mask, pixel for pixel."""
+    (``backend.jobs.run.read_mask``), such a file gives this very mask, pixel for pixel.
+
+    A mask declared in the photo's stored frame (``opened.mask_frames``) is turned upright
+    with the photo's EXIF orientation (``backend.jobs.orientation.to_upright``) after its
+    own (a Blender-written PNG has none)."""
     im = opened.masks[i]
     assert im is not None, "each mask is decoded once"
     opened.masks[i] = None
     im = _decode(im, "mask", max_pixels)
+    turned = opened.mask_frames[i] == STORED and transpose_of(opened.orientation) is not None
     as_sent = im.format == "PNG" and im.mode in ("L", "1") and im.size == opened.size
-    as_sent = as_sent and "exif" not in im.info
+    as_sent = as_sent and "exif" not in im.info and not turned
     channel = _mask_channel(im)
     del im
+    if turned:
+        channel = to_upright(channel, opened.orientation)
     width, height = opened.size
     _check_mask_size(channel.size, width, height, opened.mask_index(i))  # as decoded
     if channel.size != work:

@@ -26,6 +26,7 @@ def cmd_mask(args: argparse.Namespace) -> int:
         prompt = MaskPrompt(
             tuple(parse_point_arg(p) for p in args.point or ()),
             parse_box_arg(args.box) if args.box else None,
+            args.frame,
         ).check()
         engine = resolve_mask_engine(args.engine)
         image = read_input_file(args.image, "image")
@@ -62,8 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=(
             "Coordinates are pixels of the photo as /jobs reads it: origin at the top-left, "
             "x right, y down, in the upright picture (EXIF orientation applied), at its full "
-            "size. The mask PNG has the photo's upright size (its working size when the "
-            "photo is over 16 MP)."
+            "size; with --frame stored, in the file's pixels as stored (before its EXIF "
+            "orientation: what Blender shows). The mask PNG is in the same frame, at the "
+            "photo's size (its working size when the photo is over 16 MP)."
         ),
     )
     m.add_argument("--image", required=True, help="photo (PNG, JPEG, WebP, TIFF, BMP)")
@@ -73,6 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         action="append",
         metavar="X,Y[,+|-]",
         help="a click: + on the object (default), - on the background; repeat for more",
+    )
+    m.add_argument(
+        "--frame",
+        choices=("upright", "stored"),
+        default="upright",
+        help="the frame of --box, --point and the mask: upright (default; EXIF orientation "
+        "applied) or stored (the file's pixels as stored)",
     )
     m.add_argument("--out", required=True, help="output mask .png")
     m.add_argument("--engine", default="auto", help="auto | grabcut | sam2 (default auto)")

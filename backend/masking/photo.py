@@ -3,6 +3,8 @@
 ``Photo.rgb`` is the upright picture (EXIF orientation applied) at the working size: the
 full size, or smaller when the photo has more than ``max_pixels`` pixels. ``scale`` maps
 full-size pixel coordinates (the prompts' frame) to working pixels: ``x_work = x * scale``.
+``orientation`` is the file's EXIF orientation, which relates the upright frame to the
+stored one (``backend.jobs.orientation``: prompts and masks may be in either).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import numpy as np
 # two-step downscale), so a photo is read here exactly as /jobs reads it.
 from backend.jobs.images import (
     MAX_WORK_PIXELS,
-    _decode,
+    _decode_oriented,
     _open,
     _reduce,
     _resize,
     _rgb_alpha_uint8,
     _upright_size,
 )
+from backend.jobs.orientation import upright_size
 
 
 def image_id(data: bytes) -> str:
@@ -35,6 +38,12 @@ class Photo:
     id: str
     rgb: np.ndarray  # (h, w, 3) uint8, upright, working size
     full_size: tuple[int, int]  # (width, height) upright, before any downscale
+    orientation: int = 1  # the file's EXIF orientation (1..8)
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """(width, height) of the file's stored frame, full size."""
+        return upright_size(self.full_size, self.orientation)  # its own inverse
 
     @property
     def work_size(self) -> tuple[int, int]:
@@ -51,11 +60,11 @@ def load_photo(data: bytes, max_pixels: int = MAX_WORK_PIXELS) -> Photo:
     intake's ``bad_image`` / ``empty_file`` / ``image_too_large`` errors."""
     im = _open(data, "image")
     width, height = _upright_size(im)
-    im = _decode(im, "image", max_pixels)
+    im, orientation = _decode_oriented(im, "image", max_pixels)
     if (im.width > im.height) != (width > height) and width != height:
         width, height = height, width  # an EXIF orientation stored after a PNG's pixels
     decoded = im.size
     im = _reduce(im, max_pixels)
     im = _resize(im, decoded, max_pixels)
     rgb, _alpha = _rgb_alpha_uint8(im)
-    return Photo(image_id(data), np.ascontiguousarray(rgb), (width, height))
+    return Photo(image_id(data), np.ascontiguousarray(rgb), (width, height), orientation)

@@ -1,7 +1,9 @@
 """What a click-to-mask request asks for: positive and negative points, an optional box.
 
-Coordinates are pixels of the upright photo at its full size (see ``backend.masking``):
-origin top-left, x right, y down, floats allowed. A point (x, y) lies in the image when
+Coordinates are pixels of the photo at its full size (see ``backend.masking``): origin
+top-left, x right, y down, floats allowed, in the upright frame (the photo's EXIF
+orientation applied) unless ``frame`` is ``"stored"``: the file's pixels as stored, as
+Blender shows them (``backend.jobs.orientation``). A point (x, y) lies in the image when
 ``0 <= x < width`` and ``0 <= y < height``; a box ``(x0, y0, x1, y1)`` spans pixel edges,
 so ``0 <= x0 < x1 <= width`` and likewise for y, at least one pixel each way.
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend.errors import BackendError, shorten
+from backend.jobs.orientation import FRAMES, UPRIGHT, point_to_upright, upright_size
 
 #: Most points one request may carry (SAM 2 is trained with a handful; more is a client bug).
 MAX_POINTS = 64
@@ -65,8 +68,11 @@ class Box:
 
 @dataclass(frozen=True)
 class MaskPrompt:
+    """Points and a box in ``frame``: ``"upright"`` (default) or ``"stored"``."""
+
     points: tuple[Point, ...] = ()
     box: Box | None = None
+    frame: str = UPRIGHT
 
     @property
     def positives(self) -> list[Point]:
@@ -121,7 +127,30 @@ class MaskPrompt:
         pts = tuple(Point(p.x * s, p.y * s, p.positive) for p in self.points)
         b = self.box
         box = None if b is None else Box(b.x0 * s, b.y0 * s, b.x1 * s, b.y1 * s)
-        return MaskPrompt(pts, box)
+        return MaskPrompt(pts, box, self.frame)
+
+    def upright(self, stored_size: tuple[int, int], orientation: int) -> MaskPrompt:
+        """This stored-frame prompt on a photo of ``stored_size`` (width, height) and EXIF
+        ``orientation``, in the upright frame (a box stays a box: its corners are mapped
+        and ordered again)."""
+
+        def move(x: float, y: float) -> tuple[float, float]:
+            return point_to_upright(x, y, stored_size, orientation)
+
+        w, h = upright_size(stored_size, orientation)
+
+        def inside(x: float, y: float) -> tuple[float, float]:
+            # a point on a left or top pixel edge lands on the right or bottom one when the
+            # picture is flipped: keep it in the last pixel (points are inside: x < width)
+            return (min(x, math.nextafter(w, 0)), min(y, math.nextafter(h, 0)))
+
+        pts = tuple(Point(*inside(*move(p.x, p.y)), p.positive) for p in self.points)
+        box = None
+        if self.box is not None:
+            b = self.box
+            (ax, ay), (bx, by) = move(b.x0, b.y0), move(b.x1, b.y1)
+            box = Box(min(ax, bx), min(ay, by), max(ax, bx), max(ay, by))
+        return MaskPrompt(pts, box, UPRIGHT)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -130,6 +159,8 @@ class MaskPrompt:
         if self.box is not None:
             b = self.box
             out["box"] = [b.x0, b.y0, b.x1, b.y1]
+        if self.frame != UPRIGHT:
+            out["frame"] = self.frame
         return out
 
 
@@ -140,19 +171,26 @@ def _number(v: Any, where: str) -> float:
 
 
 def prompt_from_json(data: Any) -> MaskPrompt:
-    """``{"points": [{"x", "y", "positive"?}...], "box": [x0, y0, x1, y1]?}`` -> MaskPrompt
-    (checked with :meth:`MaskPrompt.check`). A point may also be ``[x, y]`` or
-    ``[x, y, 1|0]``."""
+    """``{"points": [{"x", "y", "positive"?}...], "box": [x0, y0, x1, y1]?, "frame":
+    "upright"|"stored"?}`` -> MaskPrompt (checked with :meth:`MaskPrompt.check`). A point
+    may also be ``[x, y]`` or ``[x, y, 1|0]``."""
     if not isinstance(data, dict):
         raise bad_prompt(
             "malformed", 'The prompts must be a JSON object: {"points": [...], "box": [...]}.'
         )
-    unknown = set(data) - {"points", "box"}
+    unknown = set(data) - {"points", "box", "frame"}
     if unknown:
         raise bad_prompt(
             "malformed",
             f"Unknown prompt fields: {shorten(', '.join(sorted(map(str, unknown))), 80)}; "
-            "use points and box.",
+            "use points, box and frame.",
+        )
+    frame = data.get("frame", UPRIGHT)
+    if frame not in FRAMES:
+        raise bad_prompt(
+            "malformed",
+            f"frame must be {' or '.join(map(repr, FRAMES))} (the photo's pixels as stored, "
+            f"before its EXIF orientation), not {shorten(frame, 40)!r}.",
         )
     raw_points = data.get("points") or []
     if not isinstance(raw_points, list):
@@ -192,7 +230,7 @@ def prompt_from_json(data: Any) -> MaskPrompt:
         if not isinstance(raw_box, list) or len(raw_box) != 4:
             raise bad_prompt("malformed", "box must be [x0, y0, x1, y1] (pixels, top-left origin).")
         box = Box(*(_number(v, f"box[{i}]") for i, v in enumerate(raw_box)))
-    return MaskPrompt(tuple(points), box).check()
+    return MaskPrompt(tuple(points), box, frame).check()
 
 
 def prompt_from_text(text: str | None) -> MaskPrompt:

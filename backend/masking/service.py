@@ -9,6 +9,7 @@ a further click on the same photo skips decoding and SAM 2's image encoder.
 
 from __future__ import annotations
 
+import io
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -16,9 +17,11 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image, PngImagePlugin
 
 from backend.errors import BackendError
 from backend.jobs.images import MAX_WORK_PIXELS
+from backend.jobs.orientation import FRAME_KEY, STORED, UPRIGHT, to_stored
 from backend.masking.engines import create_segmenter
 from backend.masking.photo import Photo, load_photo
 from backend.masking.prompts import MaskPrompt
@@ -29,8 +32,9 @@ CACHE_PHOTOS = 4
 
 @dataclass
 class MaskResult:
-    """A mask of the upright photo: (h, w) bool at the working size (the full size unless
-    the photo is over the pixel limit); ``full_size`` is (width, height) of the photo."""
+    """A mask of the photo in the prompt's ``frame`` (upright, or the file's stored frame):
+    (h, w) bool at the working size (the full size unless the photo is over the pixel
+    limit); ``full_size`` is (width, height) of the photo in that frame."""
 
     mask: np.ndarray
     score: float
@@ -39,9 +43,20 @@ class MaskResult:
     full_size: tuple[int, int]
     prepared_cached: bool  # the photo's preparation (SAM 2: its embedding) was reused
     timings_ms: dict[str, float] = field(default_factory=dict)
+    frame: str = UPRIGHT
 
     def png(self) -> bytes:
-        """The mask as an 8-bit greyscale PNG: 255 object, 0 background."""
+        """The mask as an 8-bit greyscale PNG: 255 object, 0 background. A stored-frame
+        mask says so in a PNG text chunk (``FRAME_KEY``), so ``/jobs`` turns it upright
+        with the photo when it is sent there as it is."""
+        if self.frame != UPRIGHT:
+            info = PngImagePlugin.PngInfo()
+            info.add_text(FRAME_KEY, self.frame)
+            buf = io.BytesIO()
+            Image.fromarray(self.mask.astype(np.uint8) * 255).save(
+                buf, format="PNG", pnginfo=info, compress_level=1
+            )
+            return buf.getvalue()
         ok, buf = cv2.imencode(
             ".png", self.mask.astype(np.uint8) * 255, [cv2.IMWRITE_PNG_COMPRESSION, 1]
         )
@@ -105,12 +120,19 @@ class Masker:
         image: bytes | None = None,
         image_id: str | None = None,
     ) -> MaskResult:
-        """The mask for ``prompt`` (full-size pixel coordinates) on the photo given by
-        bytes or id, with method ``engine`` (already resolved: ``grabcut`` or ``sam2``)."""
+        """The mask for ``prompt`` (full-size pixel coordinates, in ``prompt.frame``) on
+        the photo given by bytes or id, with method ``engine`` (already resolved:
+        ``grabcut`` or ``sam2``). The methods see the upright photo; a stored-frame prompt
+        is turned upright first and its mask turned back, so the answer is in the
+        prompt's frame."""
         t0 = time.perf_counter()
         prompt.check()
         photo, _ = self.photo(image, image_id)
-        prompt.check_inside(*photo.full_size)
+        stored = prompt.frame == STORED
+        size = photo.stored_size if stored else photo.full_size
+        prompt.check_inside(*size)
+        if stored:
+            prompt = prompt.upright(photo.stored_size, photo.orientation)
         t1 = time.perf_counter()
         seg = self.segmenter(engine)
         key = (engine, photo.id)
@@ -120,13 +142,16 @@ class Masker:
         self._prepared.move_to_end(key)
         t2 = time.perf_counter()
         mask, score = seg.segment(self._prepared[key], prompt.scaled(photo.scale))
+        if stored:
+            mask = np.asarray(to_stored(Image.fromarray(mask), photo.orientation))
         t3 = time.perf_counter()
         return MaskResult(
             mask=mask,
+            frame=STORED if stored else UPRIGHT,
             score=float(score),
             engine=engine,
             image_id=photo.id,
-            full_size=photo.full_size,
+            full_size=size,
             prepared_cached=cached,
             timings_ms={
                 "decode": (t1 - t0) * 1e3,

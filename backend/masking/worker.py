@@ -6,7 +6,8 @@ Started by ``backend.masking.worker_client.MaskWorker`` as
 ``python -m backend.masking.worker --max-pixels N``. Frames (``backend.masking.protocol``)
 on stdin: ``{"cmd": "segment", "prompt": MaskPrompt, "engine": str, "image": bytes|None,
 "image_id": str|None}``; on stdout: first ``{"event": "ready", "pid"}``, then one answer per
-request: ``{"ok": True, "png", "score", "engine", "image_id", "size", "cached", "timings_ms"}``
+request: ``{"ok": True, "png", "score", "engine", "image_id", "size", "full_size", "frame",
+"cached", "timings_ms"}``
 or ``{"ok": False, "error": BackendError}``. End of input (the server is gone): exit.
 Libraries that print would corrupt the channel, so file descriptor 1 is pointed at stderr.
 """
@@ -43,6 +44,7 @@ def answer(masker, msg: dict) -> dict:
             "image_id": r.image_id,
             "size": [r.mask.shape[1], r.mask.shape[0]],
             "full_size": list(r.full_size),
+            "frame": r.frame,
             "cached": r.prepared_cached,
             "timings_ms": r.timings_ms,
         }

@@ -8,6 +8,7 @@ import bpy
 import numpy as np
 
 from .. import blender_images
+from ..core import frames
 from .clicks import MaskShown
 
 #: Longest side of the overlay texture drawn over the photo (pixels).
@@ -19,9 +20,11 @@ PREVIEW_NAME = "SAM 3D click mask"
 
 def load_mask_image(shown: MaskShown, previous: bpy.types.Image | None) -> bpy.types.Image:
     """The answer's PNG as a packed Blender image (replacing ``previous``, a former
-    preview of this session, which is removed)."""
+    preview of this session, which is removed), in the photo's stored frame like the
+    clicks that made it (``clicks.ClickMask.prompts``)."""
     img = bpy.data.images.load(shown.path, check_existing=False)
     img.name = PREVIEW_NAME
+    blender_images.mark_frame(img, frames.STORED)
     img.colorspace_settings.name = "Non-Color"
     img.pack()
     img.filepath_raw = ""

@@ -4,9 +4,11 @@ sent together once it returns), and the latest answer.
 
 Frames: pixels of the photo as Blender shows it - origin at the top-left, x right, y
 down - with the Image Editor's view coordinates (u, v in 0..1, v up) converted by
-:func:`view_to_pixel`. Blender shows a photo's pixels as stored, without EXIF rotation,
-while the backend reads photos upright; for photos without an EXIF rotation (renders,
-PNGs, most edited JPEGs) the two are the same.
+:func:`view_to_pixel`. Blender shows a photo's pixels as stored, ignoring its EXIF
+orientation, while the backend reads photos upright; so the prompts say they are in the
+photo's stored frame (``"frame": "stored"``, ``core/frames.py``), the backend turns them
+upright with the photo's own orientation, and the mask comes back in the stored frame
+too: it lies over the photo exactly as the Image Editor shows it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core import frames
 from ..core.client import BackendClient, BackendClientError, MaskAnswer
 from ..core.threads import BackgroundCall
 
@@ -92,8 +95,10 @@ class ClickMask:
         return False
 
     def prompts(self) -> dict[str, Any]:
+        """The ``prompts`` of ``POST /masks``, in the photo's stored frame."""
         out: dict[str, Any] = {
-            "points": [{"x": x, "y": y, "positive": p} for x, y, p in self.points]
+            "points": [{"x": x, "y": y, "positive": p} for x, y, p in self.points],
+            "frame": frames.STORED,
         }
         if self.box is not None:
             out["box"] = list(self.box)

@@ -124,6 +124,8 @@ def scenario(args, f: Facts):
     session = addon("session").get()
     job = session.manager.jobs[-1] if session.manager.jobs else None
     f["job_mask_count"] = job.request.mask_count if job else None
+    # the mask leaves Blender saying it is in the photo's stored frame (core/frames.py)
+    f["job_mask_stored_frame"] = bool(job and b"sam3d-frame\0stored" in job.request.mask)
     yield from _until(lambda: bpy.data.objects.get("photo") is not None, 120)
     f["imported"] = bpy.data.objects.get("photo") is not None
     f["job_engine"] = job.request.options.engine if job else None

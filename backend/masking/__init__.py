@@ -3,8 +3,11 @@
 
 Frames: prompt coordinates are pixels of the photo as ``/jobs`` reads it - origin at the
 top-left, x to the right, y down, in the upright picture (EXIF orientation applied, as
-``backend.jobs.images`` does), at the file's full size (not the working size). The mask
-comes back in the same frame, so it can be sent to ``/jobs`` with the same photo.
+``backend.jobs.images`` does), at the file's full size (not the working size); or, with
+``"frame": "stored"``, in the file's pixels as stored, before its EXIF orientation (what
+Blender shows; ``backend.jobs.orientation``). The mask comes back in the prompts' frame
+(a stored-frame one says so in its PNG), so it can be sent to ``/jobs`` with the same
+photo.
 
 Modules: ``prompts`` (the prompt model and its checks), ``photo`` (the decoded photo and
 the scale between its full and working size), ``grabcut`` and ``sam2_engine`` (the two

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -240,3 +242,37 @@ def test_stored_frame_prompts_are_checked_in_the_stored_frame(server):
     # a click on a left pixel edge is still inside once the photo is flipped upright
     edge = _click(server, jpeg_with_orientation(img, 2), {"points": [[0, 60]], "frame": "stored"})
     assert edge.status_code == 200, edge.text
+
+
+def test_the_cli_takes_clicks_in_the_stored_frame(tmp_path):
+    img, mask = stored_scene()
+    photo = tmp_path / "phone.jpg"
+    photo.write_bytes(jpeg_with_orientation(img, 6))
+    ys, xs = np.nonzero(mask)
+    out = tmp_path / "mask.png"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "backend",
+            "mask",
+            "--image",
+            str(photo),
+            "--engine",
+            "grabcut",
+            "--point",
+            f"{xs.mean() + 0.5:.1f},{ys.mean() + 0.5:.1f}",
+            "--frame",
+            "stored",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = read_png(out.read_bytes())
+    assert got.shape == mask.shape and _iou(got, mask) > 0.85
+    with Image.open(out) as im:
+        assert im.info[orientation.FRAME_KEY] == "stored"

@@ -61,8 +61,9 @@ class ServerSettings:
 
 class ServerState:
     """The job store, this server's identity in the data folder, the jobs' artists, the
-    executor (local worker pool or Ray actors), the machine probe, and the limits submissions share. Raises ``data_dir_not_writable`` /
-    ``disk_full`` when the data folder can't even hold the server's own records."""
+    executor (local worker pool or Ray actors), the machine probe, and the limits
+    submissions share. Raises ``data_dir_not_writable`` / ``disk_full`` when the data folder
+    can't even hold the server's own records."""
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
@@ -75,7 +76,7 @@ class ServerState:
         if settings.executor == "ray":
             from backend.cluster.pool import RayPool
 
-            self.pool: WorkerPool = RayPool(
+            ray_pool = RayPool(
                 self.store,
                 address=settings.ray_address,
                 gpu_resource=settings.ray_gpu_resource,
@@ -83,14 +84,16 @@ class ServerState:
                 cpu_actors=settings.ray_cpu_actors,
                 cancel_grace_s=settings.cancel_grace_s,
             )
+            self.machine: MachineProbe = ray_pool.machine_probe()  # what the actors see
+            self.pool: WorkerPool = ray_pool
         else:
+            self.machine = MachineProbe()
             self.pool = WorkerPool(
                 self.store,
                 size=settings.workers,
                 cancel_grace_s=settings.cancel_grace_s,
                 gpus=settings.gpus,
             )
-        self.machine = MachineProbe()
         self.intake_slots = anyio.CapacityLimiter(INTAKE_SLOTS)
         self.submit_threads = anyio.CapacityLimiter(SUBMIT_THREADS)
         self._id_locks = [threading.Lock() for _ in range(64)]

@@ -86,6 +86,14 @@ class JobActor:
             "kind": self.kind,
         }
 
+    def machine(self) -> dict[str, Any]:
+        """What can run here: ``{"engines": {name: Availability}, "gpus": [...]}`` as this
+        node's ``backend.machine`` sees it."""
+        from backend.engines.registry import engine_report
+        from backend.machine import gpu_summary
+
+        return {"engines": engine_report(), "gpus": gpu_summary()}
+
     def run(self, job_id: str, inputs: dict[str, bytes]) -> dict[str, Any]:
         """Run the job from its ``inputs``; returns ``{"events", "files", "log"}``: every
         event (the last one final), the result files when done, and the job's log lines."""

@@ -36,6 +36,7 @@ from ray.exceptions import GetTimeoutError, ObjectLostError, RayActorError
 from backend.cluster.actor import FINAL_EVENTS, actor_class, pack_inputs, unpack
 from backend.jobs.status import ErrorInfo, WorkerPlace
 from backend.jobs.store import JobStore
+from backend.machine import MachineProbe
 from backend.pool import WorkerPool
 
 log = logging.getLogger("sam3d.cluster")
@@ -180,6 +181,21 @@ class RayPool(WorkerPool):
             }
             for s in self._slot_list
         ]
+
+    def machine_probe(self) -> ClusterProbe:
+        return ClusterProbe(self)
+
+    def _machine_report(self) -> dict[str, Any] | None:
+        """Engines and GPUs as a placed actor sees them (a GPU actor's when one is placed),
+        or None while no actor is."""
+        for kind in ("gpu", "cpu"):
+            for slot in self._slot_list:
+                if slot.kind == kind and slot.info is not None and slot.actor is not None:
+                    try:
+                        return ray.get(slot.actor.machine.remote(), timeout=30.0)
+                    except Exception:
+                        continue
+        return None
 
     # -- the queue ------------------------------------------------------------------------
     def submit(self, job_id: str) -> None:
@@ -423,3 +439,28 @@ class RayPool(WorkerPool):
             exit=first_line,
         )
         return False
+
+
+class ClusterProbe(MachineProbe):
+    """``MachineProbe`` for a server whose jobs run on the cluster: the engines and GPUs
+    that the cluster's actors see (the server's own machine may have no GPU at all); this
+    machine's own answer until an actor is placed."""
+
+    def __init__(self, pool: RayPool, max_age_s: float = 30.0) -> None:
+        super().__init__(max_age_s)
+        self.pool = pool
+
+    def _fresh(self) -> None:
+        with self._lock:
+            if self._when is not None and time.monotonic() - self._when < self.max_age_s:
+                return
+        report = self.pool._machine_report()
+        if report is None:
+            if not self._engines:  # this machine's answer meanwhile (once)
+                super()._fresh()
+            with self._lock:
+                self._when = None  # ask the cluster again next time
+            return
+        with self._lock:
+            self._engines, self._gpus = report["engines"], report["gpus"]
+            self._when = time.monotonic()

@@ -43,13 +43,15 @@ def _files(job: JobDir, patterns: tuple[str, ...]) -> dict[str, bytes]:
 
 def pack_inputs(job: JobDir) -> dict[str, bytes]:
     """What a run needs of a job folder: the request, the photo, the mask(s)."""
-    names = (job.request_file.name, job.image_file.name, job.mask_file().name, "masks/*.png")
+    masks = job.mask_file(0).parent.relative_to(job.path).as_posix()  # a scene's masks
+    names = (job.request_file.name, job.image_file.name, job.mask_file().name, f"{masks}/*.png")
     return _files(job, names)
 
 
 def pack_results(job: JobDir) -> dict[str, bytes]:
     """What a finished run wrote: ``result.json``, ``result.glb`` and the parts' GLBs."""
-    return _files(job, (job.result_json.name, job.result_glb.name, "parts/*/result.glb"))
+    parts = JobDir.part_glb_name(0).replace("/0/", "/*/")  # every part's GLB
+    return _files(job, (job.result_json.name, job.result_glb.name, parts))
 
 
 def unpack(files: dict[str, bytes], job: JobDir) -> None:

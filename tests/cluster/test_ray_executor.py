@@ -13,8 +13,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+import numpy as np
 import pytest
 
+from tests.backend.conftest import disk_scene, png_bytes
 from tests.cluster.conftest import FAST, as_artist, make_artists, photo, start_studio
 
 ray = pytest.importorskip("ray", reason="the cluster extra (ray) is not installed")
@@ -98,8 +100,18 @@ def test_a_job_that_kills_its_actor_twice_fails_with_worker_crashed(cluster, tok
         assert "2 times" in st["error"]["message"] and st["attempts"] == 2
         log = bob.get(f"/jobs/{job}/log").text
         assert "trying once more on a fresh actor" in log
-        ok = bob.submit(*photo(31), **FAST).json()["id"]  # the service goes on
-        assert bob.wait(ok, timeout=90)["state"] == "done"
+        # the service goes on; a scene job's masks travel to the actor, its parts come back
+        img, mask = disk_scene(seed=31)
+        halves = [mask.copy(), mask.copy()]
+        halves[0][:, mask.shape[1] // 2 :] = False
+        halves[1][:, : mask.shape[1] // 2] = False
+        masks = [png_bytes(h.astype(np.uint8) * 255) for h in halves]
+        ok = bob.submit(png_bytes(img), masks=masks, **FAST).json()["id"]
+        st = bob.wait(ok, timeout=120)
+        assert st["state"] == "done" and [p["state"] for p in st["parts"]] == ["done", "done"]
+        for i in (0, 1):
+            part = bob.get(f"/jobs/{ok}/parts/{i}/result")
+            assert part.status_code == 200 and part.content[:4] == b"glTF"
     finally:
         b.stop()
 

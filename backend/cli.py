@@ -8,6 +8,7 @@ messages go to stderr.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import ipaddress
 import json
 import os
@@ -270,6 +271,23 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _ray_unreachable(args: argparse.Namespace) -> str | None:
+    """Why ``--ray-address host:port`` cannot be joined (nothing listens there), or None
+    (Ray itself would keep trying for minutes)."""
+    address = args.ray_address or ""
+    if args.executor != "ray" or "://" in address or ":" not in address:
+        return None
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        return (
+            f"cannot reach the Ray cluster at {address} ({exc}); start its head node with "
+            "'ray start --head' there, or correct --ray-address"
+        )
+    return None
+
+
 def _tls_problem(args: argparse.Namespace) -> str | None:
     """Why these serve arguments must not run (tokens in clear text on a network), or None."""
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
@@ -317,6 +335,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.executor == "ray" and importlib.util.find_spec("ray") is None:
+        print(
+            "error: --executor ray needs Ray, which the backend's cluster extra installs "
+            "(pip install 'sam3d-blender[cluster]'; see docs/CLUSTER.md)",
+            file=sys.stderr,
+        )
+        return 2
+    unreachable = _ray_unreachable(args)
+    if unreachable:
+        print(f"error: {unreachable}", file=sys.stderr)
+        return 3
     tls = _tls_problem(args)
     if tls:
         print(f"error: {tls}", file=sys.stderr)

@@ -107,14 +107,18 @@ class RayPool(WorkerPool):
         # Ray's driver takes SIGTERM (and SIGINT) for itself; the server's own handlers
         # (a graceful stop that keeps running jobs recoverable) are put back.
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-        ray.init(
-            address=self.address,
-            namespace="sam3d",
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            configure_logging=False,
-            include_dashboard=False if self.address is None else None,
-        )
+        try:
+            ray.init(
+                address=self.address,
+                namespace="sam3d",
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                configure_logging=False,
+                include_dashboard=False if self.address is None else None,
+            )
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            log.error("cannot join the Ray cluster at %s: %s", self.address or "(local)", exc)
+            raise
         if threading.current_thread() is threading.main_thread():
             for sig, handler in handlers.items():
                 if handler is not None:

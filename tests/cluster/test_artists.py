@@ -143,6 +143,8 @@ def test_serve_refuses_what_would_leak_tokens(tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr
     r = _serve(["--tokens-file", str(tmp_path / "tokens.txt")])
     assert r.returncode == 2 and "not both" in r.stderr
+    r = _serve(["--executor", "ray", "--ray-address", "127.0.0.1:1", "--data-dir", str(tmp_path)])
+    assert r.returncode == 3 and "cannot reach the Ray cluster at 127.0.0.1:1" in r.stderr
     (tmp_path / "bad.txt").write_text("who\n")
     r = _serve(["--tokens-file", str(tmp_path / "bad.txt")], env={"SAM3D_BACKEND_TOKEN": ""})
     assert r.returncode == 2 and "bad_tokens_file" in r.stderr and "line 1" in r.stderr

@@ -8,6 +8,8 @@ messages go to stderr.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import ipaddress
 import json
 import os
 import platform
@@ -260,21 +262,93 @@ def _connection_budget(wanted: int) -> int:
     return max(16, min(wanted, soft - _FD_RESERVE))
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _ray_unreachable(args: argparse.Namespace) -> str | None:
+    """Why ``--ray-address host:port`` cannot be joined (nothing listens there), or None
+    (Ray itself would keep trying for minutes)."""
+    address = args.ray_address or ""
+    if args.executor != "ray" or "://" in address or ":" not in address:
+        return None
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        return (
+            f"cannot reach the Ray cluster at {address} ({exc}); start its head node with "
+            "'ray start --head' there, or correct --ray-address"
+        )
+    return None
+
+
+def _tls_problem(args: argparse.Namespace) -> str | None:
+    """Why these serve arguments must not run (tokens in clear text on a network), or None."""
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        return "--ssl-certfile and --ssl-keyfile go together (the certificate and its key)"
+    for path in (args.ssl_certfile, args.ssl_keyfile):
+        if path and not Path(path).is_file():
+            return f"{path} does not exist"
+    if args.ssl_certfile or args.insecure_no_tls or _is_loopback(args.host):
+        return None
+    return (
+        f"--host {args.host} is reachable from other machines: give the server a TLS "
+        "certificate (--ssl-certfile CERT --ssl-keyfile KEY) so tokens never cross the "
+        "network in clear text, or pass --insecure-no-tls on a network you trust"
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from backend.api.artists import TokenBook, TokensFileError
     from backend.api.state import ServerSettings
     from backend.config import data_dir
     from backend.http_protocol import ConnectionLimits, protocol_class
     from backend.server import create_app
 
-    token = os.environ.get("SAM3D_BACKEND_TOKEN") or None
+    token: str | TokenBook | None = os.environ.get("SAM3D_BACKEND_TOKEN") or None
+    if args.tokens_file:
+        if token is not None:
+            print(
+                "error: use either SAM3D_BACKEND_TOKEN (one shared token) or --tokens-file "
+                "(one token per artist), not both; unset SAM3D_BACKEND_TOKEN",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            token = TokenBook(Path(args.tokens_file))
+        except TokensFileError as exc:
+            print(f"error [bad_tokens_file]: {exc}", file=sys.stderr)
+            return 2
     if token is None and not args.insecure_no_token:
         print(
-            "error: set SAM3D_BACKEND_TOKEN to the access token clients must send "
+            "error: set SAM3D_BACKEND_TOKEN to the access token clients must send, or pass "
+            "--tokens-file with the artists' tokens "
             "(or pass --insecure-no-token for local debugging only)",
             file=sys.stderr,
         )
+        return 2
+    if args.executor == "ray" and importlib.util.find_spec("ray") is None:
+        print(
+            "error: --executor ray needs Ray, which the backend's cluster extra installs "
+            "(pip install 'sam3d-blender[cluster]'; see docs/CLUSTER.md)",
+            file=sys.stderr,
+        )
+        return 2
+    unreachable = _ray_unreachable(args)
+    if unreachable:
+        print(f"error: {unreachable}", file=sys.stderr)
+        return 3
+    tls = _tls_problem(args)
+    if tls:
+        print(f"error: {tls}", file=sys.stderr)
         return 2
     if args.parent_pid is not None and not _pid_alive(args.parent_pid):
         print(f"error: parent process {args.parent_pid} is not running", file=sys.stderr)
@@ -314,6 +388,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "pid": os.getpid(),
             "data_dir": str(ddir),
             "gpus": gpus,
+            "tls": bool(args.ssl_certfile),
+            "executor": args.executor,
         }
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
@@ -334,6 +410,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         min_free_bytes=int(args.min_free_mb * 2**20),
         connection_limits=limits,
         on_ready=ready,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        ray_gpu_resource=args.ray_gpu_resource,
+        ray_gpu_actors=args.ray_gpu_actors,
+        ray_cpu_actors=args.ray_cpu_actors,
     )
     try:
         app = create_app(settings)
@@ -351,6 +432,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http=protocol_class(limits),
         timeout_keep_alive=5,
         backlog=_BACKLOG,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
     server = uvicorn.Server(config)
     if args.parent_pid is not None:
@@ -503,6 +586,41 @@ def build_parser() -> argparse.ArgumentParser:
         default=2000,
         help="open connections at most (more close the one idle longest)",
     )
+    s.add_argument(
+        "--tokens-file",
+        help="one token per artist (hashes; see 'tokens add'): each artist sees only their "
+        "own jobs; reloaded when it changes (instead of SAM3D_BACKEND_TOKEN)",
+    )
+    s.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (PEM)")
+    s.add_argument("--ssl-keyfile", help="the certificate's private key (PEM)")
+    s.add_argument(
+        "--insecure-no-tls",
+        action="store_true",
+        help="allow plain HTTP on an address other machines reach (a trusted network only)",
+    )
+    s.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="run jobs in worker processes here (local) or on a Ray cluster's actors "
+        "(ray: needs the cluster extra; see docs/CLUSTER.md)",
+    )
+    s.add_argument(
+        "--ray-address",
+        help="the Ray cluster to join, e.g. head-node:6379 or auto (default: start Ray here)",
+    )
+    s.add_argument(
+        "--ray-gpu-resource",
+        default="GPU",
+        help="the Ray resource one GPU actor takes (default GPU; a custom name simulates "
+        "GPU slots)",
+    )
+    s.add_argument(
+        "--ray-gpu-actors", type=int, help="GPU actors (default: one per GPU of the cluster)"
+    )
+    s.add_argument(
+        "--ray-cpu-actors", type=int, help="CPU actors for preview (default: one per node)"
+    )
     s.add_argument("--log-level", default="warning")
     s.add_argument(
         "--insecure-no-token",
@@ -524,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("backend.install.cli", "register"),
         ("backend.weights", "register"),
         ("backend.masking.cli", "register"),
+        ("backend.api.artists", "register"),
     ):
         try:
             mod = __import__(module, fromlist=[attr])

@@ -28,6 +28,7 @@ import queue
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -44,8 +45,12 @@ def _protocol_stream() -> TextIO:
 
 
 class Channel:
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+    """A job's events, stamped with its id, to ``emit`` (one event at a time; progress at
+    most every 0.1 s per stage). The worker process emits JSON lines to the pool; a Ray actor
+    (``backend.cluster.actor``) keeps them for the server to fetch."""
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None]) -> None:
+        self._emit = emit
         self._lock = threading.Lock()
         self._last_progress = 0.0
         self._last_stage = ""
@@ -55,8 +60,7 @@ class Channel:
         if self.job_id is not None:
             event["job_id"] = self.job_id
         with self._lock:
-            self._stream.write(json.dumps(event, default=str) + "\n")
-            self._stream.flush()
+            self._emit(event)
 
     def progress(self, stage: str, fraction: float) -> None:
         now = time.monotonic()
@@ -122,8 +126,16 @@ def run_one(channel: Channel, job: JobDir, flag: threading.Event) -> None:
     channel.send(event="done")
 
 
+def _json_lines(stream: TextIO) -> Callable[[dict[str, Any]], None]:
+    def emit(event: dict[str, Any]) -> None:
+        stream.write(json.dumps(event, default=str) + "\n")
+        stream.flush()
+
+    return emit
+
+
 def main() -> int:
-    channel = Channel(_protocol_stream())
+    channel = Channel(_json_lines(_protocol_stream()))
     q: queue.Queue = queue.Queue()
     threading.Thread(target=_stdin_reader, args=(q,), daemon=True).start()
     # Warm up the imports every job needs so the first job starts fast.

@@ -11,9 +11,10 @@ from typing import Any
 
 import anyio
 
+from backend.api.artists import TokenBook
 from backend.http_protocol import ConnectionLimits
 from backend.jobs.images import MAX_UPLOAD_BYTES, MAX_WORK_PIXELS
-from backend.jobs.owners import ServerInstance
+from backend.jobs.owners import JobArtists, ServerInstance
 from backend.jobs.recovery import recover_jobs
 from backend.jobs.store import JobStore
 from backend.machine import MachineProbe
@@ -34,7 +35,7 @@ class ServerSettings:
     """How ``python -m backend serve`` was started (bytes, pixels, seconds)."""
 
     data_dir: Path
-    token: str | None
+    token: str | TokenBook | None  # one shared token, artists' tokens, or None: no token
     workers: int = 1
     gpus: list[int] | None = None  # one worker pinned to each (nvidia-smi indices); None: unpinned
     cancel_grace_s: float = 3.0
@@ -44,6 +45,13 @@ class ServerSettings:
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     on_ready: Callable[[], None] | None = None  # called once the pool is up (the ready line)
     extra_info: dict[str, Any] = field(default_factory=dict)
+    #: "local": worker processes of this machine (``backend.pool``); "ray": actors of a Ray
+    #: cluster (``backend.cluster``), never imported otherwise.
+    executor: str = "local"
+    ray_address: str | None = None  # None: start a Ray instance on this machine
+    ray_gpu_resource: str = "GPU"  # the resource one GPU actor takes one of
+    ray_gpu_actors: int | None = None  # None: as many as the cluster has GPUs
+    ray_cpu_actors: int | None = None  # None: one per node with CPUs
 
     @property
     def max_request_bytes(self) -> int:
@@ -52,9 +60,10 @@ class ServerSettings:
 
 
 class ServerState:
-    """The job store, this server's identity in the data folder, the worker pool, the
-    machine probe, and the limits submissions share. Raises ``data_dir_not_writable`` /
-    ``disk_full`` when the data folder can't even hold the server's own records."""
+    """The job store, this server's identity in the data folder, the jobs' artists, the
+    executor (local worker pool or Ray actors), the machine probe, and the limits
+    submissions share. Raises ``data_dir_not_writable`` / ``disk_full`` when the data folder
+    can't even hold the server's own records."""
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
@@ -63,13 +72,28 @@ class ServerState:
             self.owner = ServerInstance(self.store.servers_dir)
         except OSError as exc:
             raise storage_error(exc, self.store.root) or exc from None
-        self.pool = WorkerPool(
-            self.store,
-            size=settings.workers,
-            cancel_grace_s=settings.cancel_grace_s,
-            gpus=settings.gpus,
-        )
-        self.machine = MachineProbe()
+        self.artists = JobArtists()
+        if settings.executor == "ray":
+            from backend.cluster.pool import RayPool
+
+            ray_pool = RayPool(
+                self.store,
+                address=settings.ray_address,
+                gpu_resource=settings.ray_gpu_resource,
+                gpu_actors=settings.ray_gpu_actors,
+                cpu_actors=settings.ray_cpu_actors,
+                cancel_grace_s=settings.cancel_grace_s,
+            )
+            self.machine: MachineProbe = ray_pool.machine_probe()  # what the actors see
+            self.pool: WorkerPool = ray_pool
+        else:
+            self.machine = MachineProbe()
+            self.pool = WorkerPool(
+                self.store,
+                size=settings.workers,
+                cancel_grace_s=settings.cancel_grace_s,
+                gpus=settings.gpus,
+            )
         self.intake_slots = anyio.CapacityLimiter(INTAKE_SLOTS)
         self.submit_threads = anyio.CapacityLimiter(SUBMIT_THREADS)
         self._id_locks = [threading.Lock() for _ in range(64)]

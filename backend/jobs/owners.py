@@ -1,5 +1,12 @@
-"""Which backend server owns a job, and whether that server is still alive.
+"""Who owns a job: the backend server that runs it, and the artists who asked for it.
 
+Artists (``serve --tokens-file``): a job's ``artists.json`` in its folder lists the artists
+whose requests it answers. The job id is a content hash, so two artists sending the same
+request share one job (it runs once): each of them is one of its owners. An artist sees,
+reads and cancels only jobs they own; with the single-token setup there are no artists and
+every caller sees every job.
+
+Servers:
 Several backends may share one data directory (two Blender sessions, say). Each server
 holds an exclusive lock on ``<data_dir>/_servers/<owner id>.lock`` (``JobStore.servers_dir``)
 for its lifetime; a job records its owner id. A server restarting only recovers jobs whose
@@ -10,9 +17,16 @@ pid.
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import uuid
 from pathlib import Path
+
+from backend.storage import write_json_atomic
+
+#: The file in a job's folder that lists its artists (``JobArtists``).
+ARTISTS_FILE = "artists.json"
 
 if os.name == "nt":
     import msvcrt
@@ -73,3 +87,38 @@ class ServerInstance:
             os.close(self._fd)
             self._fd = -1
             self._path.unlink(missing_ok=True)
+
+
+class JobArtists:
+    """The artists owning each job, in ``<job folder>/artists.json`` (a JSON list of names).
+
+    Additions and removals are serialised here, so two artists submitting the same request
+    at once are both recorded."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def path(job_dir: Path) -> Path:
+        return Path(job_dir) / ARTISTS_FILE
+
+    def of(self, job_dir: Path) -> list[str]:
+        """The job's artists ([] for a job no artist sent: a single-token server's)."""
+        try:
+            data = json.loads(self.path(job_dir).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+        return [str(a) for a in data] if isinstance(data, list) else []
+
+    def add(self, job_dir: Path, artist: str) -> None:
+        with self._lock:
+            names = self.of(job_dir)
+            if artist not in names:
+                write_json_atomic(self.path(job_dir), names + [artist])
+
+    def remove(self, job_dir: Path, artist: str) -> list[str]:
+        """Drop ``artist``; returns the artists left."""
+        with self._lock:
+            names = [a for a in self.of(job_dir) if a != artist]
+            write_json_atomic(self.path(job_dir), names)
+            return names

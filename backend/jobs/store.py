@@ -2,7 +2,8 @@
 
 Layout of the data folder::
 
-    <job id>/              a job's folder (``JobDir`` names every file in it)
+    <job id>/              a job's folder (``JobDir`` names every file in it; its
+                           ``artists.json``: ``backend.jobs.owners.JobArtists``)
     .incoming-<id>-...     a job folder being built: renamed into place when complete
     .trash-<id>-...        an earlier run's folder being thrown away
     _servers/<owner>.lock  the servers using this folder (``backend.jobs.owners``)
@@ -30,6 +31,7 @@ from typing import Any
 
 from backend.errors import BackendError
 from backend.jobs.job_dir import JobDir, JobInputs
+from backend.jobs.owners import JobArtists
 from backend.jobs.request import JOB_ID_RE, validate_job_id
 from backend.jobs.status import JobStatus
 from backend.storage import storage_error, write_json_atomic
@@ -142,7 +144,8 @@ class JobStore:
     # -- jobs -------------------------------------------------------------------------------
     def create(self, status: JobStatus, inputs: JobInputs) -> JobStatus:
         """Build the job's folder (inputs, request, status) under a temporary name and
-        rename it into place, replacing an earlier run's folder (whose log is kept). A disk
+        rename it into place, replacing an earlier run's folder (whose log and artists
+        are kept). A disk
         that refuses raises ``disk_full`` / ``data_dir_not_writable`` and leaves nothing."""
         final = self.dir(status.id)
         build: Path | None = None
@@ -151,8 +154,9 @@ class JobStore:
             build = Path(tempfile.mkdtemp(prefix=f"{_INCOMING}{status.id}-", dir=self.root))
             job = JobDir(build)
             job.write_inputs(inputs)
-            if final.log_file.is_file():
-                shutil.copyfile(final.log_file, job.log_file)
+            for kept in (final.log_file, JobArtists.path(final.path)):  # an earlier run's
+                if kept.is_file():
+                    shutil.copyfile(kept, build / kept.name)
             status.updated = time.time()
             _write_status(job, status)
             with self._lock:

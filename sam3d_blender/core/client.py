@@ -4,7 +4,7 @@ Every call uses short timeouts so the Blender UI (which polls from a timer on th
 thread) never waits long. Failures raise :class:`BackendClientError` with a stable code:
 the backend's own code when it answered with ``{"code", "message"}``, or one of the
 add-on's codes (``backend_unreachable``, ``timeout``, ``unauthorized``, ``api_mismatch``,
-``bad_response``) when it did not.
+``bad_response``, ``tls_error``) when it did not.
 """
 
 from __future__ import annotations
@@ -86,15 +86,26 @@ class MaskAnswer:
 
 
 class BackendClient:
-    """Talks to one backend at ``base_url`` (e.g. ``http://127.0.0.1:8765``) with ``token``."""
+    """Talks to one backend at ``base_url`` (e.g. ``http://127.0.0.1:8765``, or a studio's
+    ``https://sam3d.studio.lan:8765``) with ``token``. ``ca_file``: a PEM file of the
+    certificate authority that signed an https backend's certificate (a studio's own CA);
+    "" trusts the system's authorities."""
 
     def __init__(
-        self, base_url: str, token: str = "", *, timeout: tuple[float, float] = SHORT_TIMEOUT
+        self,
+        base_url: str,
+        token: str = "",
+        *,
+        timeout: tuple[float, float] = SHORT_TIMEOUT,
+        ca_file: str = "",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.ca_file = ca_file.strip()
         self._session = requests.Session()
+        if self.ca_file:
+            self._session.verify = str(Path(self.ca_file).expanduser())
         # A proxy from the environment must never see a loopback request (a common cause
         # of mysterious "connection refused" on corporate machines).
         host = urlsplit(self.base_url).hostname or ""
@@ -136,6 +147,15 @@ class BackendClient:
                 stream=stream,
                 **kw,
             )
+        except requests.exceptions.SSLError as exc:
+            if self.ca_file and not Path(self.ca_file).expanduser().is_file():
+                msg = f"the CA file {self.ca_file} does not exist"
+            else:
+                msg = (
+                    f"the TLS certificate of {self.base_url} could not be verified; set the "
+                    "CA file your studio's administrator gave you in the add-on's preferences"
+                )
+            raise BackendClientError("tls_error", msg) from exc
         except requests.exceptions.Timeout as exc:
             raise BackendClientError("timeout", f"no answer from {self.base_url} in time") from exc
         except requests.exceptions.ConnectionError as exc:

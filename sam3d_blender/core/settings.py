@@ -7,6 +7,7 @@ add-on without touching a user's settings:
 |-----------------------|------------------------------------------------------------|
 | SAM3D_BACKEND_URL     | use the remote backend at this URL (with the token below)  |
 | SAM3D_BACKEND_TOKEN   | token for that remote backend                              |
+| SAM3D_BACKEND_CA_FILE | CA certificate (PEM) for an https remote backend           |
 | SAM3D_BACKEND_PYTHON  | managed backend: start it with this Python                 |
 """
 
@@ -32,6 +33,7 @@ class PreferenceValues:
     backend_python: str = ""
     remote_url: str = ""
     remote_token: str = ""
+    remote_ca_file: str = ""  # PEM of the CA that signed an https backend's certificate
     checkpoints_dir: str = ""
     cache_dir: str = ""
     auto_start: bool = True
@@ -46,6 +48,7 @@ class BackendSettings:
     python: Path | None = None
     url: str = ""
     token: str = ""
+    ca_file: str = ""  # "" trusts the system's certificate authorities
     cache_dir: Path = field(default_factory=Path)
     checkpoints: Path | None = None
     idle_unload_s: float | None = None
@@ -86,12 +89,17 @@ def resolve(prefs: PreferenceValues, env: Mapping[str, str], user_dir: Path) -> 
             mode="REMOTE",
             url=url,
             token=env.get("SAM3D_BACKEND_TOKEN", ""),
+            ca_file=env.get("SAM3D_BACKEND_CA_FILE", "").strip(),
             source="SAM3D_BACKEND_URL",
             **common,
         )
     if prefs.mode == "REMOTE":
         return BackendSettings(
-            mode="REMOTE", url=prefs.remote_url.strip(), token=prefs.remote_token, **common
+            mode="REMOTE",
+            url=prefs.remote_url.strip(),
+            token=prefs.remote_token,
+            ca_file=prefs.remote_ca_file.strip(),
+            **common,
         )
     env_python = env.get("SAM3D_BACKEND_PYTHON", "").strip()
     if env_python:

@@ -61,7 +61,9 @@ class Session:
         """The key of the backend the preferences/environment ask for, and its factory."""
         s = settings()
         if s.mode == "REMOTE":
-            return ("remote", s.url, s.token), lambda: RemoteBackend(s.url, s.token)
+            return ("remote", s.url, s.token, s.ca_file), lambda: RemoteBackend(
+                s.url, s.token, ca_file=s.ca_file
+            )
         cfg = launch_config(s)
         return ("local", *cfg.key()), lambda: ManagedBackend(cfg)
 

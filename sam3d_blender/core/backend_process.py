@@ -464,21 +464,29 @@ class RemoteBackend:
     kind = "remote"
 
     def __init__(
-        self, url: str, token: str, retry_s: float = 2.0, check_timeout_s: float = 15.0
+        self,
+        url: str,
+        token: str,
+        retry_s: float = 2.0,
+        check_timeout_s: float = 15.0,
+        ca_file: str = "",
     ) -> None:
+        """``ca_file``: a PEM file of the CA that signed an https backend's certificate
+        (empty: the system's trust store)."""
         self.url = url.rstrip("/")
         self.token = token
+        self.ca_file = ca_file
         self.state = BackendState.STOPPED
         self.error: ErrorInfo | None = None
         self.info: dict[str, Any] = {}
         self.retry_s = retry_s
         self.check_timeout_s = check_timeout_s
-        self._client = BackendClient(self.url, token)
+        self._client = BackendClient(self.url, token, ca_file=ca_file)
         self._check: CompatibilityCheck | None = None
         self._last_check = -1e9
 
     def key(self) -> tuple:
-        return ("remote", self.url, self.token)
+        return ("remote", self.url, self.token, self.ca_file)
 
     def ensure_started(self) -> None:
         if self.state in (BackendState.READY, BackendState.STARTING):

@@ -67,6 +67,12 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
     remote_token: StringProperty(
         name="Token", description="The remote backend's access token", subtype="PASSWORD"
     )
+    remote_ca_file: StringProperty(
+        name="CA file",
+        description="PEM file of the certificate authority that signed an https backend's "
+        "certificate (empty: the system's)",
+        subtype="FILE_PATH",
+    )
     checkpoints_dir: StringProperty(
         name="Checkpoints",
         description="Folder with the SAM 3D weights (holds pipeline.yaml). Empty: backend default",
@@ -113,6 +119,7 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
             backend_python=self.backend_python,
             remote_url=self.remote_url,
             remote_token=self.remote_token,
+            remote_ca_file=self.remote_ca_file,
             checkpoints_dir=self.checkpoints_dir,
             cache_dir=self.cache_dir,
             auto_start=self.auto_start,
@@ -141,6 +148,7 @@ class SAM3D_AddonPreferences(bpy.types.AddonPreferences):
         else:
             box.prop(self, "remote_url")
             box.prop(self, "remote_token")
+            box.prop(self, "remote_ca_file")
         layout.prop(self, "cache_dir")
         box = layout.box()
         box.label(text="Assets", icon="ASSET_MANAGER")

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from backend.api.artists import TokenBook, TokensFileError, hash_token, parse_tokens
+from sam3d_blender.core.backend_process import BackendState, RemoteBackend
 from sam3d_blender.core.client import BackendClient, BackendClientError
 from tests.backend.conftest import REPO
 from tests.cluster.conftest import FAST, add_token, as_artist, make_artists, photo, start_studio
@@ -175,6 +176,18 @@ def test_https_with_a_studio_ca_and_the_addon_client(tmp_path):
         with pytest.raises(BackendClientError) as err:
             BackendClient(url, tokens["alice"]).info()  # the studio's CA is not trusted
         assert err.value.code == "tls_error" and "CA file" in err.value.message
+        # the add-on's remote backend, as the preferences build it (URL, token, CA file)
+        remote = RemoteBackend(url, tokens["alice"], ca_file=str(tmp_path / "ca.pem"))
+        remote.ensure_started()
+        deadline = time.monotonic() + 30
+        while remote.poll() == BackendState.STARTING and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert remote.state == BackendState.READY, remote.error
+        untrusted = RemoteBackend(url, tokens["alice"])
+        untrusted.ensure_started()
+        while untrusted.poll() == BackendState.STARTING and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert untrusted.state == BackendState.ERROR and untrusted.error.code == "tls_error"
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(b.url + "/health", timeout=5)  # no plain HTTP beside it
     finally:

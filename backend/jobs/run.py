@@ -166,15 +166,18 @@ def run_job(job: JobDir, ctx: JobContext, on_part: OnPart | None = None) -> dict
         "options": options.model_dump(mode="json"),
         "input": req.input.model_dump(mode="json"),
     }
+    # engine_s: seconds from the run's start to the engine's end (its finishing follows)
+    timings: dict[str, float] = {}
     if req.kind == "object":
         mask = read_mask(job.mask_file(), image.shape[:2])
         recon = engine.reconstruct(image, mask, req.seed, options, ctx)
+        timings["engine_s"] = time.perf_counter() - t0
         stats = _finish(recon, options, job.result_glb, ctx)
         result["state"] = "done"
         result.update(_object_result(recon, stats))
     else:
-        result.update(_run_scene(job, req, engine, image, ctx, on_part))
-    result["timings"] = {"total_s": time.perf_counter() - t0}
+        result.update(_run_scene(job, req, engine, image, ctx, on_part, timings, t0))
+    result["timings"] = {"total_s": time.perf_counter() - t0, **timings}
     result["worker"] = {"pid": os.getpid(), "gpu": current_worker_gpu()}
     result["peak_memory"] = {"rss_mb": peak_rss_mb()}
     job.write_result(result)
@@ -188,16 +191,20 @@ def _run_scene(
     image: np.ndarray,
     ctx: JobContext,
     on_part: OnPart | None,
+    timings: dict[str, float],
+    t0: float,
 ) -> dict[str, Any]:
     """The objects of one photo: the engine over every mask (each mask read when its
     object starts), then the parts finished a few at a time (``finish_parts``), then the
     scene GLB. One part's failure is its own (the scene is ``partial``); a full or
-    read-only disk is every part's, and ends the job."""
+    read-only disk is every part's, and ends the job. ``timings["engine_s"]``: seconds
+    from ``t0`` (``time.perf_counter``, the run's start) to the engine's end."""
     from backend.finishing import export_scene_glb
     from backend.finishing.parts import finish_parts
 
     masks = SceneMasks(job, req.parts, image.shape[:2])
     recons = engine.reconstruct_many(image, masks, req.seed, req.options, ctx)
+    timings["engine_s"] = time.perf_counter() - t0
     ctx.stage("finish")
     camera = next((r.intrinsics for r in recons if not isinstance(r, Exception)), None)
     parts: list[dict[str, Any]] = []

@@ -8,7 +8,8 @@ Every item takes the add-on's own road: one scene job per photo through the sess
 manager and managed backend (started once, reused for every item), brought into its own
 Blender scene by ``finish.deliver`` - the objects posed under ONE camera matching the
 photo, with the photo as the camera's background. Each object is then measured: its
-silhouette reprojected through that camera against its mask (IoU, :mod:`.batch_iou`).
+silhouette reprojected through that camera against its mask (IoU, :mod:`.batch_iou`; the
+masks are sampled for it while the backend works on the job).
 
 The objects are assets (catalogued, tagged, previewed) unless ``--no-assets``; an asset
 library, per-object USD/FBX files and re-runs of those are :mod:`.batch_outputs`.
@@ -45,7 +46,7 @@ from typing import Any
 import bpy
 
 from . import finish, job_inputs, measure, paths, session, timer
-from .batch_iou import object_iou
+from .batch_iou import MaskGrids, object_iou
 from .batch_outputs import Outputs
 from .core.backend_process import BackendState
 from .core.batch_items import (
@@ -207,15 +208,23 @@ class Batch:
         scene = self.item_scene(item.id)
         settings.scene = scene.name
         self.dirty = True
+        grids = MaskGrids(item.masks)
         with bpy.context.temp_override(scene=scene, view_layer=scene.view_layers[0]):
             job = session.get().submit(request, wait_here=True)
-            run_to_completion(session.get().manager, job, timeout=self.args.timeout)
+            # While the backend works, this process would only poll: it samples the masks
+            # for the IoU check then, one per poll, instead of after the import.
+            run_to_completion(
+                session.get().manager,
+                job,
+                timeout=self.args.timeout,
+                on_update=lambda _job: grids.prepare_next(),
+            )
             outcome = finish.deliver(bpy.context, job)
             rec["job_id"] = job.backend_id
             rec["cached"] = bool(job.cached)
             rec["engine"] = job.result.get("engine")
             if outcome.scene is not None:
-                self._record_objects(rec, item, outcome, scene)
+                self._record_objects(rec, outcome, scene, grids)
         rec["timings"] = {
             "job_s": round(outcome.seconds.get("job", 0.0), 3),
             "import_s": round(outcome.seconds.get("import", 0.0), 3),
@@ -240,7 +249,11 @@ class Batch:
         return rec
 
     def _record_objects(
-        self, rec: dict[str, Any], item: Item, outcome: finish.Outcome, scene: bpy.types.Scene
+        self,
+        rec: dict[str, Any],
+        outcome: finish.Outcome,
+        scene: bpy.types.Scene,
+        grids: MaskGrids,
     ) -> None:
         imp = outcome.scene
         assert imp is not None
@@ -255,7 +268,7 @@ class Batch:
                 o["name"] = obj.name
                 o["faces"] = len(obj.data.polygons)
                 o["backend_faces"] = (part.get("stats") or {}).get("faces")
-                o["iou"] = object_iou(bpy.context, obj, imp.camera, item.masks[i])
+                o["iou"] = object_iou(bpy.context, obj, imp.camera, grids.get(i))
                 o["depth_m"] = round(measure.camera_depth(obj, imp.camera), 4)
             rec["objects"].append(o)
         rec["camera"] = imp.camera.name

@@ -157,7 +157,6 @@ def run_job(job: JobDir, ctx: JobContext, on_part: OnPart | None = None) -> dict
             ctx.stages.pop(name)
         ctx.stages["finish"] = sum(FINISH_STAGES.values())
     ctx.stage("load")
-    image = _read_png(job.image_file, "RGB")
     result: dict[str, Any] = {
         "id": req.id,
         "kind": req.kind,
@@ -166,15 +165,20 @@ def run_job(job: JobDir, ctx: JobContext, on_part: OnPart | None = None) -> dict
         "options": options.model_dump(mode="json"),
         "input": req.input.model_dump(mode="json"),
     }
+    # engine_s: seconds from the run's start to the engine's end (its finishing follows)
+    timings: dict[str, float] = {}
     if req.kind == "object":
+        image = _read_png(job.image_file, "RGB")
         mask = read_mask(job.mask_file(), image.shape[:2])
         recon = engine.reconstruct(image, mask, req.seed, options, ctx)
+        del image, mask  # finishing needs neither (the photo's colours are in ``recon``)
+        timings["engine_s"] = time.perf_counter() - t0
         stats = _finish(recon, options, job.result_glb, ctx)
         result["state"] = "done"
         result.update(_object_result(recon, stats))
     else:
-        result.update(_run_scene(job, req, engine, image, ctx, on_part))
-    result["timings"] = {"total_s": time.perf_counter() - t0}
+        result.update(_run_scene(job, req, engine, ctx, on_part, timings, t0))
+    result["timings"] = {"total_s": time.perf_counter() - t0, **timings}
     result["worker"] = {"pid": os.getpid(), "gpu": current_worker_gpu()}
     result["peak_memory"] = {"rss_mb": peak_rss_mb()}
     job.write_result(result)
@@ -185,21 +189,33 @@ def _run_scene(
     job: JobDir,
     req: JobRequest,
     engine: Any,
-    image: np.ndarray,
     ctx: JobContext,
     on_part: OnPart | None,
+    timings: dict[str, float],
+    t0: float,
 ) -> dict[str, Any]:
     """The objects of one photo: the engine over every mask (each mask read when its
     object starts), then the parts finished a few at a time (``finish_parts``), then the
     scene GLB. One part's failure is its own (the scene is ``partial``); a full or
-    read-only disk is every part's, and ends the job."""
+    read-only disk is every part's, and ends the job. ``timings["engine_s"]``: seconds
+    from ``t0`` (``time.perf_counter``, the run's start) to the engine's end.
+
+    Memory: the photo is let go once the engine is done (finishing needs only the
+    reconstructions, which hold its colours), and each part's reconstruction once its
+    part has ended, so the worker (and every decimator it forks, whose resident size
+    counts the pages it shares with the worker) holds less while the parts finish."""
     from backend.finishing import export_scene_glb
     from backend.finishing.parts import finish_parts
 
+    image = _read_png(job.image_file, "RGB")
     masks = SceneMasks(job, req.parts, image.shape[:2])
-    recons = engine.reconstruct_many(image, masks, req.seed, req.options, ctx)
+    recons: list[Reconstruction | Exception | None] = list(
+        engine.reconstruct_many(image, masks, req.seed, req.options, ctx)
+    )
+    del image, masks
+    timings["engine_s"] = time.perf_counter() - t0
     ctx.stage("finish")
-    camera = next((r.intrinsics for r in recons if not isinstance(r, Exception)), None)
+    camera = next((r.intrinsics for r in recons if isinstance(r, Reconstruction)), None)
     parts: list[dict[str, Any]] = []
     finished: list[tuple[str, Path]] = []
 
@@ -213,7 +229,8 @@ def _run_scene(
                 on_part(i, "failed", err)
             return
         rec = recons[i]
-        assert not isinstance(rec, Exception)
+        assert isinstance(rec, Reconstruction)
+        recons[i] = None  # its part has ended: its arrays may go
         name = f"object_{i}"
         part = {"index": i, "state": "done", "name": name, "result": job.part_glb_name(i)}
         part.update(_object_result(rec, outcome))
@@ -223,7 +240,8 @@ def _run_scene(
             on_part(i, "done", None)
 
     outs = [job.part_glb(i) for i in range(len(recons))]
-    finish_parts(recons, req.options, outs, ctx, on_part=part_ended)
+    # finish_parts reads recons[i] when part i starts, before part_ended(i) releases it
+    finish_parts(recons, req.options, outs, ctx, on_part=part_ended)  # type: ignore[arg-type]
     if not finished:
         first = next(p["error"] for p in parts if p.get("error"))
         raise BackendError(

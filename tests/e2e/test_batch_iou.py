@@ -121,3 +121,28 @@ def test_the_grid_is_coarse_for_large_photos_and_fine_for_small_objects(bpy_addo
     assert grid((6000, 4500), 500) == (2000, 1500)  # ...unless the object needs them
     assert grid((6000, 4500), 100) == (6000, 4500)
     assert grid((960, 720), 300) == (960, 720)
+
+
+def test_masks_are_sampled_ahead_on_the_grid_their_own_extent_needs(bpy_addon, tmp_path):
+    """The batch samples an item's masks while the backend works (``MaskGrids``): a large
+    object's mask of a 27 MP photo on the coarsest grid, a small one's on a finer grid
+    (read again), an unreadable file as no IoU rather than an error."""
+    batch_iou = addon("batch_iou")
+    large, small, broken = tmp_path / "0.png", tmp_path / "1.png", tmp_path / "2.png"
+    draw_mask(large, (6000, 4500), CASES[0][4], False)  # 660 x 1215 px
+    draw_mask(small, (6000, 4500), CASES[1][4], False)  # 240 x 360 px
+    broken.write_bytes(b"not a picture")
+    grids = batch_iou.MaskGrids([large, small, broken])
+    prepared = 0
+    while grids.prepare_next():
+        prepared += 1
+    assert prepared == 3 and not grids.prepare_next()
+    assert grids.get(0).size == (1000, 750)  # 1215 // 128 = 9 >= 6: the coarsest grid
+    assert grids.get(1).size == (3000, 2250)  # 360 // 128 = 2 cells per grid cell
+    assert grids.get(0).cells.sum() > 0 and grids.get(1).cells.sum() > 0
+    assert grids.get(2) is None and grids.get(3) is None  # unreadable; no such mask
+    obj, cam = scene_with_sphere(bpy_addon, CASES[1][0], CASES[1][2], CASES[1][3])
+    assert batch_iou.object_iou(bpy_addon.context, obj, cam, grids.get(1)) == (
+        batch_iou.object_iou(bpy_addon.context, obj, cam, small)
+    )
+    assert batch_iou.object_iou(bpy_addon.context, obj, cam, grids.get(2)) is None

@@ -127,6 +127,7 @@ class Submission:
                     image_sha256=hashlib.sha256(self.image).hexdigest(),
                     original_size=list(opened.size),
                     size=list(work),
+                    orientation=opened.orientation,
                     mask_coverage=[frac for _, frac in stored[:-1]],
                 ),
             )

@@ -25,11 +25,19 @@ JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 class InputFacts(BaseModel):
-    """What intake learnt about the inputs. Sizes are (width, height) in pixels."""
+    """What intake learnt about the inputs. Sizes are (width, height) in pixels of the
+    upright frame (``backend.jobs.orientation``: the photo's EXIF orientation applied)."""
 
     image_sha256: str | None = None
     original_size: list[int] = Field(default_factory=list, description="before any downscale")
     size: list[int] = Field(default_factory=list, description="the working size of image.png")
+    orientation: int = Field(
+        1,
+        ge=1,
+        le=8,
+        description="the photo's EXIF orientation (1 when it has none): how its stored pixels "
+        "turn upright; a client that shows the stored pixels turns them by it",
+    )
     mask_coverage: list[float] = Field(
         default_factory=list, description="fraction of the image each mask covers"
     )

@@ -17,12 +17,15 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from .orientation import normalized
+
 __all__ = [
     "FALLBACK_FOV_X_DEG",
     "PREVIEW_CAMERA_HEIGHT_M",
     "default_camera_height",
     "done_part_indices",
     "fallback_intrinsics",
+    "photo_orientation",
     "scene_intrinsics",
     "scene_parts",
 ]
@@ -65,6 +68,14 @@ def scene_intrinsics(result: Mapping[str, Any]) -> dict[str, Any] | None:
         if p["state"] == "done" and p.get("intrinsics"):
             return dict(p["intrinsics"])
     return None
+
+
+def photo_orientation(result: Mapping[str, Any]) -> int:
+    """The photo's EXIF orientation (1..8) as the backend recorded it (``input`` >
+    ``orientation``); 1 for a result from a backend that did not record it, whose camera
+    background then shows the photo as stored."""
+    facts = result.get("input")
+    return normalized(facts.get("orientation")) if isinstance(facts, Mapping) else 1
 
 
 def fallback_intrinsics(width: int, height: int) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import bpy
 from mathutils import Matrix
 
 from ..core import placement
+from ..core.orientation import background_turn
 from ..core.provenance import PROP_PREFIX
 
 CAMERA_NAME = "SAM 3D Camera"
@@ -112,9 +113,17 @@ def load_photo(path: str | Path, *, pack: bool = True) -> bpy.types.Image:
     return img
 
 
-def set_background_image(camera: bpy.types.Object, image: bpy.types.Image) -> None:
-    """Show ``image`` behind the scene in ``camera``'s view, fitted to the camera frame
-    (the photo and the frame have the same aspect, so it lines up pixel for pixel)."""
+def set_background_image(
+    camera: bpy.types.Object, image: bpy.types.Image, orientation: int = 1
+) -> None:
+    """Show the photo ``image`` behind the scene in ``camera``'s view, upright and fitted
+    to the camera frame, so it lines up pixel for pixel with the frame (the upright
+    photo's aspect).
+
+    Blender shows the photo's pixels as stored; ``orientation`` is its EXIF orientation
+    (1..8, ``core/scene_result.py: photo_orientation``), by which the background is turned,
+    mirrored and scaled upright (``core/orientation.py: background_turn``)."""
+    turn = background_turn(orientation, (int(image.size[0]), int(image.size[1])))
     data = camera.data
     bg = next((b for b in data.background_images if b.image == image), None)
     if bg is None:
@@ -124,5 +133,10 @@ def set_background_image(camera: bpy.types.Object, image: bpy.types.Image) -> No
     bg.alpha = 1.0
     bg.display_depth = "BACK"
     bg.frame_method = "FIT"
+    bg.rotation = turn.rotation
+    bg.use_flip_x = turn.use_flip_x
+    bg.use_flip_y = False
+    bg.scale = turn.scale
+    bg.offset = (0.0, 0.0)
     bg.show_background_image = True
     data.show_background_images = True

@@ -6,8 +6,9 @@ state, error, pose and stats; read by ``core/scene_result.py``). This module tur
 into Blender data:
 
 * ONE camera (``<label> Camera``) with the photo's intrinsics and the photo as its
-  background image (packed into the .blend), level at the camera height (metres above
-  z = 0, see ``core/scene_result.py``), looking along world +Y.
+  background image (packed into the .blend; turned upright by the photo's EXIF
+  orientation, ``result.json``'s ``input`` > ``orientation``), level at the camera
+  height (metres above z = 0, see ``core/scene_result.py``), looking along world +Y.
 * Every done part imported with Blender's glTF importer and posed in that camera's frame.
   All parts of one job share the camera and the engine's single scale, so relative sizes
   and depths stay consistent.
@@ -25,11 +26,13 @@ from typing import Any
 
 import bpy
 
+from ..core.orientation import swaps_axes
 from ..core.provenance import PROP_PREFIX
 from ..core.scene_result import (
     FALLBACK_FOV_X_DEG,
     default_camera_height,
     fallback_intrinsics,
+    photo_orientation,
     scene_intrinsics,
     scene_parts,
 )
@@ -100,9 +103,12 @@ def import_scene(
     parent = parent_collection or ensure_collection(scene)
     coll = new_scene_collection(label, parent)
     warnings: list[str] = []
+    orientation = photo_orientation(result)
     intr = scene_intrinsics(result)
     if intr is None:
-        w, h = _photo_size(photo)
+        w, h = _photo_size(photo)  # as stored; the camera sees the photo upright
+        if swaps_axes(orientation):
+            w, h = h, w
         if not (w and h):
             raise ValueError("the result has no camera intrinsics and no photo to size them")
         intr = fallback_intrinsics(w, h)
@@ -122,7 +128,7 @@ def import_scene(
     background = None
     if photo is not None:
         background = photo if isinstance(photo, bpy.types.Image) else load_photo(photo)
-        set_background_image(cam, background)
+        set_background_image(cam, background, orientation)
     imported = ImportedScene(label, coll, cam, background=background, warnings=warnings)
     base = dict(provenance or {})
     for part in scene_parts(result):

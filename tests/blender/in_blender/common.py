@@ -15,7 +15,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,37 @@ def run_background(scenario: Callable[[Facts], None], facts: Facts) -> None:
         print(facts["error"], file=sys.stderr, flush=True)
     finally:
         facts.write()
+
+
+def run_gui(start: Callable[[], Iterator[float]], facts: Facts, watchdog_s: float) -> None:
+    """Run a GUI scenario from Blender's timer: ``start()`` makes a generator whose every
+    ``next`` does one step and yields the seconds until the next one, so the UI stays live
+    (and real input events arrive) in between. Past ``watchdog_s`` it stops with an error;
+    an exception is recorded in the facts; either way Blender quits once the facts are
+    written."""
+    state: dict[str, Any] = {}
+
+    def finish() -> None:
+        facts.write()
+        bpy.ops.wm.quit_blender()
+
+    def step() -> float | None:
+        try:
+            if "gen" not in state:
+                state["gen"] = start()
+                state["deadline"] = time.monotonic() + watchdog_s
+            if time.monotonic() > state["deadline"]:
+                raise TimeoutError(f"the scenario took longer than {watchdog_s:g} s")
+            return next(state["gen"])
+        except StopIteration:
+            facts.note("done; quitting Blender")
+        except Exception:
+            facts["error"] = traceback.format_exc()
+            print(facts["error"], file=sys.stderr, flush=True)
+        finish()
+        return None
+
+    bpy.app.timers.register(step, first_interval=1.0)
 
 
 def sam3d_objects(scene: bpy.types.Scene | None = None) -> list[bpy.types.Object]:

@@ -22,12 +22,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-import traceback
 
 import bpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Facts, addon, object_facts, parse_args  # noqa: E402
+from common import Facts, addon, object_facts, parse_args, run_gui  # noqa: E402
 from gui import FAST, Session, _wait  # noqa: E402
 
 #: Give up (and quit Blender, recording why) after this many seconds.
@@ -300,29 +299,7 @@ def main() -> None:
     facts = Facts(args.result)
     facts["scenario"] = args.scenario
     facts["blender_python"] = sys.executable
-    state: dict = {}
-
-    def finish() -> None:
-        facts.write()
-        bpy.ops.wm.quit_blender()
-
-    def step() -> float | None:
-        try:
-            if "gen" not in state:
-                state["gen"] = SCENARIOS[args.scenario](FirstRun(args, facts))
-                state["deadline"] = time.monotonic() + WATCHDOG_S
-            if time.monotonic() > state["deadline"]:
-                raise TimeoutError(f"the scenario took longer than {WATCHDOG_S:g} s")
-            return next(state["gen"])
-        except StopIteration:
-            facts.note("done; quitting Blender")
-        except Exception:
-            facts["error"] = traceback.format_exc()
-            print(facts["error"], file=sys.stderr, flush=True)
-        finish()
-        return None
-
-    bpy.app.timers.register(step, first_interval=1.0)
+    run_gui(lambda: SCENARIOS[args.scenario](FirstRun(args, facts)), facts, WATCHDOG_S)
 
 
 main()

@@ -29,14 +29,13 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 from collections.abc import Generator
 from pathlib import Path
 
 import bpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Facts, addon, object_facts, parse_args, sam3d_objects  # noqa: E402
+from common import Facts, addon, object_facts, parse_args, run_gui, sam3d_objects  # noqa: E402
 
 #: The cancelled job must run long enough to be cancelled mid-way (~15 s on 2 cores).
 SLOW = {"texture_size": "4096", "target_faces": 100000}
@@ -479,29 +478,7 @@ def main() -> None:
     args = _args()
     facts = Facts(args.result)
     facts["scenario"] = args.scenario
-    state: dict = {}
-
-    def finish() -> None:
-        facts.write()
-        bpy.ops.wm.quit_blender()
-
-    def step() -> float | None:
-        try:
-            if "gen" not in state:
-                state["gen"] = SCENARIOS[args.scenario](Session(args, facts))
-                state["deadline"] = time.monotonic() + WATCHDOG_S
-            if time.monotonic() > state["deadline"]:
-                raise TimeoutError(f"the scenario took longer than {WATCHDOG_S:g} s")
-            return next(state["gen"])
-        except StopIteration:
-            facts.note("done; quitting Blender")
-        except Exception:
-            facts["error"] = traceback.format_exc()
-            print(facts["error"], file=sys.stderr, flush=True)
-        finish()
-        return None
-
-    bpy.app.timers.register(step, first_interval=1.0)
+    run_gui(lambda: SCENARIOS[args.scenario](Session(args, facts)), facts, WATCHDOG_S)
 
 
 if __name__ == "__main__":  # first_run.py imports the helpers above

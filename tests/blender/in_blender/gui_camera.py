@@ -17,15 +17,13 @@ import json
 import os
 import subprocess
 import sys
-import time
-import traceback
 from pathlib import Path
 
 import bpy
 from bpy_extras import view3d_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import Facts, addon, parse_args  # noqa: E402
+from common import Facts, addon, parse_args, run_gui  # noqa: E402
 
 WATCHDOG_S = 120.0
 
@@ -101,29 +99,7 @@ def scenario(args, f: Facts):
 def main() -> None:
     args = _args()
     facts = Facts(args.result)
-    state: dict = {}
-
-    def finish() -> None:
-        facts.write()
-        bpy.ops.wm.quit_blender()
-
-    def step() -> float | None:
-        try:
-            if "gen" not in state:
-                state["gen"] = scenario(args, facts)
-                state["deadline"] = time.monotonic() + WATCHDOG_S
-            if time.monotonic() > state["deadline"]:
-                raise TimeoutError(f"the scenario took longer than {WATCHDOG_S:g} s")
-            return next(state["gen"])
-        except StopIteration:
-            facts.note("done; quitting Blender")
-        except Exception:
-            facts["error"] = traceback.format_exc()
-            print(facts["error"], file=sys.stderr, flush=True)
-        finish()
-        return None
-
-    bpy.app.timers.register(step, first_interval=1.0)
+    run_gui(lambda: scenario(args, facts), facts, WATCHDOG_S)
 
 
 main()

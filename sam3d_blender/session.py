@@ -49,6 +49,7 @@ class Session:
             self.current_backend,
             lambda: settings().results_dir,
             lambda: settings().auto_start,
+            installing=self.installing,  # Generate during the install waits for it
         )
         self.installer: InstallerRun | None = None
         self.notice: Notice | None = None

@@ -51,8 +51,12 @@ class JobManager:
         backend: Callable[[], Backend],
         results_dir: Callable[[], Path] | Path,
         auto_start: Callable[[], bool] | bool = True,
+        installing: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``installing``: whether the backend is being installed now (a job that finds it
+        not installed then waits for the install instead of failing)."""
         self._backend = backend
+        self._installing = installing
         self._results_dir = results_dir if callable(results_dir) else (lambda: Path(results_dir))
         self._auto_start = auto_start if callable(auto_start) else (lambda: bool(auto_start))
         self.jobs: list[Job] = []
@@ -219,9 +223,15 @@ class JobManager:
                     backend.ensure_started()
                     state = backend.poll()
             if state == BackendState.READY:
+                job.waiting_for_install = False
                 job.phase = Phase.SUBMITTING
             elif state == BackendState.STARTING:
                 job._next_poll = now + 0.05
+                return
+            elif state == BackendState.NOT_INSTALLED and self._installing():
+                job.waiting_for_install = True
+                job.start_tried = False  # started once the install has made the venv
+                job._next_poll = now + 0.25
                 return
             else:
                 err = backend.error or ErrorInfo(

@@ -160,6 +160,7 @@ class Job:
     cancel_requested: bool = False
     cancel_sent: bool = False
     start_tried: bool = False
+    waiting_for_install: bool = False  # the backend is being installed; the job starts after
     _download: ResultDownload | None = field(default=None, repr=False)
     _call: BackgroundCall | None = field(default=None, repr=False)
     _poll_failures: int = 0
@@ -196,6 +197,8 @@ class Job:
     def status_line(self) -> str:
         """'Running: reconstruct (42%)' style text for the panel."""
         if self.phase == Phase.WAITING_BACKEND:
+            if self.waiting_for_install:
+                return "Waiting for the backend install to finish..."
             return "Starting backend..."
         if self.phase == Phase.SUBMITTING:
             return "Sending image..."

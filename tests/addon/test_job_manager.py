@@ -286,3 +286,48 @@ def test_a_partial_scene_is_downloaded_and_says_which_part_failed(backend, tmp_p
     assert job.state == "partial" and job.phase == Phase.DONE, job.error
     assert job.result["state"] == "partial" and job.result["failed_parts"] == [1]
     assert job.glb_path.read_bytes()[:4] == b"glTF"
+
+
+def test_generate_during_the_install_waits_for_it_then_runs(tmp_path, photo):
+    """Generate pressed while the backend is being installed: the job waits (and says so)
+    instead of failing 'not installed', and runs once the install has made the venv."""
+    venv_python = tmp_path / "venv" / "bin" / "python"
+    backend = ManagedBackend(
+        LaunchConfig(
+            python=venv_python,
+            backend_root=REPO,
+            log_path=tmp_path / "backend.log",
+            run_dir=tmp_path / "run",
+            data_dir=tmp_path / "jobs",
+        )
+    )
+    installing = [True]
+    manager = JobManager(lambda: backend, tmp_path / "results", installing=lambda: installing[0])
+    job = manager.submit(_request(photo))
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        manager.step()
+        time.sleep(0.05)
+    assert job.phase == Phase.WAITING_BACKEND and job.error is None
+    assert job.status_line() == "Waiting for the backend install to finish..."
+    venv_python.parent.mkdir(parents=True)  # the install made the venv: its python runs ours
+    venv_python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    venv_python.chmod(0o755)
+    installing[0] = False
+    try:
+        run_to_completion(manager, job, timeout=120)
+        assert job.phase == Phase.DONE, job.error
+    finally:
+        backend.stop()
+
+    # with no install running, a missing backend still fails at once with its sentence
+    missing = ManagedBackend(
+        LaunchConfig(
+            python=tmp_path / "none" / "python", backend_root=REPO, log_path=tmp_path / "b2.log"
+        )
+    )
+    manager = JobManager(lambda: missing, tmp_path / "results")
+    job = manager.submit(_request(photo))
+    for _ in range(3):
+        manager.step()
+    assert job.phase == Phase.FAILED and job.error.code == "backend_not_installed"

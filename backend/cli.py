@@ -128,9 +128,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from backend.engines.registry import resolve_engine
+    from backend.job_context import Cancelled
     from backend.jobs.intake import Submission, read_input_file, read_mask_folder
     from backend.options import JobOptions
-    from backend.progress import Cancelled
 
     given = {
         "engine": args.engine,
@@ -181,9 +181,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def _run_in_temporary_folder(inputs: JobInputs, out: Path, report: Path | None) -> dict:
     """Run ``inputs`` in a temporary job folder, then write ``out`` (and a scene's
     ``<out>_<i>.glb``, and ``report``). Raises ``Cancelled``, else only ``BackendError``."""
+    from backend.job_context import Cancelled, JobContext
     from backend.jobs.job_dir import JobDir
     from backend.jobs.run import classify_exception, run_job
-    from backend.progress import Cancelled, JobContext
     from backend.storage import write_json_atomic
 
     bar = _Progress()

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from backend.config import idle_unload_s
+from backend.job_context import Cancelled, JobContext
 from backend.jobs.job_dir import JobDir
-from backend.progress import Cancelled, JobContext
 
 
 def _protocol_stream() -> TextIO:

@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from backend.engines.sam3d import Sam3DEngine  # noqa: E402
 from backend.errors import BackendError  # noqa: E402
+from backend.job_context import JobContext  # noqa: E402
 from backend.options import JobOptions  # noqa: E402
-from backend.progress import JobContext  # noqa: E402
 from backend.reconstruction import Reconstruction  # noqa: E402
 
 

@@ -14,8 +14,8 @@ from typing import Protocol
 
 import numpy as np
 
+from backend.job_context import JobContext
 from backend.options import JobOptions
-from backend.progress import JobContext
 from backend.reconstruction import Intrinsics, Reconstruction
 
 

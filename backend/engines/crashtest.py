@@ -17,8 +17,8 @@ import numpy as np
 
 from backend.engines.base import Availability
 from backend.engines.preview import PreviewEngine
+from backend.job_context import JobContext
 from backend.options import JobOptions
-from backend.progress import JobContext
 from backend.reconstruction import Intrinsics, Reconstruction
 
 

@@ -42,10 +42,10 @@ from scipy import ndimage
 
 from backend.engines.base import Availability
 from backend.errors import BackendError
+from backend.job_context import Cancelled, JobContext
 from backend.memory import trim_heap
 from backend.options import JobOptions
 from backend.parallel import ordered_map
-from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Intrinsics, Pose, Reconstruction
 
 FOV_X_DEG = 55.0

@@ -69,8 +69,8 @@ from backend.engines.sam3d_convert import convert_output, intrinsics_from_pointm
 from backend.errors import BackendError
 from backend.gpu.probe import probe_gpus
 from backend.install.plan import ENGINE_MODULES, MIN_COMPUTE_CAPABILITY, MIN_VRAM_MB
+from backend.job_context import Cancelled, JobContext
 from backend.options import PRESET_STEPS, JobOptions
-from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Intrinsics, Reconstruction
 
 #: Top-level modules the engine imports in the worker (checked with find_spec, not imported);

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backend.finishing.pipeline import STAGES, finish_to_glb
+from backend.job_context import Cancelled, JobContext
 from backend.parallel import ordered_map
-from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Reconstruction
 from backend.storage import atomic_path
 

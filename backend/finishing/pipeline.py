@@ -45,8 +45,8 @@ from backend.finishing.mesh_prep import (
 )
 from backend.finishing.simplify import SimplifyJob, resolve_target
 from backend.finishing.uv import unwrap
+from backend.job_context import Cancelled, JobContext
 from backend.memory import trim_heap
-from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Reconstruction
 from backend.storage import refused_by_disk
 

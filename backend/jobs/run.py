@@ -24,10 +24,10 @@ from backend import __version__
 from backend.engines.registry import create_engine
 from backend.errors import BackendError
 from backend.gpu.assignment import current_worker_gpu
+from backend.job_context import JobContext
 from backend.jobs.job_dir import JobDir
 from backend.jobs.request import JobRequest
 from backend.options import JobOptions
-from backend.progress import JobContext
 from backend.reconstruction import Reconstruction
 from backend.storage import atomic_path, refused_by_disk, storage_error
 

@@ -23,8 +23,8 @@ from backend.finishing.bake import DenseColorSource, rasterize_uv  # noqa: E402
 from backend.finishing.glb import read_object_glb  # noqa: E402
 from backend.finishing.mesh_prep import edge_topology  # noqa: E402
 from backend.finishing.uv import unwrap  # noqa: E402
+from backend.job_context import JobContext  # noqa: E402
 from backend.options import FinishOptions  # noqa: E402
-from backend.progress import JobContext  # noqa: E402
 from backend.reconstruction import Intrinsics, Pose, Reconstruction  # noqa: E402
 from tests.synthetic_meshes import (  # noqa: E402
     checker_color,
@@ -407,8 +407,8 @@ def test_iso_surface_slivers_are_welded_not_punched_out(tmp_path, target):
     must collapse (weld) - deleting them would open a hole per sliver - and a large
     reduction must still reach the target count."""
     from backend.engines.preview import PreviewEngine
+    from backend.job_context import JobContext
     from backend.options import JobOptions
-    from backend.progress import JobContext
 
     img = np.full((300, 400, 3), 120, np.uint8)
     yy, xx = np.mgrid[:300, :400]

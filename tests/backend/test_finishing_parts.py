@@ -12,8 +12,8 @@ import pytest
 from backend.errors import BackendError
 from backend.finishing import finish_to_glb
 from backend.finishing.parts import finish_parts
+from backend.job_context import Cancelled, JobContext
 from backend.options import FinishOptions
-from backend.progress import Cancelled, JobContext
 from backend.reconstruction import Reconstruction
 from tests.synthetic_meshes import icosphere, smooth_color, torus
 

@@ -9,8 +9,8 @@ from scipy import ndimage
 
 from backend.engines.preview import CAMERA_HEIGHT_M, PreviewEngine, clean_mask, ground_depth
 from backend.errors import BackendError
+from backend.job_context import JobContext
 from backend.options import JobOptions
-from backend.progress import JobContext
 from backend.reconstruction import Intrinsics
 
 
@@ -237,7 +237,7 @@ def test_masks_are_read_when_their_object_starts():
     masks never holds them all), and cancelling stops the objects not yet started."""
     from collections.abc import Sequence
 
-    from backend.progress import Cancelled
+    from backend.job_context import Cancelled
 
     image, masks = _photo_with_objects()
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backend.job_context import JobContext
 from backend.jobs.images import encode_png
 from backend.jobs.intake import Submission
 from backend.jobs.job_dir import JobDir, JobInputs
 from backend.jobs.request import JobRequest
 from backend.jobs.run import classify_exception, read_mask, run_job
 from backend.options import JobOptions
-from backend.progress import JobContext
 
 OPTIONS = JobOptions(engine="preview", target_faces=1000, texture_size=256)
 

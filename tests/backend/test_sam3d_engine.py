@@ -20,8 +20,8 @@ from test_sam3d_config import make_checkpoints
 from backend.engines.sam3d import Sam3DEngine, choose_attention_backend
 from backend.errors import BackendError
 from backend.gpu import probe as gpu_probe
+from backend.job_context import JobContext
 from backend.options import JobOptions
-from backend.progress import JobContext
 
 REPO = Path(__file__).resolve().parents[2]
 

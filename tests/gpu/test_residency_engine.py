@@ -19,8 +19,8 @@ torch = pytest.importorskip("torch")
 
 from backend.engines.sam3d import Sam3DEngine  # noqa: E402
 from backend.errors import BackendError  # noqa: E402
+from backend.job_context import JobContext  # noqa: E402
 from backend.options import JobOptions  # noqa: E402
-from backend.progress import JobContext  # noqa: E402
 from tests.synthetic_models import SAM3D_SIZES_GB, make_synthetic  # noqa: E402
 
 pytestmark = pytest.mark.gpu

@@ -30,10 +30,20 @@ _FULL = {errno.ENOSPC, errno.EDQUOT}
 _NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS}
 
 
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest existing parent folder (where a folder about to be made
+    will live), absolute."""
+    p = Path(path).expanduser().absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
 def free_bytes(folder: Path) -> int | None:
-    """Bytes free for this user on the disk holding ``folder`` (None when it can't be told)."""
+    """Bytes free for this user on the disk that holds (or will hold) ``folder``; None when
+    it can't be told."""
     try:
-        return shutil.disk_usage(folder).free
+        return shutil.disk_usage(nearest_existing(folder)).free
     except OSError:
         return None
 

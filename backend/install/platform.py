@@ -25,6 +25,7 @@ from backend.install.plan import (
     VENV_GB,
     WEIGHTS_GB,
 )
+from backend.storage import nearest_existing
 
 #: Oldest driver each CUDA stack's wheels run on (CUDA 12.1 / 12.8 release notes).
 MIN_DRIVER = {
@@ -147,15 +148,8 @@ class PlatformReport:
         return [c for c in self.checks if c.fatal and not c.ok]
 
 
-def _existing(path: Path) -> Path:
-    p = Path(path).expanduser().absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
 def _device(path: Path) -> int:
-    return os.stat(_existing(path)).st_dev
+    return os.stat(nearest_existing(path)).st_dev
 
 
 def find_python(profile: str) -> str | None:
@@ -384,20 +378,20 @@ def check_platform(
             need += WEIGHTS_GB
             where += f" + weights {WEIGHTS_GB:.1f} GB (same disk)"
         else:
-            wfree = shutil.disk_usage(_existing(weights_dest)).free / 1e9
+            wfree = shutil.disk_usage(nearest_existing(weights_dest)).free / 1e9
             checks.append(
                 Check(
                     "disk (weights)",
                     wfree >= WEIGHTS_GB,
-                    f"{wfree:.1f} GB free at {_existing(weights_dest)}, the weights need ~{WEIGHTS_GB:.1f} GB",
+                    f"{wfree:.1f} GB free at {nearest_existing(weights_dest)}, the weights need ~{WEIGHTS_GB:.1f} GB",
                 )
             )
-    free = shutil.disk_usage(_existing(venv)).free / 1e9
+    free = shutil.disk_usage(nearest_existing(venv)).free / 1e9
     checks.append(
         Check(
             "disk",
             free >= need,
-            f"{free:.1f} GB free at {_existing(venv)}; needs ~{need:.1f} GB ({where})"
+            f"{free:.1f} GB free at {nearest_existing(venv)}; needs ~{need:.1f} GB ({where})"
             + ("" if free >= need else ": free space or choose another --venv / weights folder"),
         )
     )

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.storage import write_json_atomic
+from backend.storage import free_bytes, write_json_atomic
 
 REPO_ID = "facebook/sam-3d-objects"
 SUBFOLDER = "checkpoints"
@@ -121,7 +121,7 @@ def explain(
     host = endpoint()
     for e in chain:
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            free = shutil.disk_usage(_existing(dest)).free / 1e9
+            free = (free_bytes(dest) or 0) / 1e9
             return WeightsError(
                 "disk_full",
                 f"The disk holding {dest} is full ({free:.1f} GB free): free some space and re-run; finished files are kept.",
@@ -198,17 +198,6 @@ def explain(
     return WeightsError(
         "error", f"Download of {what or repo_id} failed: {type(exc).__name__}: {exc}"
     )
-
-
-def _existing(path: Path) -> Path:
-    p = Path(path).resolve()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def free_bytes(path: Path) -> int:
-    return shutil.disk_usage(_existing(path)).free
 
 
 def list_remote(
@@ -334,8 +323,11 @@ def resumable_get(
                         if "Content-Length" in resp.headers
                         else None
                     )
-                if total is not None and total - have + DISK_MARGIN_MB * 2**20 > free_bytes(
-                    part.parent
+                room = free_bytes(part.parent)
+                if (
+                    total is not None
+                    and room is not None
+                    and total - have + DISK_MARGIN_MB * 2**20 > room
                 ):
                     raise OSError(errno.ENOSPC, f"{(total - have) / 1e9:.2f} GB needed for {name}")
                 done, next_report = have, have + report_every
@@ -421,11 +413,12 @@ def download_repo(
     staging = dest / STAGING
     partial = sum(p.stat().st_size for p in staging.rglob("*.part")) if staging.exists() else 0
     free = free_bytes(dest)
+    room = f"{free / 1e9:.1f} GB free" if free is not None else "free space unknown"
     log(
         f"{repo_id} @ {commit[:12]}: {len(files)} files, {total / 1e9:.2f} GB; "
-        f"{len(todo)} to fetch ({(need - partial) / 1e9:.2f} GB), {free / 1e9:.1f} GB free at {dest}"
+        f"{len(todo)} to fetch ({(need - partial) / 1e9:.2f} GB), {room} at {dest}"
     )
-    if need - partial + DISK_MARGIN_MB * 2**20 > free:
+    if free is not None and need - partial + DISK_MARGIN_MB * 2**20 > free:
         raise WeightsError(
             "disk_full",
             f"Not enough disk space at {dest}: the weights need {(need - partial) / 1e9:.1f} GB more "

@@ -248,8 +248,11 @@ ENGINE_MODULES: tuple[str, ...] = (
 MIN_COMPUTE_CAPABILITY = (7, 0)
 #: The largest stage measured on the real modules (bench/bench_sam3d_gpu.py, shipped
 #: configs): decode = 1.7 GiB of weights (mesh + Gaussian decoders, the mesh decoder's dense
-#: grids) + 7.0 GiB of working memory (``backend.engines.sam3d.STAGE_HEADROOM_MB``) = 8.7 GiB of allocator, plus the
-#: CUDA context (0.6 GiB measured), rounded up. Every other stage needs under 3.4 GiB.
+#: grids) + its working memory, which grows with the object's voxels
+#: (``backend.engines.sam3d.decode_headroom_mb``: 5.6 GiB at a typical 16k, 8.9 at the 42k
+#: cap), plus the CUDA context (0.6 GiB measured). 9600 MiB runs objects up to ~27k voxels
+#: (larger ones are refused before decode with what they need); every other stage needs
+#: under 3.4 GiB.
 MIN_VRAM_MB = 9600
 IMPORT_CHECK_CUDA: tuple[str, ...] = tuple(
     dict.fromkeys(

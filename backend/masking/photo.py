@@ -14,17 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# The intake's own decoding steps (format allow-list, decompression-bomb guard, EXIF,
-# two-step downscale), so a photo is read here exactly as /jobs reads it.
-from backend.jobs.images import (
-    MAX_WORK_PIXELS,
-    _decode_oriented,
-    _open,
-    _reduce,
-    _resize,
-    _rgb_alpha_uint8,
-    _upright_size,
-)
+# The intake's own decoding (format allow-list, decompression-bomb guard, EXIF, two-step
+# downscale), so a photo is read here exactly as /jobs reads it.
+from backend.jobs.images import MAX_WORK_PIXELS, decode_photo, open_inputs
 from backend.jobs.orientation import upright_size
 
 
@@ -58,13 +50,6 @@ class Photo:
 def load_photo(data: bytes, max_pixels: int = MAX_WORK_PIXELS) -> Photo:
     """Decode ``data`` (PNG, JPEG, WebP, TIFF, BMP) into a :class:`Photo`; raises the
     intake's ``bad_image`` / ``empty_file`` / ``image_too_large`` errors."""
-    im = _open(data, "image")
-    width, height = _upright_size(im)
-    im, orientation = _decode_oriented(im, "image", max_pixels)
-    if (im.width > im.height) != (width > height) and width != height:
-        width, height = height, width  # an EXIF orientation stored after a PNG's pixels
-    decoded = im.size
-    im = _reduce(im, max_pixels)
-    im = _resize(im, decoded, max_pixels)
-    rgb, _alpha = _rgb_alpha_uint8(im)
-    return Photo(image_id(data), np.ascontiguousarray(rgb), (width, height), orientation)
+    opened = open_inputs(data, None)
+    rgb, _alpha = decode_photo(opened, max_pixels)
+    return Photo(image_id(data), np.ascontiguousarray(rgb), opened.size, opened.orientation)

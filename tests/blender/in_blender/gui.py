@@ -106,6 +106,19 @@ class Session:
         r = self.region("WINDOW")
         self.xdo("mousemove", *self.to_screen(r, r.width * 0.4, r.height * 0.5), "key", key)
 
+    def open_sam3d_tab(self):
+        """N shows the sidebar; clicks on its tabs until "SAM 3D" is the active one (a
+        scenario step: yields seconds to wait)."""
+        self.key_over_view("n")
+        yield from _wait(lambda: self.view3d.spaces.active.show_region_ui, 5)
+        yield 0.3
+        ui = self.region("UI")
+        for y in range(int(ui.height) - 10, 10, -20):
+            self.click(self.to_screen(ui, ui.width - 10, y))
+            yield 0.15
+            if ui.active_panel_category == "SAM 3D":
+                break
+
     def find_button(
         self,
         idname: str,
@@ -246,17 +259,9 @@ def scenario_session(s: Session) -> Steps:
     f["objects_at_start"] = sorted(o.name for o in bpy.data.objects)
     yield 0.5
 
-    # N shows the sidebar; clicks on its tabs until "SAM 3D" is the active one.
-    s.key_over_view("n")
-    yield from _wait(lambda: s.view3d.spaces.active.show_region_ui, 5)
+    yield from s.open_sam3d_tab()
     f["sidebar_shown"] = s.view3d.spaces.active.show_region_ui
-    yield 0.3
     ui = s.region("UI")
-    for y in range(int(ui.height) - 10, 10, -20):
-        s.click(s.to_screen(ui, ui.width - 10, y))
-        yield 0.15
-        if ui.active_panel_category == "SAM 3D":
-            break
     f["tab"] = ui.active_panel_category
     s.shot("sam3d-tab")
 

@@ -174,13 +174,10 @@ def _mask_of(ibuf: imbuf.types.ImBuf) -> np.ndarray:
     it is written as a PNG and read back as a Blender image)."""
     fd, name = tempfile.mkstemp(suffix=".png", prefix="sam3d_iou_")
     os.close(fd)
-    image = None
     try:
         imbuf.write(ibuf, filepath=name)
-        image = bpy.data.images.load(name, check_existing=False)
-        # Blender stores the bottom row first
-        return blender_images.mask_from_pixels(blender_images.pixels(image))[::-1]
+        with blender_images.loaded_image(name) as image:
+            # Blender stores the bottom row first
+            return blender_images.mask_from_pixels(blender_images.pixels(image))[::-1]
     finally:
-        if image is not None:
-            bpy.data.images.remove(image)
         Path(name).unlink(missing_ok=True)

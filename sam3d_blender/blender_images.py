@@ -140,10 +140,8 @@ class loaded_image:  # noqa: N801 (used as a context manager, reads like a funct
 def mask_from_pixels(px: np.ndarray) -> np.ndarray:
     """(H, W) bool, True = object, from an RGBA mask image, the way the backend reads masks:
     the alpha when it is not fully opaque, otherwise brightness > 50%."""
-    alpha = px[..., 3]
-    if float(alpha.min()) < 1.0:
-        return alpha > 0.5
-    return px[..., :3].mean(axis=2) > 0.5
+    m = alpha_mask(px)
+    return m if m is not None else px[..., :3].mean(axis=2) > 0.5
 
 
 def alpha_mask(px: np.ndarray) -> np.ndarray | None:
@@ -248,18 +246,19 @@ def image_coverage(
     if w == 0 or h == 0:
         result: tuple[float | None, str] = (None, "image has no pixels (file missing?)")
     else:
-        px = pixels(image)
-        if use_alpha:
-            m = alpha_mask(px)
-            result = (
-                (None, "image has no alpha; choose a mask") if m is None else (float(m.mean()), "")
-            )
-        else:
-            result = (float(mask_from_pixels(px).mean()), "")
+        result = _coverage_of(pixels(image), use_alpha)
     if len(_coverage_cache) > 64:
         _coverage_cache.clear()
     _coverage_cache[key] = (now, result[0], result[1])
     return result
+
+
+def _coverage_of(px: np.ndarray, use_alpha: bool) -> tuple[float | None, str]:
+    """(fraction of the mask's pixels, "") of RGBA pixels, or (None, why) without a mask."""
+    if not use_alpha:
+        return (float(mask_from_pixels(px).mean()), "")
+    m = alpha_mask(px)
+    return (None, "image has no alpha; choose a mask") if m is None else (float(m.mean()), "")
 
 
 def file_coverage(path: str, use_alpha: bool) -> tuple[float | None, str]:
@@ -272,12 +271,7 @@ def file_coverage(path: str, use_alpha: bool) -> tuple[float | None, str]:
     if hit is not None:
         return (hit[1], hit[2])
     with loaded_image(p) as img:
-        px = pixels(img)
-    if use_alpha:
-        m = alpha_mask(px)
-        result = (None, "image has no alpha; choose a mask") if m is None else (float(m.mean()), "")
-    else:
-        result = (float(mask_from_pixels(px).mean()), "")
+        result = _coverage_of(pixels(img), use_alpha)
     _coverage_cache[key] = (time.monotonic(), result[0], result[1])
     return result
 

@@ -21,7 +21,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
 import sys
@@ -29,6 +28,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from backend.storage import atomic_path
 
 log = logging.getLogger("sam3d.artists")
 
@@ -205,13 +206,10 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:
-    """Replace ``path`` atomically, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines).rstrip("\n") + "\n")
-    os.replace(tmp, path)
+    """Replace ``path`` atomically, readable by its owner only (``atomic_path``'s temporary
+    file is made 0600 by ``mkstemp``, and the rename keeps that mode)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines).rstrip("\n") + "\n", encoding="utf-8")
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:

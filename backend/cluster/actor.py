@@ -14,6 +14,7 @@ server the job's progress so far and ``cancel`` raises the job's cancel flag at 
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -138,6 +139,7 @@ class JobActor:
         return flag is not None
 
 
+@functools.cache  # one class per kind: a replaced actor reuses it (Ray exports it once)
 def actor_class(kind: str, gpu_resource: str) -> Any:
     """``JobActor`` as a Ray actor class: a GPU actor takes one ``gpu_resource`` ("GPU":
     ``num_gpus=1``, so Ray sets ``CUDA_VISIBLE_DEVICES``; another name: a custom resource,

@@ -9,6 +9,7 @@ import torch).
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,3 +60,16 @@ class Engine(Protocol):
         A failing mask yields its exception in its slot; the others still succeed.
         """
         ...
+
+
+def missing_modules(names: tuple[str, ...] | list[str]) -> list[str]:
+    """Which of ``names`` cannot be imported here, told by ``find_spec`` without importing
+    them (availability checks must never load torch into the server)."""
+    missing = []
+    for name in names:
+        try:
+            if importlib.util.find_spec(name) is None:
+                missing.append(name)
+        except (ImportError, ValueError):
+            missing.append(name)
+    return missing

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from backend.config import checkpoints_dir, idle_unload_s, user_data_root, vram_budget_gb
-from backend.engines.base import Availability
+from backend.engines.base import Availability, missing_modules
 from backend.engines.sam3d_compat import (
     checkpoint_reads_once,
     mesh_grid_slot,
@@ -120,14 +120,7 @@ def _decode_headroom(args: tuple[Any, ...]) -> float | None:
 
 
 def _missing_modules(names: tuple[str, ...] = REQUIRED_MODULES) -> list[str]:
-    missing = []
-    for name in names:
-        try:
-            if importlib.util.find_spec(name) is None:
-                missing.append(name)
-        except (ImportError, ValueError):
-            missing.append(name)
-    return missing
+    return missing_modules(names)
 
 
 def choose_attention_backend(

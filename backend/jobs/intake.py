@@ -9,13 +9,11 @@ decoded and checked (``backend.jobs.images``) into :class:`~backend.jobs.job_dir
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import stat
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 from backend.errors import BackendError
 from backend.jobs.images import (
@@ -33,6 +31,7 @@ from backend.jobs.images import (
 )
 from backend.jobs.job_dir import JobInputs
 from backend.jobs.request import InputFacts, JobKind, JobRequest, job_id_for
+from backend.memory import trim_heap
 from backend.options import JobOptions
 from backend.parallel import ordered_map
 
@@ -138,7 +137,7 @@ class Submission:
                 warnings=opened.notes,
             )
         finally:
-            release_freed_memory()
+            trim_heap()  # a big decode freed memory glibc would otherwise keep
 
 
 def read_input_file(path: str | Path, what: str) -> bytes:
@@ -187,20 +186,3 @@ def read_mask_folder(folder: str | Path) -> list[bytes]:
     files = mask_files_in(folder)
     check_mask_count(len(files))
     return [read_input_file(p, "mask") for p in files]
-
-
-def release_freed_memory() -> None:
-    """Hand the memory a big decode freed back to the operating system. glibc keeps freed
-    blocks in per-thread arenas, so after a few 100 MP decodes on a server's threads the
-    process would keep holding a gigabyte it no longer uses. No-op without glibc."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim: Any = None

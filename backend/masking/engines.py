@@ -12,13 +12,12 @@ what ``auto`` means: ``sam2`` when the package and its weights are present, else
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
 
 from backend.config import checkpoints_dir
-from backend.engines.base import Availability
+from backend.engines.base import Availability, missing_modules
 from backend.errors import BackendError
 
 MASK_ENGINES = ("grabcut", "sam2")
@@ -48,26 +47,15 @@ def sam2_checkpoint(model: str | None = None) -> Path:
     return checkpoints_dir() / "sam2" / MODELS[model or sam2_model()][1]
 
 
-def _missing_modules(*names: str) -> list[str]:
-    missing = []
-    for n in names:
-        try:
-            if importlib.util.find_spec(n) is None:
-                missing.append(n)
-        except (ImportError, ValueError):
-            missing.append(n)
-    return missing
-
-
 def availability(name: str) -> Availability:
     """Whether method ``name`` can run in this environment (file checks only)."""
     if name == "grabcut":
-        missing = _missing_modules("cv2")
+        missing = missing_modules(("cv2",))
         if missing:
             return Availability(False, "OpenCV (opencv-python-headless) is not installed.")
         return Availability(True, "")
     if name == "sam2":
-        missing = _missing_modules("torch", "sam2", "hydra")
+        missing = missing_modules(("torch", "sam2", "hydra"))
         if missing:
             return Availability(
                 False,

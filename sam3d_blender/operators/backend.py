@@ -100,7 +100,7 @@ class SAM3D_OT_backend_install(WaitOrTimer, bpy.types.Operator):
 
     def begin(self, context: bpy.types.Context) -> Pending | set[str]:
         s = session.get()
-        if s.installer is not None and s.installer.state == InstallState.RUNNING:
+        if s.installing():
             self.report({"WARNING"}, "The installer is already running.")
             return {"CANCELLED"}
         prefs = paths.addon_preferences(context)
@@ -152,8 +152,7 @@ class SAM3D_OT_backend_install_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        run = session.get().installer
-        return run is not None and run.state == InstallState.RUNNING
+        return session.get().installing()
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         run = session.get().installer

@@ -75,8 +75,7 @@ def _watch_checks() -> None:
 
 
 def installing() -> bool:
-    run = session.get().installer
-    return run is not None and run.state == InstallState.RUNNING
+    return session.get().installing()
 
 
 def draw_progress(layout: bpy.types.UILayout) -> None:

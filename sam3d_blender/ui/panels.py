@@ -15,7 +15,7 @@ import bpy
 from .. import blender_images, session
 from ..core.backend_process import BackendState
 from ..importing.gltf import DECIMATE_NAME
-from .install_panel import draw_install, draw_machine_report, draw_progress, installing
+from .install_panel import draw_install, draw_machine_report, draw_progress, installing, wrapped
 from .scene_panel import draw_scene_panel
 
 CATEGORY = "SAM 3D"
@@ -58,9 +58,9 @@ def draw_backend_status(
             text="Backend settings changed: they apply when the backend restarts", icon="INFO"
         )
     if state == BackendState.ERROR and backend.error is not None:
-        _wrapped(col, backend.error.sentence(), alert=True)
+        wrapped(col, backend.error.sentence(), alert=True, width=60)
         if backend.error.message and details:
-            _wrapped(col, backend.error.message)
+            wrapped(col, backend.error.message, width=60)
         if details:
             for line in backend.error.log_tail[-8:]:
                 col.label(text=line[:140])
@@ -79,20 +79,6 @@ def draw_backend_status(
         op = row.operator("sam3d.backend_start", text="Restart", icon="FILE_REFRESH")
         op.restart = True
         row.operator("sam3d.backend_stop", icon="PAUSE")
-
-
-def _wrapped(layout: bpy.types.UILayout, text: str, alert: bool = False, width: int = 60) -> None:
-    col = layout.column(align=True)
-    col.alert = alert
-    words, line = text.split(), ""
-    for word in words:
-        if len(line) + len(word) + 1 > width:
-            col.label(text=line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    if line:
-        col.label(text=line)
 
 
 def _mask_status(settings) -> tuple[str, bool]:
@@ -183,7 +169,7 @@ def draw_job(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
         row = box.row()
         row.alert = notice.level == "ERROR"
         row.label(text="", icon={"ERROR": "ERROR", "WARNING": "ERROR"}.get(notice.level, "INFO"))
-        _wrapped(row.column(), notice.text, alert=notice.level == "ERROR", width=48)
+        wrapped(row.column(), notice.text, alert=notice.level == "ERROR", width=48)
         row.operator("sam3d.clear_notice", text="", icon="X", emboss=False)
 
 

@@ -10,7 +10,6 @@ it, it keeps running for the other, and only the last owner's cancel stops it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +35,6 @@ def _owned(state: ServerState, caller: Caller, job_id: str) -> JobStatus:
     return st
 
 
-def _add_owner(state: ServerState, job_id: str, artist: str) -> None:
-    with state.id_lock(job_id):
-        state.artists.add(state.store.dir(job_id).path, artist)
-
-
 @router.post("", status_code=202)
 async def submit(
     state: StateDep,
@@ -50,11 +44,8 @@ async def submit(
     masks: list[UploadFile] | None = File(None, description="Several masks: a scene job"),
     options: str | None = Form(None, description="JobOptions as JSON"),
 ) -> JSONResponse:
-    answer = await submission.submit(state, image, mask, masks, options)
-    if caller.artist is not None:  # the job (new, running or cached) is the caller's too
-        job_id = json.loads(bytes(answer.body))["id"]
-        await state.in_thread(_add_owner, state, job_id, caller.artist)
-    return answer
+    # the job (new, running or cached) is the caller's too
+    return await submission.submit(state, image, mask, masks, options, caller.artist)
 
 
 @router.get("")

@@ -56,8 +56,11 @@ async def submit(
     mask: UploadFile | None,
     masks: list[UploadFile] | None,
     options: str | None,
+    artist: str | None = None,
 ) -> JSONResponse:
-    """A new job, or the answer of the job this request already is (202 either way)."""
+    """A new job, or the answer of the job this request already is (202 either way).
+    ``artist`` (a tokens file's name) becomes one of the job's owners in the same step that
+    finds or creates it, so no other owner can act on the job before it is theirs too."""
     opts = parse_options(options)
     engine = resolve_engine(opts.engine, await state.in_thread(state.machine.engines))
     if masks and mask is not None:
@@ -78,17 +81,26 @@ async def submit(
         state.settings.max_pixels,  # the working resolution is part of the job's identity
     )
     job_id = await state.in_thread(lambda: sub.job_id)
-    answer = await state.in_thread(_existing_locked, state, job_id)
+    answer = await state.in_thread(_existing_locked, state, job_id, artist)
     if answer is not None:
         return answer
     # decoding big photos takes memory: a few at a time
     inputs = await anyio.to_thread.run_sync(_prepare, state, sub, limiter=state.intake_slots)
-    return await state.in_thread(_create, state, job_id, inputs)
+    return await state.in_thread(_create, state, job_id, inputs, artist)
 
 
-def _existing_locked(state: ServerState, job_id: str) -> JSONResponse | None:
+def _existing_locked(state: ServerState, job_id: str, artist: str | None) -> JSONResponse | None:
     with state.id_lock(job_id):
-        return _existing(state, job_id)
+        answer = _existing(state, job_id)
+        if answer is not None:
+            _own(state, job_id, artist)
+        return answer
+
+
+def _own(state: ServerState, job_id: str, artist: str | None) -> None:
+    """Record ``artist`` among the job's owners (under the job's id lock)."""
+    if artist is not None:
+        state.artists.add(state.store.dir(job_id).path, artist)
 
 
 def _existing(state: ServerState, job_id: str) -> JSONResponse | None:
@@ -123,7 +135,7 @@ def _prepare(state: ServerState, sub: Submission) -> JobInputs:
     return sub.prepare()
 
 
-def _create(state: ServerState, job_id: str, inputs: JobInputs) -> JSONResponse:
+def _create(state: ServerState, job_id: str, inputs: JobInputs, artist: str | None) -> JSONResponse:
     """The new job's folder, queued; or the job an identical request created meanwhile."""
     req = inputs.request
     status = JobStatus(
@@ -137,9 +149,11 @@ def _create(state: ServerState, job_id: str, inputs: JobInputs) -> JSONResponse:
     with state.id_lock(job_id):
         answer = _existing(state, job_id)
         if answer is not None:
+            _own(state, job_id, artist)
             return answer
         require_free_space(state.store.root, inputs.nbytes + state.settings.min_free_bytes)
         state.store.create(status, inputs)
+        _own(state, job_id, artist)  # before the queue sees it
         state.store.dir(job_id).log(f"queued ({req.kind}, engine {req.engine})")
         state.pool.submit(job_id)
     return _accepted(status, cached=False)
